@@ -1,0 +1,97 @@
+"""Every tunable knob of fastconv in one place: Numba flags, threads, workspace cap, cache locations.
+
+Environment variables (read once, at import):
+
+``FASTCONV_WORKSPACE_MB``   cap on scratch memory one call may allocate (im2col columns, FFT spectra); 256.
+``FASTCONV_CACHE_DIR``      where fastconv keeps calibration and wisdom files; default: the user cache dir.
+``NUMBA_CACHE_DIR``         Numba's own setting for where compiled kernels are cached (see ``info``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba
+
+# Numba flags for every kernel.  ``fastmath`` is restricted to the flags that keep IEEE semantics for
+# non-finite values: 'nnan'/'ninf' would let LLVM assume NaN/Inf never occur, and the direct definition
+# must propagate them exactly.  'reassoc' and 'contract' let LLVM vectorise reductions and fuse
+# multiply-adds, which changes rounding only at the level of a reordered sum.
+FASTMATH_FLAGS = {"reassoc", "contract", "nsz", "arcp"}
+
+KERNEL_FLAGS = dict(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
+PARALLEL_KERNEL_FLAGS = dict(KERNEL_FLAGS, parallel=True)
+
+njit_kernel = numba.njit(**KERNEL_FLAGS)
+"""Decorator for a serial kernel (called from parallel ones, or too small to split)."""
+
+njit_parallel = numba.njit(**PARALLEL_KERNEL_FLAGS)
+"""Decorator for a kernel whose outermost loop is a ``prange`` over independent work."""
+
+_MIB = 1 << 20
+
+
+def _workspace_from_env() -> int:
+    raw = os.environ.get("FASTCONV_WORKSPACE_MB", "256")
+    try:
+        mib = float(raw)
+    except ValueError:
+        raise ValueError(f"FASTCONV_WORKSPACE_MB must be a number of MiB, got {raw!r}") from None
+    if mib <= 0:
+        raise ValueError(f"FASTCONV_WORKSPACE_MB must be positive, got {raw!r}")
+    return int(mib * _MIB)
+
+
+_workspace_bytes = _workspace_from_env()
+
+
+def get_workspace_limit() -> int:
+    """Bytes of scratch memory one call may allocate (im2col columns, FFT spectra)."""
+    return _workspace_bytes
+
+
+def set_workspace_limit(nbytes: int) -> None:
+    """Cap scratch memory per call; larger problems are processed in chunks."""
+    global _workspace_bytes
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int,)) and not hasattr(nbytes, "__index__"):
+        raise TypeError(f"workspace limit must be an integer number of bytes, got {type(nbytes).__name__}")
+    nbytes = int(nbytes)
+    if nbytes < 1 << 16:
+        raise ValueError(f"workspace limit must be at least 64 KiB, got {nbytes} bytes")
+    _workspace_bytes = nbytes
+
+
+def cache_dir() -> Path:
+    """Directory for fastconv's own persistent files (calibration, autotune wisdom)."""
+    override = os.environ.get("FASTCONV_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "fastconv"
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in fastconv's kernels and in the BLAS that im2col's GEMM calls."""
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"set_num_threads: n must be an integer, got {type(n).__name__}")
+    n = int(n)
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(
+            f"set_num_threads: n must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
+            f"(NUMBA_NUM_THREADS), got {n}"
+        )
+    numba.set_num_threads(n)
+    _limit_blas_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads fastconv's parallel kernels use."""
+    return numba.get_num_threads()
+
+
+def _limit_blas_threads(n: int) -> None:
+    # Numba's np.dot calls SciPy's bundled BLAS, NumPy's matmul its own: threadpoolctl reaches both.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")

@@ -1,0 +1,73 @@
+"""Explicit padding for the boundary modes that are not implicit zeros.
+
+Kernels handle zero padding implicitly (by clipping their loops), so only ``reflect``, ``replicate``,
+``circular`` (PyTorch's padding modes) and ``symmetric`` / constant fill (scipy.signal's ``symm`` and
+``fill`` boundaries) materialise a padded copy.  The index maps are periodic, so they are correct for
+any pad width, including pads wider than the input (which scipy's ``symm``/``wrap`` allow).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._config import njit_kernel, njit_parallel
+
+CONSTANT, REFLECT, REPLICATE, CIRCULAR, SYMMETRIC = range(5)
+MODE_CODES = {
+    "zeros": CONSTANT, "constant": CONSTANT, "fill": CONSTANT,
+    "reflect": REFLECT, "replicate": REPLICATE,
+    "circular": CIRCULAR, "wrap": CIRCULAR,
+    "symmetric": SYMMETRIC, "symm": SYMMETRIC,
+}
+
+
+@njit_kernel
+def source_index(i, size, mode):
+    """Index into an axis of length ``size`` that padded position ``i`` (may be < 0 or >= size) reads;
+    -1 means 'the constant'."""
+    if 0 <= i < size:
+        return i
+    if mode == CONSTANT:
+        return -1
+    if mode == REPLICATE:
+        return 0 if i < 0 else size - 1
+    if mode == CIRCULAR:
+        return i % size
+    if mode == SYMMETRIC:  # edge sample repeated: ... b a | a b c | c b ...
+        m = i % (2 * size)
+        return m if m < size else 2 * size - 1 - m
+    # REFLECT, edge sample not repeated: ... c b | a b c | b a ...
+    if size == 1:
+        return 0
+    period = 2 * size - 2
+    m = i % period
+    return m if m < size else period - m
+
+
+@njit_parallel
+def pad_planes(planes, pad_top, pad_bottom, pad_left, pad_right, mode, fill_value):
+    """Pad the last two axes of a (P, H, W) stack of planes; one plane per parallel task."""
+    count, height, width = planes.shape
+    out_h = height + pad_top + pad_bottom
+    out_w = width + pad_left + pad_right
+    out = np.empty((count, out_h, out_w), dtype=planes.dtype)
+    column_source = np.empty(out_w, dtype=np.int64)
+    for j in range(out_w):
+        column_source[j] = source_index(j - pad_left, width, mode)
+    for p in prange(count):
+        for i in range(out_h):
+            row = source_index(i - pad_top, height, mode)
+            if row < 0:
+                out[p, i, :] = fill_value
+                continue
+            for j in range(out_w):
+                col = column_source[j]
+                out[p, i, j] = planes[p, row, col] if col >= 0 else fill_value
+    return out
+
+
+def pad_nchw(x: np.ndarray, pads, mode: str, fill_value=0) -> np.ndarray:
+    """Pad the spatial axes of a C-contiguous (..., H, W) array; ``pads`` is (top, bottom, left, right)."""
+    planes = x.reshape((-1,) + x.shape[-2:])
+    padded = pad_planes(planes, *pads, MODE_CODES[mode], x.dtype.type(fill_value))
+    return padded.reshape(x.shape[:-2] + padded.shape[-2:])

@@ -1,0 +1,309 @@
+"""Argument normalisation and validation, done once at the public edge.
+
+Every public convolution entry point turns its arguments into a frozen :class:`ConvParams` and
+contiguous arrays of one compute dtype before any kernel runs.  Kernels are compiled without bounds
+checks, so this module is what stands between a user's typo and a segfault: every error names the
+argument and the shapes involved.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+# Refuse problems whose output alone could never be allocated, before numpy tries.
+_MAX_ELEMENTS = 1 << 40
+
+
+def as_pair(value, name: str, *, minimum: int) -> tuple[int, int]:
+    """Turn an int or a pair of ints into a validated ``(h, w)`` tuple."""
+    items = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    pair = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not hasattr(item, "__index__"):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        item = operator.index(item)
+        if item < minimum:
+            qualifier = "positive" if minimum == 1 else f">= {minimum}"
+            raise ValueError(f"{name} must be {qualifier}, got {value!r}")
+        pair.append(item)
+    return pair[0], pair[1]
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """An ndarray view of ``value``, rejecting dtypes no kernel can compute in."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        if array.dtype.kind == "c":
+            raise TypeError(
+                f"{name} is complex ({array.dtype}); conv2d works on real data — use "
+                "fastconv.correlate2d / convolve2d for complex signals"
+            )
+        raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+    return array
+
+
+def compute_dtype(*arrays: np.ndarray | None) -> np.dtype:
+    """float32 stays float32, float64 stays float64, mixed floats promote as NumPy does;
+    integer and bool inputs are computed in float64, float16 in float32."""
+    dtype = np.result_type(*[a.dtype for a in arrays if a is not None])
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    if dtype.itemsize > 8:
+        raise TypeError(f"{dtype} is not supported; use float32 or float64")
+    return dtype
+
+
+def contiguous(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous array of ``dtype``; a copy only when needed (inputs are never written to)."""
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """Everything about one conv2d call except the data: shapes, geometry, dtype.
+
+    Padding here is the total implicit zero padding seen by the kernels.  For the non-zero padding
+    modes, :meth:`explicitly_padded` describes the problem after the input has been padded.
+    """
+
+    batch: int
+    in_channels: int
+    in_h: int
+    in_w: int
+    out_channels: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int = 1
+    stride_w: int = 1
+    dilation_h: int = 1
+    dilation_w: int = 1
+    pad_top: int = 0
+    pad_bottom: int = 0
+    pad_left: int = 0
+    pad_right: int = 0
+    groups: int = 1
+    padding_mode: str = "zeros"
+    dtype: np.dtype = np.dtype(np.float64)
+    has_bias: bool = False
+
+    # --- derived geometry ---------------------------------------------------------------------
+    @property
+    def in_channels_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_channels_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+    @property
+    def dilated_kernel_h(self) -> int:
+        return self.dilation_h * (self.kernel_h - 1) + 1
+
+    @property
+    def dilated_kernel_w(self) -> int:
+        return self.dilation_w * (self.kernel_w - 1) + 1
+
+    @property
+    def padded_h(self) -> int:
+        return self.in_h + self.pad_top + self.pad_bottom
+
+    @property
+    def padded_w(self) -> int:
+        return self.in_w + self.pad_left + self.pad_right
+
+    @property
+    def out_h(self) -> int:
+        return (self.padded_h - self.dilated_kernel_h) // self.stride_h + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.padded_w - self.dilated_kernel_w) // self.stride_w + 1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.in_channels, self.in_h, self.in_w)
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.out_channels, self.in_channels_per_group, self.kernel_h, self.kernel_w)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.out_channels, self.out_h, self.out_w)
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups > 1 and self.in_channels_per_group == 1
+
+    # --- costs -------------------------------------------------------------------------------
+    @property
+    def flops(self) -> int:
+        """Multiply-adds counted as 2 FLOPs, as the direct definition performs them."""
+        return (
+            2 * self.batch * self.out_channels * self.out_h * self.out_w
+            * self.in_channels_per_group * self.kernel_h * self.kernel_w
+        )
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity of the problem: the memo key for decisions."""
+        return tuple(getattr(self, f) for f in self.__dataclass_fields__)
+
+    def explicitly_padded(self) -> "ConvParams":
+        """The same problem after the input has been padded explicitly (for non-zero modes)."""
+        return replace(
+            self, in_h=self.padded_h, in_w=self.padded_w,
+            pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, padding_mode="zeros",
+        )
+
+    def describe(self) -> str:
+        text = (
+            f"input {self.input_shape} weight {self.weight_shape} -> {self.output_shape} "
+            f"{self.dtype.name}"
+        )
+        extras = []
+        if (self.stride_h, self.stride_w) != (1, 1):
+            extras.append(f"stride=({self.stride_h}, {self.stride_w})")
+        if any((self.pad_top, self.pad_bottom, self.pad_left, self.pad_right)):
+            extras.append(f"pad=(t{self.pad_top} b{self.pad_bottom} l{self.pad_left} r{self.pad_right})")
+        if (self.dilation_h, self.dilation_w) != (1, 1):
+            extras.append(f"dilation=({self.dilation_h}, {self.dilation_w})")
+        if self.groups != 1:
+            extras.append(f"groups={self.groups}")
+        if self.padding_mode != "zeros":
+            extras.append(f"padding_mode={self.padding_mode}")
+        return text + (" " + " ".join(extras) if extras else "")
+
+
+def resolve_padding(padding, kernel_h, kernel_w, dilation, stride) -> tuple[int, int, int, int]:
+    """``padding`` as (top, bottom, left, right); ``"same"`` puts an odd extra row/column at the
+    bottom/right, as PyTorch does."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions (stride={stride})"
+                )
+            total_h = dilation[0] * (kernel_h - 1)
+            total_w = dilation[1] * (kernel_w - 1)
+            return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    pad_h, pad_w = as_pair(padding, "padding", minimum=0)
+    return (pad_h, pad_h, pad_w, pad_w)
+
+
+def check_padding_mode(padding_mode, pads, in_h, in_w) -> str:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    top, bottom, left, right = pads
+    if padding_mode == "reflect" and (max(top, bottom) >= in_h or max(left, right) >= in_w):
+        raise ValueError(
+            f"padding_mode='reflect' needs padding smaller than the input: padding "
+            f"(top={top}, bottom={bottom}, left={left}, right={right}) vs input {in_h}x{in_w}"
+        )
+    if padding_mode == "circular" and (max(top, bottom) > in_h or max(left, right) > in_w):
+        raise ValueError(
+            f"padding_mode='circular' needs padding no larger than the input: padding "
+            f"(top={top}, bottom={bottom}, left={left}, right={right}) vs input {in_h}x{in_w}"
+        )
+    return padding_mode
+
+
+def check_fits(params: ConvParams) -> None:
+    """The (dilated) kernel must fit in the padded input; the output must be allocatable."""
+    if params.dilated_kernel_h > params.padded_h or params.dilated_kernel_w > params.padded_w:
+        raise ValueError(
+            f"kernel of size ({params.kernel_h}, {params.kernel_w}) with dilation "
+            f"({params.dilation_h}, {params.dilation_w}) spans ({params.dilated_kernel_h}, "
+            f"{params.dilated_kernel_w}), larger than the padded input "
+            f"({params.padded_h}, {params.padded_w})"
+        )
+    if np.prod(params.output_shape, dtype=np.float64) > _MAX_ELEMENTS:
+        raise ValueError(f"output of shape {params.output_shape} is too large to allocate")
+
+
+def make_conv_params(
+    input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+    *, input_name="input", weight_name="weight",
+):
+    """Validate conv2d arguments and return ``(params, x, w, b, batched)``.
+
+    ``x`` (N, C, H, W), ``w`` and ``b`` are C-contiguous arrays of ``params.dtype`` (copies only
+    where the caller's arrays are not already so), ``batched`` says whether ``input`` had a batch axis.
+    """
+    x = as_array(input, input_name)
+    w = as_array(weight, weight_name)
+    b = None if bias is None else as_array(bias, "bias")
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}"
+        )
+    batched = x.ndim == 4
+    if w.ndim != 4:
+        raise ValueError(f"{weight_name} must be 4-D (K, C/groups, R, S), got shape {w.shape}")
+    if x.size == 0:
+        raise ValueError(f"{input_name} must not be empty, got shape {x.shape}")
+    if w.size == 0:
+        raise ValueError(f"{weight_name} must not be empty, got shape {w.shape}")
+    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    groups = operator.index(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+
+    x4 = x if batched else x[np.newaxis]
+    batch, in_channels, in_h, in_w = x4.shape
+    out_channels, channels_per_group, kernel_h, kernel_w = w.shape
+    if in_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input channels: {input_name} has {in_channels} "
+            f"(shape {x.shape})"
+        )
+    if out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the output channels: {weight_name} has {out_channels} "
+            f"(shape {w.shape})"
+        )
+    if channels_per_group * groups != in_channels:
+        raise ValueError(
+            f"{weight_name} of shape {w.shape} expects {channels_per_group * groups} input channels "
+            f"(C/groups={channels_per_group}, groups={groups}), but {input_name} of shape {x.shape} "
+            f"has {in_channels}"
+        )
+    if b is not None and b.shape != (out_channels,):
+        raise ValueError(
+            f"bias must have shape ({out_channels},) to match {weight_name} {w.shape}, got {b.shape}"
+        )
+
+    stride_hw = as_pair(stride, "stride", minimum=1)
+    dilation_hw = as_pair(dilation, "dilation", minimum=1)
+    pads = resolve_padding(padding, kernel_h, kernel_w, dilation_hw, stride_hw)
+    mode = check_padding_mode(padding_mode, pads, in_h, in_w)
+
+    dtype = compute_dtype(x, w, b)
+    params = ConvParams(
+        batch=batch, in_channels=in_channels, in_h=in_h, in_w=in_w,
+        out_channels=out_channels, kernel_h=kernel_h, kernel_w=kernel_w,
+        stride_h=stride_hw[0], stride_w=stride_hw[1],
+        dilation_h=dilation_hw[0], dilation_w=dilation_hw[1],
+        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+        groups=groups, padding_mode=mode, dtype=dtype, has_bias=b is not None,
+    )
+    check_fits(params)
+    return (
+        params,
+        contiguous(x4, dtype),
+        contiguous(w, dtype),
+        None if b is None else contiguous(b, dtype),
+        batched,
+    )

@@ -1,0 +1,113 @@
+"""conv2d and sepconv2d: validate -> pad (non-zero modes) -> dispatch -> backend."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dispatch
+from ._padding import pad_nchw
+from ._params import as_array, make_conv_params
+from .backends import BACKENDS, separable
+
+
+def _zero_padding_form(params, x):
+    """Materialise a non-zero padding mode so that every backend sees implicit zeros only."""
+    if params.padding_mode == "zeros":
+        return params, x
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    return params.explicitly_padded(), pad_nchw(x, pads, params.padding_mode)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algorithm="auto"):
+    """2-D convolution with exactly the semantics of ``torch.nn.functional.conv2d``.
+
+    It is a cross-correlation (no kernel flip), as deep-learning libraries define convolution.
+
+    Parameters
+    ----------
+    input : array (N, C, H, W) or unbatched (C, H, W)
+    weight : array (K, C/groups, R, S)
+    bias : array (K,) or None
+    stride, dilation : int or (int, int), positive
+    padding : int, (int, int), ``"valid"`` or ``"same"`` (stride 1 only; an odd total puts the extra
+        row/column at the bottom/right)
+    groups : int dividing C and K (``groups == C`` is depthwise)
+    padding_mode : ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``
+    algorithm : ``"auto"`` or a name from :func:`fastconv.algorithms`
+
+    Returns
+    -------
+    ndarray (N, K, H', W') or (K, H', W'), C-contiguous, float32 or float64 (see the README's dtype
+    rules).  Inputs are never modified.
+    """
+    dispatch.check_algorithm(algorithm)
+    params, x, w, b, batched = make_conv_params(
+        input, weight, bias, stride, padding, dilation, groups, padding_mode
+    )
+    params, x = _zero_padding_form(params, x)
+    decision = dispatch.choose_forward(params, x, w, algorithm)
+    if decision.algorithm == "separable":
+        out = separable.forward(x, w, b, params, factors=decision.factors)
+    else:
+        out = BACKENDS[decision.algorithm].forward(x, w, b, params)
+    return out if batched else out[0]
+
+
+def _as_factor(value, name, length_axis_name):
+    factor = as_array(value, name)
+    if factor.ndim not in (1, 3):
+        raise ValueError(
+            f"{name} must be 1-D ({length_axis_name},) — the same filter for every channel — or 3-D "
+            f"(K, C/groups, {length_axis_name}), got shape {factor.shape}"
+        )
+    if factor.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {factor.shape}")
+    return factor
+
+
+def sepconv2d(input, col, row, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+              padding_mode="zeros"):
+    """Separable 2-D convolution with the kernel given by its 1-D factors.
+
+    Equivalent to ``conv2d(input, weight, ...)`` with ``weight[k, c] = outer(col[k, c], row[k, c])``.
+
+    ``col`` (R,) and ``row`` (S,) as 1-D vectors filter every input channel independently with the
+    same kernel (output has C channels; ``groups`` must be left at 1, it is implied to be C).
+    ``col`` (K, C/groups, R) and ``row`` (K, C/groups, S) give one factor pair per (k, c).
+    """
+    col = _as_factor(col, "col", "R")
+    row = _as_factor(row, "row", "S")
+    if col.ndim != row.ndim:
+        raise ValueError(f"col and row must both be 1-D or both 3-D, got {col.shape} and {row.shape}")
+    x_probe = as_array(input, "input")
+    if col.ndim == 1:
+        if groups != 1:
+            raise ValueError(
+                "with 1-D col/row every channel is filtered independently (groups is implied to "
+                f"be the channel count); got groups={groups!r}"
+            )
+        if x_probe.ndim not in (3, 4):
+            raise ValueError(
+                f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x_probe.shape}"
+            )
+        channels = x_probe.shape[-3]
+        col = np.broadcast_to(col, (channels, 1, col.shape[0]))
+        row = np.broadcast_to(row, (channels, 1, row.shape[0]))
+        groups = channels
+    if col.shape[:2] != row.shape[:2]:
+        raise ValueError(
+            f"col {col.shape} and row {row.shape} must agree on (K, C/groups)"
+        )
+    # A stand-in weight of the right shape lets the one params layer validate everything.
+    weight_shape = col.shape[:2] + (col.shape[2], row.shape[2])
+    stand_in = np.lib.stride_tricks.as_strided(
+        np.zeros(1, dtype=np.result_type(col, row)), weight_shape, (0, 0, 0, 0)
+    )
+    params, x, _, b, batched = make_conv_params(
+        input, stand_in, bias, stride, padding, dilation, groups, padding_mode
+    )
+    params, x = _zero_padding_form(params, x)
+    col = np.ascontiguousarray(col, dtype=params.dtype)
+    row = np.ascontiguousarray(row, dtype=params.dtype)
+    out = separable.forward_factors(x, col, row, b, params)
+    return out if batched else out[0]
