@@ -1,0 +1,44 @@
+"""Command line: ``python -m fastconv bench|info``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_bench_parser(subparsers):
+    bench = subparsers.add_parser("bench", help="time every algorithm and the installed peers")
+    bench.add_argument("--quick", action="store_true", help="a few shapes, well under a minute")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="threads for fastconv and every peer (default: Numba's default)")
+    bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
+
+
+def _run_bench(args) -> int:
+    from . import benchmark
+
+    return benchmark.main(args)
+
+
+def _run_info(args) -> int:
+    from . import info
+
+    print(info.report())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fastconv", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_bench_parser(subparsers)
+    subparsers.add_parser("info", help="versions, threads, CPU, cache locations, GEMM rate")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"bench": _run_bench, "info": _run_info}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

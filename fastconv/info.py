@@ -1,0 +1,72 @@
+"""``python -m fastconv info``: what fastconv runs on, and how fast its GEMM can go here."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def gemm_flops_per_second(size: int = 2048, dtype=np.float32, repeats: int = 3) -> float:
+    """Best-of-``repeats`` FLOP/s of a NumPy ``size``² matrix product: the machine's GEMM rate."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def _cpu_features() -> str:
+    try:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features().flatten()
+        wanted = [f for f in ("avx512f", "avx2", "fma", "sse4.2") if f"+{f}" in features]
+        return f"{llvm.get_host_cpu_name()} ({', '.join(wanted) or 'baseline'})"
+    except Exception as error:  # pragma: no cover - depends on llvmlite internals
+        return f"unknown ({error})"
+
+
+def report() -> str:
+    import numba
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    from . import __version__
+    from ._config import cache_dir, get_num_threads, get_workspace_limit
+
+    blas = [
+        f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('num_threads')} threads, "
+        f"{os.path.basename(entry.get('filepath', ''))})"
+        for entry in threadpool_info() if entry.get("user_api") == "blas"
+    ]
+    lines = [
+        f"fastconv {__version__}",
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"numba {numba.__version__}",
+        f"CPU: {_cpu_features()}, {os.cpu_count()} logical cores",
+        f"threads: numba {get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}, "
+        f"layer {numba.threading_layer() if _threading_layer_ready() else 'not yet chosen'})",
+        "BLAS: " + ("; ".join(blas) if blas else "none found"),
+        f"workspace cap: {get_workspace_limit() / 2**20:.0f} MiB (FASTCONV_WORKSPACE_MB)",
+        f"JIT cache: {numba.config.CACHE_DIR or 'next to the sources in __pycache__ (NUMBA_CACHE_DIR unset)'}",
+        f"fastconv cache dir (calibration, wisdom): {cache_dir()}",
+        f"float32 GEMM rate (NumPy 2048² matmul): {gemm_flops_per_second() / 1e9:.1f} GFLOP/s",
+    ]
+    return "\n".join(lines)
+
+
+def _threading_layer_ready() -> bool:
+    import numba
+
+    try:
+        numba.threading_layer()
+        return True
+    except ValueError:
+        return False
