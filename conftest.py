@@ -7,7 +7,7 @@
 """
 from pathlib import Path
 
-ROOT = Path(__file__).parent
+import pytest
 
 
 def pytest_addoption(parser):
@@ -19,21 +19,12 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     running_benchmarks = config.getoption("--benchmark")
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        # No paths named: `pytest` collects tests/, `pytest --benchmark` collects bench/.
+        wanted = "bench" if running_benchmarks else "tests"
+        config.args[:] = [arg for arg in config.args if Path(arg).name == wanted]
     if hasattr(config.option, "benchmark_disable"):
         # pytest-benchmark is installed: time only when asked to
         config.option.benchmark_disable = not running_benchmarks
         if running_benchmarks and not config.option.benchmark_sort:
             config.option.benchmark_sort = "median"
-
-
-def pytest_ignore_collect(collection_path, config):
-    """Without explicit paths, ``pytest`` collects tests/ and ``pytest --benchmark`` collects bench/."""
-    if config.args != [str(ROOT / p) for p in config.getini("testpaths")] and config.args != [str(ROOT)]:
-        return None  # the user named what to collect
-    benchmarking = config.getoption("--benchmark")
-    path = Path(collection_path)
-    if benchmarking and path == ROOT / "tests":
-        return True
-    if not benchmarking and path == ROOT / "bench":
-        return True
-    return None
