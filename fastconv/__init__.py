@@ -1,7 +1,7 @@
 """fastconv: JIT-compiled (Numba) CPU convolution kernels with PyTorch and scipy.signal semantics."""
 from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
 from .conv import conv2d, sepconv2d
-from .dispatch import algorithms
+from .dispatch import algorithms, explain, get_autotune, set_autotune
 from .formulas import conv_flops, conv_output_shape, conv_params
 
 __version__ = "0.1.0"
@@ -12,9 +12,12 @@ __all__ = [
     "conv_flops",
     "conv_output_shape",
     "conv_params",
+    "explain",
+    "get_autotune",
     "get_num_threads",
     "get_workspace_limit",
     "sepconv2d",
+    "set_autotune",
     "set_num_threads",
     "set_workspace_limit",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastconv bench|info``."""
+"""Command line: ``python -m fastconv bench|calibrate|info``."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,19 @@ def _add_bench_parser(subparsers):
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for fastconv and every peer (default: Numba's default)")
     bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
+
+
+def _add_calibrate_parser(subparsers):
+    calibrate = subparsers.add_parser(
+        "calibrate", help="fit the dispatcher's cost model to this machine (stored in the cache dir)"
+    )
+    calibrate.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
+
+
+def _run_calibrate(args) -> int:
+    from . import calibration
+
+    return calibration.main(args)
 
 
 def _run_bench(args) -> int:
@@ -30,13 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastconv", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_bench_parser(subparsers)
+    _add_calibrate_parser(subparsers)
     subparsers.add_parser("info", help="versions, threads, CPU, cache locations, GEMM rate")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"bench": _run_bench, "info": _run_info}
+    handlers = {"bench": _run_bench, "calibrate": _run_calibrate, "info": _run_info}
     return handlers[args.command](args)
 
 

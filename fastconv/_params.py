@@ -232,6 +232,76 @@ def check_fits(params: ConvParams) -> None:
         raise ValueError(f"output of shape {params.output_shape} is too large to allocate")
 
 
+def describe_conv(
+    input_shape, weight_shape, bias_shape, dtype, stride=1, padding=0, dilation=1, groups=1,
+    padding_mode="zeros", *, input_name="input", weight_name="weight",
+):
+    """Validate a conv2d problem given by shapes alone; return ``(ConvParams, batched)``.
+
+    ``bias_shape`` is None for no bias.  Used by :func:`make_conv_params` and by ``explain``, which
+    must not allocate the arrays it describes.
+    """
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError(
+            f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {input_shape}"
+        )
+    batched = len(input_shape) == 4
+    if len(weight_shape) != 4:
+        raise ValueError(
+            f"{weight_name} must be 4-D (K, C/groups, R, S), got shape {weight_shape}"
+        )
+    if 0 in input_shape:
+        raise ValueError(f"{input_name} must not be empty, got shape {input_shape}")
+    if 0 in weight_shape:
+        raise ValueError(f"{weight_name} must not be empty, got shape {weight_shape}")
+    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    groups = operator.index(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+
+    batch, in_channels, in_h, in_w = input_shape if batched else (1,) + input_shape
+    out_channels, channels_per_group, kernel_h, kernel_w = weight_shape
+    if in_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input channels: {input_name} has {in_channels} "
+            f"(shape {input_shape})"
+        )
+    if out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the output channels: {weight_name} has {out_channels} "
+            f"(shape {weight_shape})"
+        )
+    if channels_per_group * groups != in_channels:
+        raise ValueError(
+            f"{weight_name} of shape {weight_shape} expects {channels_per_group * groups} input "
+            f"channels (C/groups={channels_per_group}, groups={groups}), but {input_name} of shape "
+            f"{input_shape} has {in_channels}"
+        )
+    if bias_shape is not None and tuple(bias_shape) != (out_channels,):
+        raise ValueError(
+            f"bias must have shape ({out_channels},) to match {weight_name} {weight_shape}, "
+            f"got {tuple(bias_shape)}"
+        )
+
+    stride_hw = as_pair(stride, "stride", minimum=1)
+    dilation_hw = as_pair(dilation, "dilation", minimum=1)
+    pads = resolve_padding(padding, kernel_h, kernel_w, dilation_hw, stride_hw)
+    mode = check_padding_mode(padding_mode, pads, in_h, in_w)
+
+    params = ConvParams(
+        batch=batch, in_channels=in_channels, in_h=in_h, in_w=in_w,
+        out_channels=out_channels, kernel_h=kernel_h, kernel_w=kernel_w,
+        stride_h=stride_hw[0], stride_w=stride_hw[1],
+        dilation_h=dilation_hw[0], dilation_w=dilation_hw[1],
+        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+        groups=groups, padding_mode=mode, dtype=np.dtype(dtype), has_bias=bias_shape is not None,
+    )
+    check_fits(params)
+    return params, batched
+
+
 def make_conv_params(
     input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
     *, input_name="input", weight_name="weight",
@@ -244,66 +314,16 @@ def make_conv_params(
     x = as_array(input, input_name)
     w = as_array(weight, weight_name)
     b = None if bias is None else as_array(bias, "bias")
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}"
-        )
-    batched = x.ndim == 4
-    if w.ndim != 4:
-        raise ValueError(f"{weight_name} must be 4-D (K, C/groups, R, S), got shape {w.shape}")
-    if x.size == 0:
-        raise ValueError(f"{input_name} must not be empty, got shape {x.shape}")
-    if w.size == 0:
-        raise ValueError(f"{weight_name} must not be empty, got shape {w.shape}")
-    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
-        raise TypeError(f"groups must be a positive int, got {groups!r}")
-    groups = operator.index(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups}")
-
-    x4 = x if batched else x[np.newaxis]
-    batch, in_channels, in_h, in_w = x4.shape
-    out_channels, channels_per_group, kernel_h, kernel_w = w.shape
-    if in_channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide the input channels: {input_name} has {in_channels} "
-            f"(shape {x.shape})"
-        )
-    if out_channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide the output channels: {weight_name} has {out_channels} "
-            f"(shape {w.shape})"
-        )
-    if channels_per_group * groups != in_channels:
-        raise ValueError(
-            f"{weight_name} of shape {w.shape} expects {channels_per_group * groups} input channels "
-            f"(C/groups={channels_per_group}, groups={groups}), but {input_name} of shape {x.shape} "
-            f"has {in_channels}"
-        )
-    if b is not None and b.shape != (out_channels,):
-        raise ValueError(
-            f"bias must have shape ({out_channels},) to match {weight_name} {w.shape}, got {b.shape}"
-        )
-
-    stride_hw = as_pair(stride, "stride", minimum=1)
-    dilation_hw = as_pair(dilation, "dilation", minimum=1)
-    pads = resolve_padding(padding, kernel_h, kernel_w, dilation_hw, stride_hw)
-    mode = check_padding_mode(padding_mode, pads, in_h, in_w)
-
-    dtype = compute_dtype(x, w, b)
-    params = ConvParams(
-        batch=batch, in_channels=in_channels, in_h=in_h, in_w=in_w,
-        out_channels=out_channels, kernel_h=kernel_h, kernel_w=kernel_w,
-        stride_h=stride_hw[0], stride_w=stride_hw[1],
-        dilation_h=dilation_hw[0], dilation_w=dilation_hw[1],
-        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
-        groups=groups, padding_mode=mode, dtype=dtype, has_bias=b is not None,
+    params, batched = describe_conv(
+        x.shape, w.shape, None if b is None else b.shape, compute_dtype(x, w, b),
+        stride, padding, dilation, groups, padding_mode,
+        input_name=input_name, weight_name=weight_name,
     )
-    check_fits(params)
+    x4 = x if batched else x[np.newaxis]
     return (
         params,
-        contiguous(x4, dtype),
-        contiguous(w, dtype),
-        None if b is None else contiguous(b, dtype),
+        contiguous(x4, params.dtype),
+        contiguous(w, params.dtype),
+        None if b is None else contiguous(b, params.dtype),
         batched,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,11 +25,12 @@ import numpy as np
 from ._config import get_num_threads
 from .backends import BACKENDS, fft, separable
 
-ALGORITHMS = ("auto",) + tuple(BACKENDS)
+ALGORITHMS = ("auto", "measure") + tuple(BACKENDS)
 
 
 def algorithms() -> tuple[str, ...]:
-    """Names accepted by ``algorithm=``: ``"auto"`` and every backend."""
+    """Names accepted by ``algorithm=``: ``"auto"`` (cost model), ``"measure"`` (time the
+    eligible backends once per problem) and every backend."""
     return ALGORITHMS
 
 
@@ -39,44 +41,52 @@ def check_algorithm(algorithm) -> str:
 
 
 # --- cost model -------------------------------------------------------------------------------
-# Throughputs per thread, in FLOP/s (or bytes/s), and fixed costs in seconds.  float64 runs at half
-# the float32 vector width, so rates are divided by the itemsize ratio.
-DIRECT_FLOPS_PER_THREAD = 9e9
+# Each backend's predicted time is a dot product of shape features (operation counts, bytes, calls;
+# per thread, with float64 counted double because it fills half a vector) and per-machine
+# coefficients (seconds per unit).  ``python -m fastconv calibrate`` fits the coefficients on this
+# machine; the defaults below were fitted on a 2-core x86-64 (AVX2 OpenBLAS) machine.
+FEATURE_NAMES = {
+    "direct": ("call", "flops"),
+    "im2col": ("call", "unfold_bytes", "gemm_flops", "gemm_calls"),
+    "fft": ("call", "transform_flops", "mac_flops", "output_elements"),
+    "separable": ("call", "flops", "kernel_factorisations"),
+}
+DEFAULT_COEFFICIENTS = {
+    "direct": (4e-6, 1 / 9e9),
+    "im2col": (8e-6, 1 / 3e9, 1 / 60e9, 2e-6),
+    "fft": (60e-6, 1 / 3e9, 1 / 4e9, 4e-10),
+    "separable": (8e-6, 1 / 9e9, 1.5e-6),
+}
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
-GEMM_FLOPS_PER_THREAD = 60e9
-UNFOLD_BYTES_PER_THREAD = 3e9
-FFT_FLOPS_PER_THREAD = 3e9
-SPECTRAL_MAC_FLOPS_PER_THREAD = 4e9
-CALL_OVERHEAD = {"direct": 4e-6, "im2col": 8e-6, "fft": 60e-6, "separable": 8e-6}
-GEMM_CALL_OVERHEAD = 2e-6
+
+_coefficients = dict(DEFAULT_COEFFICIENTS)
 
 
-def _width_factor(params) -> float:
-    return params.dtype.itemsize / 4.0
+def set_cost_coefficients(coefficients: dict | None) -> None:
+    """Use fitted coefficients (``None`` restores the shipped defaults); clears memoised plans."""
+    global _coefficients
+    merged = dict(DEFAULT_COEFFICIENTS)
+    for name, values in (coefficients or {}).items():
+        if name in FEATURE_NAMES and len(values) == len(FEATURE_NAMES[name]):
+            merged[name] = tuple(float(v) for v in values)
+    _coefficients = merged
+    with _plans_lock:
+        _plans.clear()
 
 
-def estimate_seconds(name: str, params, threads: int | None = None) -> float:
-    """Predicted wall time of backend ``name`` on ``params`` (zero-padding form)."""
-    threads = get_num_threads() if threads is None else threads
-    slow = _width_factor(params)
-    out_pixels = params.batch * params.out_channels * params.out_h * params.out_w
+def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
+    """The shape features of backend ``name``'s cost on ``params`` (zero-padding form)."""
+    width = params.dtype.itemsize / 4.0
     if name == "direct":
-        rate = DIRECT_FLOPS_PER_THREAD * threads
-        if params.stride_w > 1:
-            rate /= STRIDED_DIRECT_PENALTY
-        return CALL_OVERHEAD[name] + params.flops * slow / rate
+        penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
+        return (1.0, params.flops * width * penalty / threads)
     if name == "im2col":
         depth = params.in_channels_per_group * params.kernel_h * params.kernel_w
         unfold_bytes = (
             params.batch * params.groups * depth * params.out_h * params.out_w * params.dtype.itemsize
         )
-        gemm_calls = params.batch * params.groups
-        return (
-            CALL_OVERHEAD[name]
-            + unfold_bytes / (UNFOLD_BYTES_PER_THREAD * threads)
-            + params.flops * slow / (GEMM_FLOPS_PER_THREAD * threads)
-            + gemm_calls * GEMM_CALL_OVERHEAD
-        )
+        return (1.0, unfold_bytes / threads, params.flops * width / threads,
+                float(params.batch * params.groups))
     if name == "fft":
         fft_h, fft_w = fft.transform_shape(params)
         size = fft_h * fft_w
@@ -89,20 +99,25 @@ def estimate_seconds(name: str, params, threads: int | None = None) -> float:
         mac_flops = 8 * params.batch * params.out_channels * params.in_channels_per_group * (
             fft_h * (fft_w // 2 + 1)
         )
-        return (
-            CALL_OVERHEAD[name]
-            + transform_flops * slow / (FFT_FLOPS_PER_THREAD * threads)
-            + mac_flops * slow / (SPECTRAL_MAC_FLOPS_PER_THREAD * threads)
-            + out_pixels * 4e-10
-        )
+        outputs = params.batch * params.out_channels * params.out_h * params.out_w
+        return (1.0, transform_flops * width / threads, mac_flops * width / threads,
+                outputs / threads)
     if name == "separable":
         span_rows = params.out_h * params.stride_h + params.dilated_kernel_h
         pair_count = params.batch * params.out_channels * params.in_channels_per_group
         flops = 2 * pair_count * params.out_w * (
             span_rows * params.kernel_w + params.out_h * params.kernel_h
         )
-        return CALL_OVERHEAD[name] + flops * slow / (DIRECT_FLOPS_PER_THREAD * threads)
+        # the rank check (one small SVD per (k, c) kernel) runs on every call
+        return (1.0, flops * width / threads, float(params.out_channels * params.in_channels_per_group))
     raise ValueError(f"no cost model for algorithm {name!r}")
+
+
+def estimate_seconds(name: str, params, threads: int | None = None) -> float:
+    """Predicted wall time of backend ``name`` on ``params`` (zero-padding form)."""
+    threads = get_num_threads() if threads is None else threads
+    features = cost_features(name, params, threads)
+    return float(sum(c * f for c, f in zip(_coefficients[name], features)))
 
 
 # --- decisions --------------------------------------------------------------------------------
@@ -123,6 +138,20 @@ class Decision:
 
 _plans: dict[tuple, Plan] = {}
 _plans_lock = threading.Lock()
+_calibration_checked = False
+
+
+def _load_calibration_once() -> None:
+    """Use this machine's fitted coefficients, if ``python -m fastconv calibrate`` stored any."""
+    global _calibration_checked
+    if _calibration_checked:
+        return
+    _calibration_checked = True
+    from .calibration import load_calibration
+
+    coefficients = load_calibration()
+    if coefficients:
+        set_cost_coefficients(coefficients)
 
 
 def plan(params) -> Plan:
@@ -131,6 +160,7 @@ def plan(params) -> Plan:
     cached = _plans.get(key)
     if cached is not None:
         return cached
+    _load_calibration_once()
     ineligible = {}
     estimates = []
     for name, backend in BACKENDS.items():
@@ -150,24 +180,221 @@ def _all_finite(*arrays) -> bool:
     return all(np.isfinite(a).all() for a in arrays if a is not None)
 
 
+class _DataChecks:
+    """Data-dependent eligibility, computed at most once per call and only when needed."""
+
+    def __init__(self, params, x, w):
+        self.params, self.x, self.w = params, x, w
+        self._finite = None
+        self._factors = False  # False: not computed yet; None: not rank 1
+
+    def finite(self) -> bool:
+        if self._finite is None:
+            self._finite = _all_finite(self.x, self.w)
+        return self._finite
+
+    def factors(self):
+        if self._factors is False:
+            self._factors = separable.factorize(self.w, self.params.dtype)
+        return self._factors
+
+    def rejects(self, name: str) -> str | None:
+        """Why backend ``name`` must not run on this data (None if it may)."""
+        if name == "separable" and self.factors() is None:
+            return "some kernel is not numerically rank 1"
+        if name == "fft" and not self.finite():
+            return "the data holds NaN or Inf, which an FFT would spread over the whole output"
+        return None
+
+
+# --- measured autotuning ----------------------------------------------------------------------
+_autotune = False
+_measured: dict[str, dict] = {}
+_measured_lock = threading.Lock()
+_wisdom_store = None
+
+
+def set_autotune(enabled: bool) -> None:
+    """With autotuning on, ``algorithm="auto"`` behaves as ``"measure"``: the first call with a new
+    problem times every eligible backend and remembers the winner (in memory and in the wisdom file)."""
+    global _autotune
+    _autotune = bool(enabled)
+
+
+def get_autotune() -> bool:
+    return _autotune
+
+
+def wisdom_path():
+    """The wisdom file: ``$FASTCONV_WISDOM``, else ``wisdom.json`` in the fastconv cache directory."""
+    import os
+    from pathlib import Path
+
+    from ._config import cache_dir
+
+    override = os.environ.get("FASTCONV_WISDOM")
+    return Path(override).expanduser() if override else cache_dir() / "wisdom.json"
+
+
+def _wisdom():
+    global _wisdom_store
+    if _wisdom_store is None or _wisdom_store.path != wisdom_path():
+        from ._wisdom import JsonStore
+
+        _wisdom_store = JsonStore(wisdom_path(), "wisdom")
+    return _wisdom_store
+
+
+def forget_measurements() -> None:
+    """Drop in-memory measurements (the wisdom file is left alone)."""
+    global _wisdom_store
+    with _measured_lock:
+        _measured.clear()
+    _wisdom_store = None
+
+
+def wisdom_key(params, operation: str = "forward") -> str:
+    """Everything the winner can depend on: operation, shapes, dtype, all parameters, threads."""
+    fields = ",".join(
+        f"{name}={getattr(params, name)}" for name in params.__dataclass_fields__
+    )
+    return f"{operation}|{fields}|threads={get_num_threads()}"
+
+
+def _time_once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_forward(params, x, w, checks: _DataChecks | None = None) -> dict[str, float]:
+    """Seconds each eligible backend takes on this very problem (best of two, after a warm-up run
+    that also compiles)."""
+    checks = checks or _DataChecks(params, x, w)
+    times = {}
+    for name, _ in plan(params).ranking:
+        if checks.rejects(name):
+            continue
+        if name == "separable":
+            def run(factors=checks.factors()):
+                return separable.forward(x, w, None, params, factors=factors)
+        else:
+            def run(backend=BACKENDS[name]):
+                return backend.forward(x, w, None, params)
+        run()
+        times[name] = min(_time_once(run), _time_once(run))
+    return times
+
+
+def _measured_times(params, x, w, checks) -> dict[str, float]:
+    key = wisdom_key(params)
+    record = _measured.get(key)
+    if record is None:
+        stored = _wisdom().get(key)
+        if isinstance(stored, dict) and isinstance(stored.get("times"), dict):
+            record = stored
+        else:
+            record = {"times": measure_forward(params, x, w, checks)}
+            _wisdom().update({key: record})
+        with _measured_lock:
+            _measured[key] = record
+    return record["times"]
+
+
 def choose_forward(params, x, w, algorithm: str) -> Decision:
     """Pick the backend that runs a conv2d forward.  ``params`` is in zero-padding form."""
-    if algorithm != "auto":
+    if algorithm not in ("auto", "measure"):
         reason = BACKENDS[algorithm].supports(params)
         if reason is not None:
             raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")
         return Decision(algorithm, "requested")
-    finite = None
+    checks = _DataChecks(params, x, w)
+    if algorithm == "measure" or _autotune:
+        times = _measured_times(params, x, w, checks)
+        # the stored winner may be ineligible on this call's data (NaN input, full-rank weight)
+        for name in sorted(times, key=times.get):
+            if checks.rejects(name) is None:
+                factors = checks.factors() if name == "separable" else None
+                return Decision(name, f"fastest when measured ({times[name] * 1e3:.3g} ms)", factors)
     for name, _seconds in plan(params).ranking:
-        if name == "separable":
-            factors = separable.factorize(w, params.dtype)
-            if factors is None:
-                continue
-            return Decision(name, "lowest predicted time; kernels are rank 1", factors)
-        if name == "fft":
-            if finite is None:
-                finite = _all_finite(x, w)
-            if not finite:
-                continue
-        return Decision(name, "lowest predicted time")
-    return Decision("direct", "fallback")  # unreachable: direct supports everything
+        if checks.rejects(name) is None:
+            factors = checks.factors() if name == "separable" else None
+            return Decision(name, "lowest predicted time", factors)
+    return Decision("direct", "fallback")  # unreachable: direct supports everything and all data
+
+
+# --- explain ----------------------------------------------------------------------------------
+@dataclass
+class Explanation:
+    """What ``auto`` would do for a problem, and why.  ``str()`` gives the readable report;
+    :meth:`as_dict` the same for programs."""
+
+    problem: str
+    candidates: list[dict]
+    choice: str
+    reason: str
+    mode: str
+
+    def as_dict(self) -> dict:
+        return {"problem": self.problem, "mode": self.mode, "choice": self.choice,
+                "reason": self.reason, "candidates": self.candidates}
+
+    def __str__(self) -> str:
+        lines = [f"conv2d {self.problem}", f"mode: {self.mode}", ""]
+        width = max(len(c["algorithm"]) for c in self.candidates)
+        for c in self.candidates:
+            if c["eligible"]:
+                timing = f"{c['seconds'] * 1e3:10.3f} ms {c['source']}"
+            else:
+                timing = f"{'-':>10}    ineligible: {c['reason']}"
+            marker = "->" if c["algorithm"] == self.choice else "  "
+            lines.append(f"{marker} {c['algorithm']:<{width}}  {timing}")
+        lines += ["", f"choice: {self.choice} ({self.reason})"]
+        return "\n".join(lines)
+
+
+def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1, padding=0,
+            dilation=1, groups=1, padding_mode="zeros", weight=None) -> Explanation:
+    """Report which backend ``algorithm="auto"`` picks for a conv2d problem, with every backend's
+    predicted (or, if measured before, measured) time and the reason others are ineligible.
+
+    Only shapes are needed.  Pass ``weight`` (an array of ``weight_shape``) to include the
+    data-dependent rule for the separable backend; without it, separable is reported as depending on
+    the kernels' rank.  NaN/Inf in the data would additionally exclude ``fft`` at call time.
+    """
+    from ._params import describe_conv
+
+    params, _ = describe_conv(input_shape, weight_shape, (weight_shape[0],) if bias else None,
+                              np.dtype(dtype), stride, padding, dilation, groups, padding_mode)
+    zero_form = params.explicitly_padded() if params.padding_mode != "zeros" else params
+    ranking = plan(zero_form)
+    measured = None
+    if _autotune or wisdom_key(zero_form) in _measured:
+        record = _measured.get(wisdom_key(zero_form)) or _wisdom().get(wisdom_key(zero_form))
+        measured = record.get("times") if isinstance(record, dict) else None
+    rank_one = None
+    if weight is not None:
+        rank_one = separable.factorize(np.asarray(weight), params.dtype) is not None
+    candidates = []
+    for name, seconds in ranking.ranking:
+        entry = {"algorithm": name, "eligible": True, "seconds": seconds, "source": "(predicted)"}
+        if measured and name in measured:
+            entry.update(seconds=measured[name], source="(measured)")
+        if name == "separable" and rank_one is False:
+            entry.update(eligible=False, reason="some kernel is not numerically rank 1")
+        elif name == "separable" and rank_one is None:
+            entry["source"] += " if every kernel is rank 1"
+        candidates.append(entry)
+    for name, reason in ranking.ineligible.items():
+        candidates.append({"algorithm": name, "eligible": False, "reason": reason})
+    eligible = sorted((c for c in candidates if c["eligible"]), key=lambda c: c["seconds"])
+    # without the weights, separable's rank is unknown: report the choice for a full-rank weight
+    runnable = [c for c in eligible if not (c["algorithm"] == "separable" and rank_one is None)]
+    best = runnable[0]
+    reason = "fastest when measured" if best["source"] == "(measured)" else "lowest predicted time"
+    if eligible[0] is not best:
+        reason += "; separable would win if every kernel were rank 1"
+    mode = "measure (autotune)" if _autotune else "model (cost model" + (
+        ", calibrated)" if _coefficients != DEFAULT_COEFFICIENTS else ", shipped defaults)")
+    return Explanation(problem=params.describe(), candidates=candidates, choice=best["algorithm"],
+                       reason=reason, mode=mode)

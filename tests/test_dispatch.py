@@ -1,0 +1,216 @@
+"""The dispatcher: eligibility rules, measured autotuning with persisted wisdom, explain(), calibration."""
+import json
+import multiprocessing
+import os
+import stat
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import calibration, dispatch
+from fastconv._params import make_conv_params
+from tests import naive
+
+
+@pytest.fixture
+def wisdom_file(tmp_path, monkeypatch):
+    path = tmp_path / "wisdom.json"
+    monkeypatch.setenv("FASTCONV_WISDOM", str(path))
+    dispatch.forget_measurements()
+    yield path
+    dispatch.forget_measurements()
+    dispatch.set_autotune(False)
+
+
+def _decision(x, w, algorithm="auto", **kwargs):
+    params, x, w, _, _ = make_conv_params(x, w, None, **kwargs)
+    return dispatch.choose_forward(params, x, w, algorithm)
+
+
+def test_algorithms_lists_every_backend_and_the_modes():
+    assert set(fastconv.algorithms()) == {"auto", "measure", "direct", "im2col", "fft", "separable"}
+
+
+def test_auto_picks_fft_for_a_large_kernel_but_never_on_nan(rng):
+    x = rng.standard_normal((1, 1, 256, 256))
+    w = rng.standard_normal((1, 1, 31, 31))
+    assert _decision(x, w).algorithm == "fft"
+    x[0, 0, 100, 100] = np.nan
+    assert _decision(x, w).algorithm != "fft"
+    got = fastconv.conv2d(x, w)
+    expected = naive.conv2d(x, w)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got).sum() == 31 * 31  # only the windows that touch the NaN
+    np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], rtol=1e-9)
+
+
+def test_auto_never_picks_fft_when_the_weight_is_infinite(rng):
+    x = rng.standard_normal((1, 1, 256, 256))
+    w = rng.standard_normal((1, 1, 31, 31))
+    w[0, 0, 3, 3] = np.inf
+    assert _decision(x, w).algorithm != "fft"
+
+
+def test_auto_uses_separable_only_for_rank_one_kernels(rng):
+    x = rng.standard_normal((1, 1, 512, 512)).astype(np.float32)
+    rank_one = (rng.standard_normal((1, 1, 9, 1)) * rng.standard_normal((1, 1, 1, 9))).astype(np.float32)
+    full_rank = rng.standard_normal((1, 1, 9, 9)).astype(np.float32)
+    assert _decision(x, rank_one).algorithm == "separable"
+    assert _decision(x, full_rank).algorithm != "separable"
+
+
+def test_requested_backend_is_honoured(rng):
+    x = rng.standard_normal((1, 2, 16, 16))
+    w = rng.standard_normal((3, 2, 3, 3))
+    for name in ("direct", "im2col", "fft"):
+        assert _decision(x, w, name).algorithm == name
+
+
+def test_plans_are_memoised(rng):
+    params, *_ = make_conv_params(rng.standard_normal((2, 3, 20, 20)), rng.standard_normal((4, 3, 3, 3)))
+    assert dispatch.plan(params) is dispatch.plan(params)
+
+
+def test_measure_mode_times_backends_and_persists_the_winner(wisdom_file, rng):
+    x = rng.standard_normal((1, 2, 24, 24))
+    w = rng.standard_normal((3, 2, 5, 5))
+    got = fastconv.conv2d(x, w, algorithm="measure")
+    np.testing.assert_allclose(got, naive.conv2d(x, w), rtol=1e-9, atol=1e-9)
+    stored = json.loads(wisdom_file.read_text())["entries"]
+    assert len(stored) == 1
+    (record,) = stored.values()
+    assert set(record["times"]) == {"direct", "im2col", "fft"}  # separable: weight not rank 1
+    # a fresh process (simulated: memory dropped) reuses the file instead of measuring again
+    dispatch.forget_measurements()
+    params, xc, wc, _, _ = make_conv_params(x, w)
+    decision = dispatch.choose_forward(params, xc, wc, "measure")
+    fastest = min(record["times"], key=record["times"].get)
+    assert decision.algorithm == fastest
+    assert "measured" in decision.reason
+
+
+def test_set_autotune_makes_auto_measure(wisdom_file, rng):
+    fastconv.set_autotune(True)
+    assert fastconv.get_autotune()
+    x = rng.standard_normal((1, 1, 20, 20))
+    w = rng.standard_normal((2, 1, 3, 3))
+    fastconv.conv2d(x, w)
+    assert wisdom_file.exists()
+    report = fastconv.explain(x.shape, w.shape, dtype="float64")
+    assert "(measured)" in str(report)
+
+
+def test_measured_winner_is_skipped_when_this_call_has_nan(wisdom_file, rng):
+    x = rng.standard_normal((1, 1, 128, 128))
+    w = rng.standard_normal((1, 1, 31, 31))
+    params, xc, wc, _, _ = make_conv_params(x, w)
+    key = dispatch.wisdom_key(params)
+    dispatch._wisdom().update({key: {"times": {"fft": 1e-6, "direct": 1.0, "im2col": 2.0}}})
+    assert dispatch.choose_forward(params, xc, wc, "measure").algorithm == "fft"
+    x[0, 0, 5, 5] = np.nan
+    params, xc, wc, _, _ = make_conv_params(x, w)
+    assert dispatch.choose_forward(params, xc, wc, "measure").algorithm == "direct"
+
+
+def test_corrupt_wisdom_file_warns_once_and_is_ignored(wisdom_file, rng):
+    wisdom_file.write_text("{ this is not json")
+    x = rng.standard_normal((1, 1, 12, 12))
+    w = rng.standard_normal((1, 1, 3, 3))
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        got = fastconv.conv2d(x, w, algorithm="measure")
+    np.testing.assert_allclose(got, naive.conv2d(x, w), rtol=1e-9, atol=1e-12)
+    # the next write replaces the corrupt file with a valid one
+    assert json.loads(wisdom_file.read_text())["format"] == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_wisdom_location_works_in_memory(tmp_path, monkeypatch, rng):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setenv("FASTCONV_WISDOM", str(locked / "wisdom.json"))
+    dispatch.forget_measurements()
+    x = rng.standard_normal((1, 1, 12, 12))
+    w = rng.standard_normal((1, 1, 3, 3))
+    with pytest.warns(RuntimeWarning, match="in memory only"):
+        fastconv.conv2d(x, w, algorithm="measure")
+    assert not (locked / "wisdom.json").exists()
+    dispatch.forget_measurements()
+
+
+def test_unwritable_wisdom_path_works_in_memory(tmp_path, monkeypatch, rng):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("FASTCONV_WISDOM", str(blocker / "wisdom.json"))
+    dispatch.forget_measurements()
+    x = rng.standard_normal((1, 1, 12, 12))
+    w = rng.standard_normal((1, 1, 3, 3))
+    with pytest.warns(RuntimeWarning, match="in memory only"):
+        got = fastconv.conv2d(x, w, algorithm="measure")
+    np.testing.assert_allclose(got, naive.conv2d(x, w), rtol=1e-9, atol=1e-12)
+    dispatch.forget_measurements()
+
+
+def _write_entries(path, prefix, count):
+    from fastconv._wisdom import JsonStore
+
+    store = JsonStore(path, "wisdom")
+    for index in range(count):
+        store.update({f"{prefix}-{index}": {"times": {"direct": float(index)}}})
+
+
+def test_two_processes_writing_wisdom_never_corrupt_it(tmp_path):
+    path = tmp_path / "wisdom.json"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_entries, args=(path, name, 30)) for name in "ab"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    entries = json.loads(path.read_text())["entries"]
+    assert len(entries) == 60  # merged, nothing lost
+
+
+def test_explain_reports_every_backend_and_the_choice():
+    report = fastconv.explain((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    data = report.as_dict()
+    assert data["choice"] in {"direct", "im2col", "fft"}
+    assert {c["algorithm"] for c in data["candidates"]} == {"direct", "im2col", "fft", "separable"}
+    text = str(report)
+    assert "choice: " + data["choice"] in text and "(predicted)" in text
+
+
+def test_explain_with_weights_applies_the_rank_rule(rng):
+    full_rank = rng.standard_normal((1, 1, 9, 9))
+    report = fastconv.explain((1, 1, 512, 512), full_rank.shape, weight=full_rank)
+    separable_entry = next(c for c in report.candidates if c["algorithm"] == "separable")
+    assert not separable_entry["eligible"] and "rank 1" in separable_entry["reason"]
+
+
+def test_explain_validates_like_conv2d():
+    with pytest.raises(ValueError, match="groups"):
+        fastconv.explain((1, 3, 8, 8), (4, 1, 3, 3), groups=2)
+
+
+def test_calibration_fit_recovers_known_coefficients(rng):
+    grid = calibration.calibration_grid(quick=True)
+    truth = {"call": 5e-6, "flops": 1 / 7e9}
+    rows = []
+    for input_shape, weight_shape, kwargs, dtype in grid:
+        params, *_ = make_conv_params(np.zeros(input_shape, dtype), np.zeros(weight_shape, dtype),
+                                      None, **kwargs)
+        features = dispatch.cost_features("direct", params, 2)
+        rows.append(("direct", params, truth["call"] * features[0] + truth["flops"] * features[1]))
+    fitted = calibration.fit(rows, threads=2)["direct"]
+    np.testing.assert_allclose(fitted, [truth["call"], truth["flops"]], rtol=1e-6)
+
+
+def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    (tmp_path / "calibration.json").write_text(json.dumps({
+        "format": 1,
+        "entries": {"model": {"machine": "some-other-cpu", "coefficients": {"direct": [1.0, 1.0]}}},
+    }))
+    assert calibration.load_calibration() is None
