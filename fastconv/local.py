@@ -29,7 +29,8 @@ whole batch while it sits in L1.
   threads, the rows of a tile are split over private accumulators summed at the end (bounded by the
   workspace limit), so ``tH = tW = 1`` still runs in parallel;
 * grad_input: windows of neighbouring positions overlap in the input, so tasks are split by
-  (batch block, channel block), which never collide, and each scatters its share of every position.
+  (batch block, channel block), which never collide, and each scatters its share of every position
+  (batch blocks first: they keep the dot products over the full C R S row).
 """
 from __future__ import annotations
 
@@ -331,9 +332,12 @@ def _backward(params, x, weight, grad_out, wanted):
     grad_input = grad_weight = grad_tile_bias = None
     if "input" in wanted:
         grad_input = np.zeros(conv.input_shape, dtype=conv.dtype)
+        # Prefer splitting the batch: a task then runs dot products over the whole C R S row (long,
+        # vectorised inner loops) at the price of re-reading the weights once per batch block.
+        # Channel blocks only make up for a batch too small to feed every thread.
         target_tasks = 2 * get_num_threads()
-        channel_blocks = min(conv.in_channels, target_tasks)
-        batch_blocks = min(conv.batch, -(-target_tasks // channel_blocks))
+        batch_blocks = min(conv.batch, target_tasks)
+        channel_blocks = min(conv.in_channels, -(-target_tasks // batch_blocks))
         _tiled_grad_input_kernel(grad_out, weight, grad_input, conv.stride_h, conv.stride_w,
                                  conv.pad_top, conv.pad_left, conv.kernel_h, conv.kernel_w,
                                  batch_blocks, channel_blocks)
