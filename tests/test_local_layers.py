@@ -64,7 +64,7 @@ def test_protocol_accumulate_zero_grad_update(rng):
     np.testing.assert_allclose(layer.grad_w, 2 * once_w)  # gradients accumulate
     np.testing.assert_allclose(layer.grad_b, 2 * once_b)
     weights, bias = layer.weights.copy(), layer.bias.copy()
-    layer.update(0.8)
+    layer.update(0.1)
     np.testing.assert_allclose(layer.weights, weights - 0.1 * layer.grad_w)
     np.testing.assert_allclose(layer.bias, bias - 0.1 * layer.grad_b)
     layer.zero_grad()
