@@ -3,6 +3,9 @@ from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_
 from .conv import conv2d, sepconv2d
 from .dispatch import algorithms, explain, get_autotune, set_autotune
 from .formulas import conv_flops, conv_output_shape, conv_params
+from .local import local_conv2d, local_conv2d_backward, tiled_conv2d, tiled_conv2d_backward
+from .receptive_field import receptive_field
+from .weighted_pooling import weighted_avg_pool2d, weighted_avg_pool2d_backward
 
 __version__ = "0.1.0"
 
@@ -16,8 +19,15 @@ __all__ = [
     "get_autotune",
     "get_num_threads",
     "get_workspace_limit",
+    "local_conv2d",
+    "local_conv2d_backward",
+    "receptive_field",
     "sepconv2d",
     "set_autotune",
     "set_num_threads",
     "set_workspace_limit",
+    "tiled_conv2d",
+    "tiled_conv2d_backward",
+    "weighted_avg_pool2d",
+    "weighted_avg_pool2d_backward",
 ]

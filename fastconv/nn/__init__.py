@@ -1,0 +1,1 @@
+"""Card-1 protocol layers."""
