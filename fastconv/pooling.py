@@ -20,33 +20,12 @@ from numba import prange
 
 from ._config import njit_kernel, njit_parallel
 from ._params import as_array, compute_dtype, contiguous, make_pool_params
+from .backends._common import valid_output_range
 
 MAX, AVG, LP = range(3)
 
 
 # --- kernels ----------------------------------------------------------------------------------
-@njit_kernel
-def _window_max(plane, ih0, iw0, kernel_h, kernel_w, dilation_h, dilation_w):
-    """(max, flat index) over one window; NaN wins, ties keep the first; -1 if no sample is inside."""
-    in_h, in_w = plane.shape
-    best = plane.dtype.type(-np.inf)
-    best_index = -1
-    for r in range(kernel_h):
-        ih = ih0 + r * dilation_h
-        if ih < 0 or ih >= in_h:
-            continue
-        for s in range(kernel_w):
-            iw = iw0 + s * dilation_w
-            if iw < 0 or iw >= in_w:
-                continue
-            value = plane[ih, iw]
-            # PyTorch's rule: strict '>' keeps the first of equal maxima; NaN always takes over.
-            if best_index < 0 or value > best or np.isnan(value):
-                best = value
-                best_index = ih * in_w + iw
-    return best, best_index
-
-
 @njit_kernel
 def _window_bounds(o, stride, pad, kernel, size):
     """PyTorch's avg-pool window: (start, end) clipped to the input, and the size clipped to the
@@ -55,6 +34,34 @@ def _window_bounds(o, stride, pad, kernel, size):
     end = min(start + kernel, size + pad)
     padded_count = end - start
     return max(start, 0), min(end, size), padded_count
+
+
+@njit_kernel
+def _row_max(plane, ih0, pad_w, kernel_h, kernel_w, stride_w, dilation_h, dilation_w, best_row,
+             index_row):
+    """Max and flat argmax of every window of one output row (windows start at input row ``ih0``).
+    Taps are the outer loops and output columns the inner one, so the compare-and-select runs over a
+    contiguous output row (vectorisable) while every window still sees its taps in window order:
+    strict '>' keeps the first of equal maxima, a NaN always takes over, and the first sample
+    inside the input is taken even when it is -inf (PyTorch's rules).  -1 marks an empty window."""
+    in_h, in_w = plane.shape
+    out_w = best_row.shape[0]
+    best_row[:] = -np.inf
+    index_row[:] = -1
+    for r in range(kernel_h):
+        ih = ih0 + r * dilation_h
+        if ih < 0 or ih >= in_h:
+            continue
+        in_row = plane[ih]
+        for s in range(kernel_w):
+            offset = s * dilation_w - pad_w
+            lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
+            for ow in range(lo, hi):
+                iw = ow * stride_w + offset
+                value = in_row[iw]
+                if index_row[ow] < 0 or value > best_row[ow] or np.isnan(value):
+                    best_row[ow] = value
+                    index_row[ow] = ih * in_w + iw
 
 
 @njit_parallel
@@ -66,14 +73,11 @@ def _max_pool_kernel(x, out, indices, want_indices, kernel_h, kernel_w, stride_h
         oh = task % out_h
         c = (task // out_h) % channels
         n = task // (out_h * channels)
-        plane = x[n, c]
-        ih0 = oh * stride_h - pad_h
-        for ow in range(out_w):
-            best, best_index = _window_max(plane, ih0, ow * stride_w - pad_w, kernel_h, kernel_w,
-                                           dilation_h, dilation_w)
-            out[n, c, oh, ow] = best
-            if want_indices:
-                indices[n, c, oh, ow] = best_index
+        index_row = np.empty(out_w, dtype=np.int64)
+        _row_max(x[n, c], oh * stride_h - pad_h, pad_w, kernel_h, kernel_w, stride_w, dilation_h,
+                 dilation_w, out[n, c, oh], index_row)
+        if want_indices:
+            indices[n, c, oh, :] = index_row
 
 
 @njit_parallel
@@ -89,13 +93,16 @@ def _max_pool_backward_kernel(grad_out, x, grad_in, kernel_h, kernel_w, stride_h
         c = (task // tasks_per_plane) % channels
         n = task // (tasks_per_plane * channels)
         plane = x[n, c]
-        grad_plane = grad_in[n, c]
+        grad_plane = grad_in[n, c].reshape(in_h * in_w)
+        best_row = np.empty(out_w, dtype=x.dtype)
+        index_row = np.empty(out_w, dtype=np.int64)
         for oh in range(first_row, first_row + rows_per_task):
+            _row_max(plane, oh * stride_h - pad_h, pad_w, kernel_h, kernel_w, stride_w,
+                     dilation_h, dilation_w, best_row, index_row)
+            grad_row = grad_out[n, c, oh]
             for ow in range(out_w):
-                _, index = _window_max(plane, oh * stride_h - pad_h, ow * stride_w - pad_w,
-                                       kernel_h, kernel_w, dilation_h, dilation_w)
-                if index >= 0:
-                    grad_plane[index // in_w, index % in_w] += grad_out[n, c, oh, ow]
+                if index_row[ow] >= 0:
+                    grad_plane[index_row[ow]] += grad_row[ow]
 
 
 @njit_parallel

@@ -260,3 +260,26 @@ def test_conv_transpose2d_unbatched_and_errors(rng):
         fastconv.conv_transpose2d(x, w, bias=np.zeros(4))
     with pytest.raises(ValueError, match="output would be"):
         fastconv.conv_transpose2d(x, w, padding=4)
+
+
+@pytest.mark.parametrize("backend", ["im2col", "fft"])
+def test_backward_in_workspace_chunks(backend, rng):
+    """A tiny workspace cap forces im2col to work in row chunks and fft in sample chunks."""
+    x = rng.standard_normal((3, 4, 40, 36))
+    w = rng.standard_normal((6, 2, 3, 3))
+    kwargs = dict(stride=(1, 2), padding=1, groups=2)
+    grad = rng.standard_normal(fastconv.conv2d(x, w, **kwargs).shape)
+    exact = naive.conv2d_backward(grad, x, w, **kwargs)
+    saved = fastconv.get_workspace_limit()
+    fastconv.set_workspace_limit(1 << 16)
+    try:
+        from fastconv._params import make_conv_params
+        from fastconv.backends import im2col
+
+        params = make_conv_params(x, w, None, **kwargs)[0]
+        assert im2col.rows_per_chunk(params) < params.out_h  # the cap really splits the work
+        got = fastconv.conv2d_backward(grad, x, w, algorithm=backend, **kwargs)
+    finally:
+        fastconv.set_workspace_limit(saved)
+    for value, want in zip(got, exact):
+        np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-10)
