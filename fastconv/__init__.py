@@ -3,7 +3,16 @@ from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_
 from .conv import conv2d, sepconv2d
 from .dispatch import algorithms, explain, get_autotune, set_autotune
 from .formulas import conv_flops, conv_output_shape, conv_params
+from .gradients import conv2d_backward, conv_transpose2d
 from .local import local_conv2d, local_conv2d_backward, tiled_conv2d, tiled_conv2d_backward
+from .pooling import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    lp_pool2d,
+    lp_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 from .receptive_field import receptive_field
 from .weighted_pooling import weighted_avg_pool2d, weighted_avg_pool2d_backward
 
@@ -11,16 +20,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "algorithms",
+    "avg_pool2d",
+    "avg_pool2d_backward",
     "conv2d",
+    "conv2d_backward",
     "conv_flops",
     "conv_output_shape",
     "conv_params",
+    "conv_transpose2d",
     "explain",
     "get_autotune",
     "get_num_threads",
     "get_workspace_limit",
     "local_conv2d",
     "local_conv2d_backward",
+    "lp_pool2d",
+    "lp_pool2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
     "receptive_field",
     "sepconv2d",
     "set_autotune",

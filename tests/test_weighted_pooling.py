@@ -62,9 +62,12 @@ def test_backward_is_the_transposed_jacobian(case, count_include_pad, rng):
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0))])
 def test_infinite_sigma_is_avg_pool2d(kernel, stride, padding, count_include_pad, rng):
-    """naive.avg_pool2d stands for fastconv.avg_pool2d (issue 4) until that is merged."""
     x = rng.standard_normal((2, 3, 9, 8))
-    expected = naive.avg_pool2d(x, kernel, stride, padding, count_include_pad)
+    expected = fastconv.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad)
+    np.testing.assert_allclose(
+        expected, naive.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad),
+        rtol=1e-13, atol=1e-14,
+    )
     exact_limit = fastconv.weighted_avg_pool2d(x, kernel, stride, padding, sigma=np.inf,
                                                count_include_pad=count_include_pad)
     np.testing.assert_allclose(exact_limit, expected, rtol=1e-13, atol=1e-14)
