@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import dispatch
-from ._padding import pad_nchw
+from ._padding import MODE_CODES, pad_nchw, pad_planes
 from ._params import (
     SIGNAL_BOUNDARIES,
     SIGNAL_MODES,
@@ -155,7 +155,11 @@ def _signal_2d(function, in1, in2, mode, boundary, fillvalue, algorithm, flip):
     explicit = boundary != "fill" or fill != 0 or in1.size == 0
     if explicit and any(pads):
         fill_value = 0 if fill is None else fill.astype(compute_dtype)[()]
-        x = pad_nchw(x, pads, boundary, fill_value)
+        if in1.size == 0:
+            # pad_nchw's reshape(-1, H, W) cannot infer the plane count of an empty array
+            x = pad_planes(x[0], *pads, MODE_CODES[boundary], fill_value)[np.newaxis]
+        else:
+            x = pad_nchw(x, pads, boundary, fill_value)
         pads = (0, 0, 0, 0)
     params = make_signal_params(x.shape[2:], w.shape[2:], pads, compute_dtype)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import njit_parallel
+from .._config import njit_kernel, njit_parallel
 from ._common import bias_or_zeros, valid_output_range
 
 NAME = "direct"
@@ -51,10 +51,131 @@ def _direct_kernel(x, w, bias, out, stride_h, stride_w, dilation_h, dilation_w,
 
 def forward(x, w, bias, params):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams)."""
+    if single_channel_stride1_applies(params):
+        return single_channel_stride1_forward(x, w, bias, params)
     out = np.empty(params.output_shape, dtype=params.dtype)
     _direct_kernel(
         x, w, bias_or_zeros(bias, params.out_channels, params.dtype), out,
         params.stride_h, params.stride_w, params.dilation_h, params.dilation_w,
         params.pad_top, params.pad_left, params.groups,
+    )
+    return out
+
+
+# --- single input channel, stride 1, no dilation ---------------------------------------------
+# The general kernel above indexes its input with a runtime stride, which LLVM cannot vectorise, and
+# streams the output row through memory once per tap.  One input channel per output plane (a
+# scipy.signal correlate2d/convolve2d call, a depthwise layer) at stride 1 deserves better:
+#
+# * input rows are read at unit stride, so every inner loop is a contiguous fused multiply-add;
+# * taps along a kernel row are fused four (then 2, then 1) at a time, so each pass over the output
+#   row does four multiply-adds per load/store of the accumulator instead of one;
+# * implicit zero padding is materialised per task into a small scratch block (the block's input rows,
+#   padded), so the hot loops have no bounds to clip; with no padding the input is read in place.
+#
+# One task is a block of output rows of one (n, k) plane: big enough to amortise the scratch copy,
+# small enough to give every thread work even for a single plane.
+
+
+def single_channel_stride1_applies(params) -> bool:
+    return (
+        params.in_channels_per_group == 1
+        and params.stride_h == params.stride_w == 1
+        and params.dilation_h == params.dilation_w == 1
+    )
+
+
+@njit_kernel
+def _accumulate_kernel_row(acc, src, taps, out_w):
+    """acc[ow] += sum_s taps[s] * src[ow + s] for ow < out_w; ``src`` holds out_w + len(taps) - 1
+    samples.  Taps are fused in fours so the accumulator is loaded and stored once per four.
+
+    The shifted inputs are taken as slices before each loop so that the loop indexes with ``ow``
+    alone: an index ``ow + s`` with ``s`` not provably >= 0 makes Numba emit its negative-index
+    wrap-around select, and LLVM then refuses to vectorise the loop."""
+    kernel_w = taps.shape[0]
+    s = 0
+    while s + 4 <= kernel_w:
+        t0, t1, t2, t3 = taps[s], taps[s + 1], taps[s + 2], taps[s + 3]
+        x0, x1, x2, x3 = src[s:], src[s + 1:], src[s + 2:], src[s + 3:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow] + t1 * x1[ow] + t2 * x2[ow] + t3 * x3[ow]
+        s += 4
+    remaining = kernel_w - s
+    if remaining == 3:
+        t0, t1, t2 = taps[s], taps[s + 1], taps[s + 2]
+        x0, x1, x2 = src[s:], src[s + 1:], src[s + 2:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow] + t1 * x1[ow] + t2 * x2[ow]
+    elif remaining == 2:
+        t0, t1 = taps[s], taps[s + 1]
+        x0, x1 = src[s:], src[s + 1:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow] + t1 * x1[ow]
+    elif remaining == 1:
+        t0 = taps[s]
+        x0 = src[s:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow]
+
+
+@njit_parallel
+def _single_channel_stride1_kernel(x, w, bias, out, pad_top, pad_left, out_per_group, block_rows):
+    batch, _, in_h, in_w = x.shape
+    out_channels, _, kernel_h, kernel_w = w.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    blocks = (out_h + block_rows - 1) // block_rows
+    padded_w = out_w + kernel_w - 1
+    needs_padding = (
+        pad_top > 0 or pad_left > 0
+        or out_h + kernel_h - 1 - pad_top > in_h or padded_w - pad_left > in_w
+    )
+    for task in prange(batch * out_channels * blocks):
+        block = task % blocks
+        k = (task // blocks) % out_channels
+        n = task // (blocks * out_channels)
+        plane = x[n, k // out_per_group]
+        oh0 = block * block_rows
+        oh1 = min(out_h, oh0 + block_rows)
+        span = oh1 - oh0 + kernel_h - 1
+        if needs_padding:
+            # rows oh0 - pad_top .. + span of the zero-padded plane, columns -pad_left .. + padded_w
+            source = np.zeros((span, padded_w), dtype=x.dtype)
+            first_col = max(0, pad_left)
+            last_col = min(padded_w, in_w + pad_left)
+            for t in range(span):
+                ih = oh0 + t - pad_top
+                if 0 <= ih < in_h:
+                    # a slice copy: an index ``j - pad_left`` would defeat vectorisation (see above)
+                    source[t, first_col:last_col] = plane[ih, first_col - pad_left:last_col - pad_left]
+            first_row = 0
+        else:
+            source = plane
+            first_row = oh0
+        for oh in range(oh0, oh1):
+            acc = out[n, k, oh]
+            acc[:] = bias[k]
+            for r in range(kernel_h):
+                _accumulate_kernel_row(acc, source[first_row + oh - oh0 + r], w[k, 0, r], out_w)
+
+
+def single_channel_block_rows(params) -> int:
+    """Output rows per task: about four tasks per thread over all planes, at least 8 rows so the
+    scratch halo (R - 1 rows) stays small next to the block."""
+    from .._config import get_num_threads
+
+    planes = params.batch * params.out_channels
+    blocks_wanted = max(1, -(-4 * get_num_threads() // planes))
+    rows = -(-params.out_h // blocks_wanted)
+    return int(max(1, min(params.out_h, max(rows, 8))))
+
+
+def single_channel_stride1_forward(x, w, bias, params):
+    """conv2d for one input channel per group, stride 1, no dilation (see the note above)."""
+    out = np.empty(params.output_shape, dtype=params.dtype)
+    _single_channel_stride1_kernel(
+        x, w, bias_or_zeros(bias, params.out_channels, params.dtype), out,
+        params.pad_top, params.pad_left, params.out_channels_per_group,
+        single_channel_block_rows(params),
     )
     return out
