@@ -414,5 +414,13 @@ def make_signal_params(in_shape, kernel_shape, pads, dtype) -> ConvParams:
         pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
         dtype=np.dtype(dtype),
     )
-    check_fits(params)
+    # check_fits' conditions in plain integer arithmetic: this runs on every call of a function
+    # whose small problems take tens of microseconds.
+    if kernel_shape[0] > params.padded_h or kernel_shape[1] > params.padded_w:
+        raise ValueError(
+            f"kernel of shape {tuple(kernel_shape)} is larger than the padded input "
+            f"({params.padded_h}, {params.padded_w})"
+        )
+    if params.out_h * params.out_w > _MAX_ELEMENTS:
+        raise ValueError(f"output of shape {(params.out_h, params.out_w)} is too large to allocate")
     return params

@@ -264,6 +264,28 @@ def _signal_refusal(name: str, params, x, w) -> str | None:
     return None
 
 
+# Below this many taps a rank-1 kernel gains little from two 1-D passes over the fused direct
+# kernel, and the SVD that proves the rank would cost a good part of the call: don't try.
+SIGNAL_SEPARABLE_MIN_TAPS = 25
+
+_signal_rankings: dict[tuple, tuple[str, ...]] = {}
+
+
+def _signal_ranking(params) -> tuple[str, ...]:
+    """Auto candidates for a signal problem, cheapest predicted first (memoised per problem)."""
+    key = (params.key, get_num_threads())
+    ranking = _signal_rankings.get(key)
+    if ranking is None:
+        candidates = [
+            name for name in SIGNAL_AUTO_CANDIDATES
+            if name != "separable" or params.kernel_h * params.kernel_w >= SIGNAL_SEPARABLE_MIN_TAPS
+        ]
+        ranking = tuple(sorted(candidates, key=lambda name: estimate_signal_seconds(name, params)))
+        with _plans_lock:
+            _signal_rankings[key] = ranking
+    return ranking
+
+
 def choose_signal(params, x, w, algorithm: str) -> Decision:
     """Pick the backend for a correlate2d / convolve2d call.  ``params`` is in zero-padding form,
     ``x`` (1, 1, H, W) and ``w`` (1, 1, R, S) are in ``params.dtype``."""
@@ -282,10 +304,7 @@ def choose_signal(params, x, w, algorithm: str) -> Decision:
                 )
             return Decision(algorithm, "requested", factors)
         return Decision(algorithm, "requested")
-    ranking = sorted(
-        (estimate_signal_seconds(name, params), name) for name in SIGNAL_AUTO_CANDIDATES
-    )
-    for _seconds, name in ranking:
+    for name in _signal_ranking(params):
         if name == "direct":
             return Decision(name, "lowest predicted time")
         if _signal_refusal(name, params, x, w) is not None:
