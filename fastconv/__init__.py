@@ -14,6 +14,7 @@ from .pooling import (
     max_pool2d_backward,
 )
 from .receptive_field import receptive_field
+from .signal import convolve2d, correlate2d
 from .weighted_pooling import weighted_avg_pool2d, weighted_avg_pool2d_backward
 
 __version__ = "0.1.0"
@@ -28,6 +29,8 @@ __all__ = [
     "conv_output_shape",
     "conv_params",
     "conv_transpose2d",
+    "convolve2d",
+    "correlate2d",
     "explain",
     "get_autotune",
     "get_num_threads",

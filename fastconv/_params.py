@@ -428,3 +428,119 @@ def make_pool_params(input, kernel_size, stride=None, padding=0, dilation=1, cei
             f"be {params.out_h}x{params.out_w}"
         )
     return params, contiguous(x4, params.dtype), batched
+
+# --- scipy.signal 2-D API -----------------------------------------------------------------------
+# correlate2d / convolve2d are single-plane problems: a ConvParams with N = C = K = 1, so they run on
+# the same backends as conv2d.  The helpers below hold scipy.signal's argument rules.
+
+SIGNAL_MODES = ("full", "same", "valid")
+
+# scipy's spellings -> one canonical name per boundary rule ('pad' is scipy's undocumented alias).
+SIGNAL_BOUNDARIES = {
+    "fill": "fill", "pad": "fill",
+    "wrap": "wrap", "circular": "wrap",
+    "symm": "symm", "symmetric": "symm",
+}
+
+# Dtypes scipy.signal.correlate2d/convolve2d accept that fastconv computes exactly (longdouble is
+# refused: Numba has no extended precision).
+SIGNAL_DTYPES = frozenset(
+    np.dtype(t) for t in (
+        np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+        np.float32, np.float64, np.complex64, np.complex128,
+    )
+)
+
+
+def signal_result_dtype(in1: np.ndarray, in2: np.ndarray, function: str) -> np.dtype:
+    """scipy.signal's output dtype: the promotion of the two input dtypes, computed in that type.
+
+    bool, float16 and object arrays are refused with scipy's own message; extended precision
+    (longdouble) is refused because no kernel computes in it.
+    """
+    dtype = np.result_type(in1.dtype, in2.dtype)
+    if dtype in SIGNAL_DTYPES:
+        return dtype
+    if dtype.kind in "fc" and dtype.itemsize > (8 if dtype.kind == "f" else 16):
+        raise ValueError(
+            f"{function}: {dtype} (extended precision) is not supported by fastconv; "
+            "use float64/complex128 or scipy.signal"
+        )
+    raise ValueError(f"{function} not available for this type ({dtype}).")
+
+
+def signal_compute_dtype(result_dtype: np.dtype) -> np.dtype:
+    """The dtype the kernels run in.  Floats and complex run in their own dtype.  Integers run in
+    int32 (results of <= 32 bits) or int64: scipy accumulates integers in the result type with
+    wrap-around, and wrapping arithmetic modulo 2**32 or 2**64 reduces to the same residue modulo
+    2**bits, so the cast back to the result dtype reproduces scipy bit for bit — and large int64
+    values never pass through float64 and lose precision."""
+    if result_dtype.kind in "iu":
+        return np.dtype(np.int32 if result_dtype.itemsize <= 4 else np.int64)
+    return result_dtype
+
+
+def signal_fill_value(fillvalue, result_dtype: np.dtype):
+    """``fillvalue`` as a 0-d array of ``result_dtype``, with scipy's conversion rules and errors.
+
+    scipy converts Python scalars by value (1.5 -> 1 for an integer output) but arrays and NumPy
+    scalars only by safe casting; anything else is retried through complex and then refused.
+    """
+    try:
+        if isinstance(fillvalue, (np.ndarray, np.generic)) and not np.can_cast(
+            fillvalue.dtype, result_dtype, "safe"
+        ):
+            raise TypeError("unsafe cast")
+        fill = np.array(fillvalue, dtype=result_dtype)
+    except (TypeError, ValueError, OverflowError):
+        np.array(fillvalue, dtype=np.complex128)  # scipy's retry; its own errors propagate
+        raise ValueError(
+            "could not cast `fillvalue` directly to the output type (it was first converted to "
+            "complex)."
+        ) from None
+    if fill.size == 0:
+        raise ValueError("`fillvalue` cannot be an empty array.")
+    if fill.size != 1:
+        raise ValueError("`fillvalue` must be scalar or an array with one element.")
+    return fill.reshape(())
+
+
+def signal_padding(mode: str, in_shape, kernel_shape, flip: bool) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding of ``in1`` that turns the scipy ``mode`` into a valid
+    correlation with the (already flipped, for convolution) kernel.
+
+    ``same`` is the centred part of ``full`` that scipy keeps: for correlation it starts R // 2 rows
+    into ``full``, for convolution (R - 1) // 2 rows, which in padding terms is the split below.
+    """
+    (kernel_h, kernel_w) = kernel_shape
+    if mode == "valid":
+        return (0, 0, 0, 0)
+    if mode == "full":
+        return (kernel_h - 1, kernel_h - 1, kernel_w - 1, kernel_w - 1)
+    if flip:
+        top, left = kernel_h // 2, kernel_w // 2
+    else:
+        top, left = (kernel_h - 1) // 2, (kernel_w - 1) // 2
+    return (top, kernel_h - 1 - top, left, kernel_w - 1 - left)
+
+
+def make_signal_params(in_shape, kernel_shape, pads, dtype) -> ConvParams:
+    """The single-plane problem (N = C = K = 1) of one correlate2d / convolve2d call, in
+    zero-padding form with implicit padding ``pads`` = (top, bottom, left, right)."""
+    top, bottom, left, right = pads
+    params = ConvParams(
+        batch=1, in_channels=1, in_h=in_shape[0], in_w=in_shape[1],
+        out_channels=1, kernel_h=kernel_shape[0], kernel_w=kernel_shape[1],
+        pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+        dtype=np.dtype(dtype),
+    )
+    # check_fits' conditions in plain integer arithmetic: this runs on every call of a function
+    # whose small problems take tens of microseconds.
+    if kernel_shape[0] > params.padded_h or kernel_shape[1] > params.padded_w:
+        raise ValueError(
+            f"kernel of shape {tuple(kernel_shape)} is larger than the padded input "
+            f"({params.padded_h}, {params.padded_w})"
+        )
+    if params.out_h * params.out_w > _MAX_ELEMENTS:
+        raise ValueError(f"output of shape {(params.out_h, params.out_w)} is too large to allocate")
+    return params

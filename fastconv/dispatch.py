@@ -425,3 +425,166 @@ def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1,
         ", calibrated)" if _coefficients != DEFAULT_COEFFICIENTS else ", shipped defaults)")
     return Explanation(problem=params.describe(), candidates=candidates, choice=best["algorithm"],
                        reason=reason, mode=mode)
+
+
+# --- scipy.signal API (correlate2d / convolve2d) ---------------------------------------------
+# A signal call is a single-plane ConvParams (N = C = K = 1) whose dtype may also be complex or an
+# integer type (see fastconv._params.signal_compute_dtype).  ``auto`` ranks direct, fft and separable
+# with the conv2d cost model, scaled for arithmetic the model was not fitted on; im2col is never
+# chosen automatically for one plane (its GEMM degenerates to a matrix-vector product behind an
+# unfold that moves R*S times the input) but runs when asked for.
+
+SIGNAL_AUTO_CANDIDATES = ("direct", "fft", "separable")
+
+# Relative cost of one multiply-add compared with the same-width float one.  A complex MAC is four
+# real multiplies and four adds; AVX2 has a slow 32-bit integer multiply and no 64-bit one.
+_DIRECT_ARITHMETIC_FACTOR = {"c": 4.0, "i32": 2.0, "i64": 4.0}
+# Complex data needs full complex transforms: twice the work of real-input (rfft) transforms.
+_FFT_COMPLEX_FACTOR = 2.0
+
+# FFT results for integer inputs are rounded to the nearest integer.  That is exact when the float64
+# rounding error is below 1/2.  A transform of length n has a relative 2-norm error of about
+# c * eps * log2(n) with c a small constant for pocketfft; through the forward transforms, the
+# pointwise product and the inverse, the error of any output element is at most about
+# 3 * c * eps * log2(n) * ||x||_2 * ||w||_1.  We require that bound, with c = 8 for a wide margin,
+# to stay below 1/4, and the exact result to stay below 2**52 so float64 holds it exactly.
+_INTEGER_FFT_ERROR_CONSTANT = 24.0
+
+
+def _float_twin(params):
+    """The same geometry in the float dtype whose vector width the integer/complex kernel has."""
+    from dataclasses import replace
+
+    kind, size = params.dtype.kind, params.dtype.itemsize
+    if kind == "c":
+        return replace(params, dtype=np.dtype(np.float32 if size == 8 else np.float64))
+    if kind in "iu":
+        return replace(params, dtype=np.dtype(np.float32 if size == 4 else np.float64))
+    return params
+
+
+def estimate_signal_seconds(name: str, params, threads: int | None = None) -> float:
+    """Predicted wall time of backend ``name`` on a single-plane signal problem of any dtype."""
+    kind = params.dtype.kind
+    if name == "fft" and kind in "iu":
+        # integers are transformed in float64
+        from dataclasses import replace
+
+        return estimate_seconds(name, replace(params, dtype=np.dtype(np.float64)), threads)
+    seconds = estimate_seconds(name, _float_twin(params), threads)
+    if kind == "c":
+        factor = _DIRECT_ARITHMETIC_FACTOR["c"] if name != "fft" else _FFT_COMPLEX_FACTOR
+        seconds *= factor
+    elif kind in "iu":
+        seconds *= _DIRECT_ARITHMETIC_FACTOR["i32" if params.dtype.itemsize == 4 else "i64"]
+    return seconds
+
+
+def integer_fft_is_exact(x, w) -> bool:
+    """Whether float64 FFT correlation of the integer arrays ``x``, ``w`` rounds back to the exact
+    integer result (see the bound above)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    w64 = np.asarray(w, dtype=np.float64)
+    if x64.size == 0 or w64.size == 0:
+        return True
+    w_l1 = float(np.abs(w64).sum())
+    if float(np.abs(x64).max()) * w_l1 >= 2.0 ** 52:
+        return False
+    n = x64.shape[-1] * x64.shape[-2] + w64.shape[-1] * w64.shape[-2]
+    error = (
+        _INTEGER_FFT_ERROR_CONSTANT * np.finfo(np.float64).eps * math.log2(max(n, 2))
+        * float(np.linalg.norm(x64.ravel())) * w_l1
+    )
+    return error < 0.25
+
+
+def _signal_refusal(name: str, params, x, w) -> str | None:
+    """Why backend ``name`` cannot give scipy's result for this signal problem, or None."""
+    kind = params.dtype.kind
+    if kind in "iu":
+        if name in ("im2col", "separable"):
+            return (
+                f"integer inputs must give scipy's exact integer result; {name} computes in "
+                "floating point — use algorithm='direct' (exact) or 'fft' (exact when the "
+                "rounding bound allows)"
+            )
+        if name == "fft" and not integer_fft_is_exact(x, w):
+            return (
+                "these integer inputs are too large for a float64 transform to round back to the "
+                "exact result; use algorithm='direct'"
+            )
+    if name == "separable" and kind == "c":
+        return "the separable backend factorises real kernels only; complex input needs 'direct' or 'fft'"
+    return None
+
+
+# Below this many taps a rank-1 kernel gains little from two 1-D passes over the fused direct
+# kernel, and the SVD that proves the rank would cost a good part of the call: don't try.
+SIGNAL_SEPARABLE_MIN_TAPS = 25
+
+_signal_rankings: dict[tuple, tuple[str, ...]] = {}
+
+
+def _signal_ranking(params) -> tuple[str, ...]:
+    """Auto candidates for a signal problem, cheapest predicted first (memoised per problem)."""
+    key = (params.key, get_num_threads())
+    ranking = _signal_rankings.get(key)
+    if ranking is None:
+        candidates = [
+            name for name in SIGNAL_AUTO_CANDIDATES
+            if name != "separable" or params.kernel_h * params.kernel_w >= SIGNAL_SEPARABLE_MIN_TAPS
+        ]
+        ranking = tuple(sorted(candidates, key=lambda name: estimate_signal_seconds(name, params)))
+        with _plans_lock:
+            _signal_rankings[key] = ranking
+    return ranking
+
+
+def _could_be_rank1(kernel) -> bool:
+    """Cheap necessary condition before the SVD that proves rank 1 (an SVD of a 45x45 kernel can
+    cost more than the FFT convolution it would decide about).  A rank-1 matrix equals its skeleton
+    through its largest entry, ``outer(column, row) / pivot``, up to rounding; a residual far above
+    rounding rules rank 1 out."""
+    magnitude = np.abs(kernel)
+    if not np.isfinite(magnitude).all():
+        return False
+    i, j = np.unravel_index(np.argmax(magnitude), kernel.shape)
+    pivot = kernel[i, j]
+    if pivot == 0:
+        return True  # the zero kernel; let factorize decide
+    skeleton = np.outer(kernel[:, j], kernel[i, :] / pivot)
+    residual = float(np.max(np.abs(kernel - skeleton)))
+    return residual <= 1e3 * separable.rank_tolerance(kernel.dtype) * float(magnitude[i, j])
+
+
+def choose_signal(params, x, w, algorithm: str) -> Decision:
+    """Pick the backend for a correlate2d / convolve2d call.  ``params`` is in zero-padding form,
+    ``x`` (1, 1, H, W) and ``w`` (1, 1, R, S) are in ``params.dtype``."""
+    if algorithm != "auto":
+        reason = _signal_refusal(algorithm, params, x, w)
+        if reason is None:
+            reason = BACKENDS[algorithm].supports(params)
+        if reason is not None:
+            raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")
+        if algorithm == "separable":
+            factors = separable.factorize(w, params.dtype)
+            if factors is None:
+                raise ValueError(
+                    f"algorithm='separable' needs a rank-1 kernel; in2 of shape {w.shape[2:]} is not "
+                    "(numerically) rank 1 — use 'direct' or 'fft'"
+                )
+            return Decision(algorithm, "requested", factors)
+        return Decision(algorithm, "requested")
+    for name in _signal_ranking(params):
+        if name == "direct":
+            return Decision(name, "lowest predicted time")
+        if _signal_refusal(name, params, x, w) is not None:
+            continue
+        if name == "separable":
+            factors = separable.factorize(w, params.dtype) if _could_be_rank1(w[0, 0]) else None
+            if factors is not None:
+                return Decision(name, "lowest predicted time; kernel is rank 1", factors)
+            continue
+        if name == "fft" and _all_finite(x, w):
+            return Decision(name, "lowest predicted time")
+    return Decision("direct", "fallback")

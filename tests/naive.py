@@ -390,3 +390,51 @@ def lp_pool2d_backward(grad_out, x, norm_type, kernel_size, stride=None, ceil_mo
         )
     grad_power = avg_pool2d_backward(grad_mean, x, kernel_size, stride, 0, ceil_mode)
     return grad_power * norm_type * x ** (norm_type - 1)
+
+# --- scipy.signal 2-D API: correlate2d / convolve2d -------------------------------------------
+# From scipy.signal's documented definitions, in float64 (complex128 for complex input), with the
+# boundary applied by np.pad: ``full`` pads R - 1 rows on each side; ``same`` keeps in1's shape,
+# centred so that correlation starts (R - 1) // 2 rows before in1 and convolution R // 2 rows.
+
+SIGNAL_TO_NUMPY_PAD = {"fill": "constant", "wrap": "wrap", "symm": "symmetric"}
+
+
+def _signal_2d(in1, in2, mode, boundary, fillvalue, flip):
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    if mode == "valid" and all(b >= a for a, b in zip(in1.shape, in2.shape)) and in1.shape != in2.shape:
+        # the larger input plays in1; correlation is then reversed (convolution commutes)
+        swapped = _signal_2d(in2, in1, mode, boundary, fillvalue, flip)
+        return swapped if flip else swapped[::-1, ::-1]
+    exact = np.complex128 if np.iscomplexobj(in1) or np.iscomplexobj(in2) else np.float64
+    x = in1.astype(exact)
+    kernel = in2.astype(exact)
+    kernel = kernel[::-1, ::-1] if flip else np.conj(kernel)
+    kernel_h, kernel_w = kernel.shape
+    if mode == "full":
+        pads = ((kernel_h - 1, kernel_h - 1), (kernel_w - 1, kernel_w - 1))
+    elif mode == "same":
+        top = kernel_h // 2 if flip else (kernel_h - 1) // 2
+        left = kernel_w // 2 if flip else (kernel_w - 1) // 2
+        pads = ((top, kernel_h - 1 - top), (left, kernel_w - 1 - left))
+    else:
+        pads = ((0, 0), (0, 0))
+    extra = {"constant_values": fillvalue} if boundary == "fill" else {}
+    padded = np.pad(x, pads, mode=SIGNAL_TO_NUMPY_PAD[boundary], **extra)
+    out_h = padded.shape[0] - kernel_h + 1
+    out_w = padded.shape[1] - kernel_w + 1
+    out = np.zeros((out_h, out_w), dtype=exact)
+    for r in range(kernel_h):
+        for s in range(kernel_w):
+            out += kernel[r, s] * padded[r:r + out_h, s:s + out_w]
+    return out
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """scipy.signal.correlate2d from its definition: sum in1[i + r, j + s] * conj(in2[r, s])."""
+    return _signal_2d(in1, in2, mode, boundary, fillvalue, flip=False)
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """scipy.signal.convolve2d from its definition: sum in1[i - r, j - s] * in2[r, s]."""
+    return _signal_2d(in1, in2, mode, boundary, fillvalue, flip=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._config import njit_parallel
+from .._config import get_num_threads, njit_kernel, njit_parallel
 from ._common import bias_or_zeros, valid_output_range
 
 NAME = "direct"
@@ -51,6 +51,8 @@ def _direct_kernel(x, w, bias, out, stride_h, stride_w, dilation_h, dilation_w,
 
 def forward(x, w, bias, params):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams)."""
+    if single_channel_stride1_applies(params):
+        return single_channel_stride1_forward(x, w, bias, params)
     out = np.empty(params.output_shape, dtype=params.dtype)
     _direct_kernel(
         x, w, bias_or_zeros(bias, params.out_channels, params.dtype), out,
@@ -147,3 +149,218 @@ def backward_weight(grad_out, x, params):
         params.dilation_w, params.pad_top, params.pad_left, params.groups,
     )
     return grad_w
+
+# --- single input channel, stride 1, no dilation ---------------------------------------------
+# The general kernel above indexes its input with a runtime stride, which LLVM cannot vectorise, and
+# streams the output row through memory once per tap.  One input channel per output plane (a
+# scipy.signal correlate2d/convolve2d call, a depthwise layer) at stride 1 deserves better:
+#
+# * input rows are read at unit stride, so every inner loop is a contiguous fused multiply-add;
+# * taps are fused: two (or three) kernel rows and four taps along each (then 3, 2, 1) per pass, so
+#   each pass over the output row does up to twelve multiply-adds per accumulator load/store, not one;
+# * implicit zero padding is materialised per task into a small scratch block (the block's input rows,
+#   padded), so the hot loops have no bounds to clip; with no padding the input is read in place.
+#
+# One task is a block of output rows of one (n, k) plane: big enough to amortise the scratch copy,
+# small enough to give every thread work even for a single plane.
+
+
+def single_channel_stride1_applies(params) -> bool:
+    return (
+        params.in_channels_per_group == 1
+        and params.stride_h == params.stride_w == 1
+        and params.dilation_h == params.dilation_w == 1
+    )
+
+
+@njit_kernel
+def _accumulate_kernel_row(acc, src, taps, out_w):
+    """acc[ow] += sum_s taps[s] * src[ow + s] for ow < out_w; ``src`` holds out_w + len(taps) - 1
+    samples.  Taps are fused in fours so the accumulator is loaded and stored once per four.
+
+    The shifted inputs are taken as slices before each loop so that the loop indexes with ``ow``
+    alone: an index ``ow + s`` with ``s`` not provably >= 0 makes Numba emit its negative-index
+    wrap-around select, and LLVM then refuses to vectorise the loop."""
+    kernel_w = taps.shape[0]
+    s = 0
+    while s + 4 <= kernel_w:
+        t0, t1, t2, t3 = taps[s], taps[s + 1], taps[s + 2], taps[s + 3]
+        x0, x1, x2, x3 = src[s:], src[s + 1:], src[s + 2:], src[s + 3:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow] + t1 * x1[ow] + t2 * x2[ow] + t3 * x3[ow]
+        s += 4
+    remaining = kernel_w - s
+    if remaining == 3:
+        t0, t1, t2 = taps[s], taps[s + 1], taps[s + 2]
+        x0, x1, x2 = src[s:], src[s + 1:], src[s + 2:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow] + t1 * x1[ow] + t2 * x2[ow]
+    elif remaining == 2:
+        t0, t1 = taps[s], taps[s + 1]
+        x0, x1 = src[s:], src[s + 1:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow] + t1 * x1[ow]
+    elif remaining == 1:
+        t0 = taps[s]
+        x0 = src[s:]
+        for ow in range(out_w):
+            acc[ow] += t0 * x0[ow]
+
+
+@njit_kernel
+def _accumulate_two_kernel_rows(acc, src_a, src_b, taps_a, taps_b, out_w):
+    """Two kernel rows in one pass: acc[ow] += sum_s taps_a[s] * src_a[ow + s] + taps_b[s] *
+    src_b[ow + s].  Eight multiply-adds per load/store of the accumulator for the four-tap groups;
+    the same slicing as ``_accumulate_kernel_row`` keeps every loop vectorisable."""
+    kernel_w = taps_a.shape[0]
+    s = 0
+    while s + 4 <= kernel_w:
+        a0, a1, a2, a3 = taps_a[s], taps_a[s + 1], taps_a[s + 2], taps_a[s + 3]
+        b0, b1, b2, b3 = taps_b[s], taps_b[s + 1], taps_b[s + 2], taps_b[s + 3]
+        xa0, xa1, xa2, xa3 = src_a[s:], src_a[s + 1:], src_a[s + 2:], src_a[s + 3:]
+        xb0, xb1, xb2, xb3 = src_b[s:], src_b[s + 1:], src_b[s + 2:], src_b[s + 3:]
+        for ow in range(out_w):
+            acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow] + a3 * xa3[ow]
+                        + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow] + b3 * xb3[ow])
+        s += 4
+    remaining = kernel_w - s
+    if remaining == 3:
+        a0, a1, a2 = taps_a[s], taps_a[s + 1], taps_a[s + 2]
+        b0, b1, b2 = taps_b[s], taps_b[s + 1], taps_b[s + 2]
+        xa0, xa1, xa2 = src_a[s:], src_a[s + 1:], src_a[s + 2:]
+        xb0, xb1, xb2 = src_b[s:], src_b[s + 1:], src_b[s + 2:]
+        for ow in range(out_w):
+            acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow]
+                        + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow])
+    elif remaining == 2:
+        a0, a1, b0, b1 = taps_a[s], taps_a[s + 1], taps_b[s], taps_b[s + 1]
+        xa0, xa1, xb0, xb1 = src_a[s:], src_a[s + 1:], src_b[s:], src_b[s + 1:]
+        for ow in range(out_w):
+            acc[ow] += a0 * xa0[ow] + a1 * xa1[ow] + b0 * xb0[ow] + b1 * xb1[ow]
+    elif remaining == 1:
+        a0, b0 = taps_a[s], taps_b[s]
+        xa0, xb0 = src_a[s:], src_b[s:]
+        for ow in range(out_w):
+            acc[ow] += a0 * xa0[ow] + b0 * xb0[ow]
+
+
+@njit_kernel
+def _accumulate_three_kernel_rows(acc, src_a, src_b, src_c, taps_a, taps_b, taps_c, out_w):
+    """Three kernel rows in one pass (odd kernel heights end with one, so a 3x3 kernel is a single
+    pass of nine fused multiply-adds); otherwise as ``_accumulate_two_kernel_rows``."""
+    kernel_w = taps_a.shape[0]
+    s = 0
+    while s + 4 <= kernel_w:
+        a0, a1, a2, a3 = taps_a[s], taps_a[s + 1], taps_a[s + 2], taps_a[s + 3]
+        b0, b1, b2, b3 = taps_b[s], taps_b[s + 1], taps_b[s + 2], taps_b[s + 3]
+        c0, c1, c2, c3 = taps_c[s], taps_c[s + 1], taps_c[s + 2], taps_c[s + 3]
+        xa0, xa1, xa2, xa3 = src_a[s:], src_a[s + 1:], src_a[s + 2:], src_a[s + 3:]
+        xb0, xb1, xb2, xb3 = src_b[s:], src_b[s + 1:], src_b[s + 2:], src_b[s + 3:]
+        xc0, xc1, xc2, xc3 = src_c[s:], src_c[s + 1:], src_c[s + 2:], src_c[s + 3:]
+        for ow in range(out_w):
+            acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow] + a3 * xa3[ow]
+                        + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow] + b3 * xb3[ow]
+                        + c0 * xc0[ow] + c1 * xc1[ow] + c2 * xc2[ow] + c3 * xc3[ow])
+        s += 4
+    remaining = kernel_w - s
+    if remaining == 3:
+        a0, a1, a2 = taps_a[s], taps_a[s + 1], taps_a[s + 2]
+        b0, b1, b2 = taps_b[s], taps_b[s + 1], taps_b[s + 2]
+        c0, c1, c2 = taps_c[s], taps_c[s + 1], taps_c[s + 2]
+        xa0, xa1, xa2 = src_a[s:], src_a[s + 1:], src_a[s + 2:]
+        xb0, xb1, xb2 = src_b[s:], src_b[s + 1:], src_b[s + 2:]
+        xc0, xc1, xc2 = src_c[s:], src_c[s + 1:], src_c[s + 2:]
+        for ow in range(out_w):
+            acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow]
+                        + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow]
+                        + c0 * xc0[ow] + c1 * xc1[ow] + c2 * xc2[ow])
+    elif remaining == 2:
+        a0, a1, b0, b1 = taps_a[s], taps_a[s + 1], taps_b[s], taps_b[s + 1]
+        c0, c1 = taps_c[s], taps_c[s + 1]
+        xa0, xa1, xb0, xb1 = src_a[s:], src_a[s + 1:], src_b[s:], src_b[s + 1:]
+        xc0, xc1 = src_c[s:], src_c[s + 1:]
+        for ow in range(out_w):
+            acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + b0 * xb0[ow] + b1 * xb1[ow]
+                        + c0 * xc0[ow] + c1 * xc1[ow])
+    elif remaining == 1:
+        a0, b0, c0 = taps_a[s], taps_b[s], taps_c[s]
+        xa0, xb0, xc0 = src_a[s:], src_b[s:], src_c[s:]
+        for ow in range(out_w):
+            acc[ow] += a0 * xa0[ow] + b0 * xb0[ow] + c0 * xc0[ow]
+
+
+@njit_parallel
+def _single_channel_stride1_kernel(x, w, bias, out, pad_top, pad_left, out_per_group, block_rows):
+    batch, _, in_h, in_w = x.shape
+    out_channels, _, kernel_h, kernel_w = w.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    blocks = (out_h + block_rows - 1) // block_rows
+    padded_w = out_w + kernel_w - 1
+    needs_padding = (
+        pad_top > 0 or pad_left > 0
+        or out_h + kernel_h - 1 - pad_top > in_h or padded_w - pad_left > in_w
+    )
+    for task in prange(batch * out_channels * blocks):
+        block = task % blocks
+        k = (task // blocks) % out_channels
+        n = task // (blocks * out_channels)
+        plane = x[n, k // out_per_group]
+        oh0 = block * block_rows
+        oh1 = min(out_h, oh0 + block_rows)
+        span = oh1 - oh0 + kernel_h - 1
+        if needs_padding:
+            # rows oh0 - pad_top .. + span of the zero-padded plane, columns -pad_left .. + padded_w
+            # only the padding is zeroed: a full memset would double the cost of the copy
+            source = np.empty((span, padded_w), dtype=x.dtype)
+            first_col = min(max(0, pad_left), padded_w)
+            last_col = max(first_col, min(padded_w, in_w + pad_left))
+            for t in range(span):
+                ih = oh0 + t - pad_top
+                if 0 <= ih < in_h:
+                    source[t, :first_col] = 0
+                    # a slice copy: an index ``j - pad_left`` would defeat vectorisation (see above)
+                    source[t, first_col:last_col] = plane[ih, first_col - pad_left:last_col - pad_left]
+                    source[t, last_col:] = 0
+                else:
+                    source[t, :] = 0
+            first_row = 0
+        else:
+            source = plane
+            first_row = oh0
+        for oh in range(oh0, oh1):
+            acc = out[n, k, oh]
+            acc[:] = bias[k]
+            row0 = first_row + oh - oh0
+            # kernel rows in pairs, the last three together when the height is odd
+            r = 0
+            while kernel_h - r >= 2 and kernel_h - r != 3:
+                _accumulate_two_kernel_rows(acc, source[row0 + r], source[row0 + r + 1],
+                                            w[k, 0, r], w[k, 0, r + 1], out_w)
+                r += 2
+            if kernel_h - r == 3:
+                _accumulate_three_kernel_rows(
+                    acc, source[row0 + r], source[row0 + r + 1], source[row0 + r + 2],
+                    w[k, 0, r], w[k, 0, r + 1], w[k, 0, r + 2], out_w,
+                )
+            elif kernel_h - r == 1:
+                _accumulate_kernel_row(acc, source[row0 + r], w[k, 0, r], out_w)
+
+
+def single_channel_block_rows(params) -> int:
+    """Output rows per task: about four tasks per thread over all planes, at least 8 rows so the
+    scratch halo (R - 1 rows) stays small next to the block."""
+    planes = params.batch * params.out_channels
+    blocks_wanted = max(1, -(-4 * get_num_threads() // planes))
+    rows = -(-params.out_h // blocks_wanted)
+    return int(max(1, min(params.out_h, max(rows, 8))))
+
+
+def single_channel_stride1_forward(x, w, bias, params):
+    """conv2d for one input channel per group, stride 1, no dilation (see the note above)."""
+    out = np.empty(params.output_shape, dtype=params.dtype)
+    _single_channel_stride1_kernel(
+        x, w, bias_or_zeros(bias, params.out_channels, params.dtype), out,
+        params.pad_top, params.pad_left, params.out_channels_per_group,
+        single_channel_block_rows(params),
+    )
+    return out
