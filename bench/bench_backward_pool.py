@@ -7,6 +7,7 @@ Prints a plain table of best-of-``repeat`` wall times (after one warm-up call th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"threads: {fastconv.get_num_threads()}  numpy {np.__version__}")
+    print(f"threads: {fastconv.get_num_threads()}  numpy {np.__version__}  "
+          f"load average {os.getloadavg()[0]:.1f} (timings are only comparable on an idle machine)")
 
     # --- conv2d_backward vs forward -------------------------------------------------------------
     x = rng.standard_normal((8, 64, 56, 56), dtype=np.float32)

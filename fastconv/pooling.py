@@ -22,9 +22,6 @@ from ._config import njit_kernel, njit_parallel
 from ._params import as_array, compute_dtype, contiguous, make_pool_params
 from .backends._common import valid_output_range
 
-MAX, AVG, LP = range(3)
-
-
 # --- kernels ----------------------------------------------------------------------------------
 @njit_kernel
 def _window_bounds(o, stride, pad, kernel, size):
