@@ -1,10 +1,15 @@
 """``python -m fastconv bench``: every algorithm timed side by side with the peers on the same shapes.
 
-Timing method: each callable is run once to warm up (JIT compile, caches), then repeated until
-``min_time`` seconds have passed (at least ``min_repeats`` runs), and the median is reported.  Every
-peer runs with the same thread count as fastconv (PyTorch via ``torch.set_num_threads``, OpenCV via
-``cv2.setNumThreads``, BLAS via threadpoolctl), so ratios compare like with like.  Each algorithm's
-result is checked against a float64 reference before it is timed: a fast wrong answer is no win.
+Four suites — ``forward`` (conv2d), ``backward`` (conv2d_backward vs PyTorch autograd), ``pool``
+(max/avg pooling forward + backward), ``signal`` (correlate2d on single images vs scipy.signal and
+OpenCV) — each a list of problems.  A problem holds its data, a float64 reference, and callables for
+every fastconv algorithm and every installed peer.
+
+Timing: each callable runs once to warm up (JIT compile, caches), then repeats until ``min_time``
+seconds have passed (at least three runs) and the median is reported.  Every peer runs with the
+same thread count as fastconv (PyTorch via ``torch.set_num_threads``, OpenCV via
+``cv2.setNumThreads``, BLAS via threadpoolctl), so ratios compare like with like.  Each result is
+checked against the reference before it is timed: a fast wrong answer is no win.
 """
 from __future__ import annotations
 
@@ -12,50 +17,17 @@ import importlib
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from . import dispatch
 from ._config import get_num_threads, set_num_threads
 from ._params import make_conv_params
+from ._progress import progress
 from .conv import conv2d
 
-
-@dataclass
-class Case:
-    name: str
-    input_shape: tuple
-    weight_shape: tuple
-    kwargs: dict = field(default_factory=dict)
-    dtype: str = "float32"
-    separable: bool = False  # build a rank-1 weight
-
-
-QUICK_CASES = [
-    Case("image 512x512 k3", (1, 1, 512, 512), (1, 1, 3, 3)),
-    Case("image 512x512 k7 separable", (1, 1, 512, 512), (1, 1, 7, 7), separable=True),
-    Case("image 512x512 k31", (1, 1, 512, 512), (1, 1, 31, 31)),
-    Case("LeNet conv1 N=256", (256, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),
-    Case("ResNet 3x3 N=8 64->64 56x56", (8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
-    Case("1x1 N=8 256->64 56x56", (8, 256, 56, 56), (64, 256, 1, 1)),
-    Case("depthwise 3x3 N=8 128ch 56x56", (8, 128, 56, 56), (128, 1, 3, 3),
-         {"padding": 1, "groups": 128}),
-]
-
-FULL_CASES = QUICK_CASES + [
-    Case("image 512x512 k3 float64", (1, 1, 512, 512), (1, 1, 3, 3), dtype="float64"),
-    Case("image 512x512 k5", (1, 1, 512, 512), (1, 1, 5, 5)),
-    Case("image 512x512 k15", (1, 1, 512, 512), (1, 1, 15, 15)),
-    Case("image 1024x1024 k9 separable", (1, 1, 1024, 1024), (1, 1, 9, 9), separable=True),
-    Case("LeNet conv2 N=256", (256, 6, 14, 14), (16, 6, 5, 5)),
-    Case("ResNet 3x3 s2 N=8 64->128 56x56", (8, 64, 56, 56), (128, 64, 3, 3),
-         {"padding": 1, "stride": 2}),
-    Case("VGG first N=1 3->64 224x224", (1, 3, 224, 224), (64, 3, 3, 3), {"padding": 1}),
-    Case("AlexNet 11x11 s4 N=4 3->64 224x224", (4, 3, 224, 224), (64, 3, 11, 11),
-         {"padding": 2, "stride": 4}),
-    Case("Inception 5x5 N=8 32->64 28x28", (8, 32, 28, 28), (64, 32, 5, 5), {"padding": 2}),
-    Case("7x7 N=8 16->16 56x56", (8, 16, 56, 56), (16, 16, 7, 7), {"padding": 3}),
-]
+SUITES = ("forward", "backward", "pool", "signal")
 
 
 def _optional(name):
@@ -78,54 +50,6 @@ def median_seconds(fn, min_time=0.2, min_repeats=3, max_repeats=200) -> float:
     return statistics.median(times)
 
 
-def make_data(case: Case, seed=0):
-    rng = np.random.default_rng(seed)
-    dtype = np.dtype(case.dtype)
-    x = rng.standard_normal(case.input_shape).astype(dtype)
-    if case.separable:
-        k, c, r, s = case.weight_shape
-        w = rng.standard_normal((k, c, r, 1)) * rng.standard_normal((k, c, 1, s))
-    else:
-        w = rng.standard_normal(case.weight_shape)
-    return x, w.astype(dtype)
-
-
-def peers_for(case: Case, x, w):
-    """Peer implementations that compute the same thing, as name -> zero-arg callable."""
-    peers = {}
-    torch = _optional("torch")
-    if torch is not None:
-        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-        kwargs = case.kwargs
-
-        def run_torch():
-            with torch.no_grad():
-                return torch.nn.functional.conv2d(tx, tw, **kwargs)
-
-        peers["torch"] = run_torch
-    single_plane = case.input_shape[:2] == (1, 1) and case.weight_shape[:2] == (1, 1)
-    if single_plane and not case.kwargs:
-        import scipy.signal
-
-        plane, kernel = x[0, 0], w[0, 0]
-        if kernel.shape[0] <= 15:  # brute force beyond that takes seconds per call
-            peers["scipy.correlate2d"] = lambda: scipy.signal.correlate2d(plane, kernel, "valid")
-        flipped = kernel[::-1, ::-1].copy()
-        peers["scipy.fftconvolve"] = lambda: scipy.signal.fftconvolve(plane, flipped, "valid")
-        cv2 = _optional("cv2")
-        if cv2 is not None:
-            anchor = (0, 0)
-
-            def run_cv2():
-                full = cv2.filter2D(plane, -1, kernel, anchor=anchor,
-                                    borderType=cv2.BORDER_CONSTANT)
-                return full[: plane.shape[0] - kernel.shape[0] + 1,
-                            : plane.shape[1] - kernel.shape[1] + 1]
-
-            peers["cv2.filter2D"] = run_cv2
-    return peers
-
-
 def pin_threads(threads: int) -> list[str]:
     """Pin fastconv, BLAS and every installed peer to ``threads``; say what was pinned."""
     set_num_threads(threads)
@@ -141,52 +65,321 @@ def pin_threads(threads: int) -> list[str]:
     return pinned
 
 
-def run_case(case: Case, min_time: float):
+# --- problems ---------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """A conv2d problem: shapes, parameters, dtype; ``separable`` builds a rank-1 weight."""
+
+    name: str
+    input_shape: tuple
+    weight_shape: tuple
+    kwargs: dict = field(default_factory=dict)
+    dtype: str = "float32"
+    separable: bool = False
+
+
+@dataclass
+class Problem:
+    suite: str
+    name: str
+    flops: float
+    reference: object  # float64 array, or a tuple of them
+    ours: dict[str, Callable]  # fastconv algorithm name -> callable
+    peers: dict[str, Callable]  # peer name -> callable
+    auto_choice: str
+    kernel: int | None = None  # for the kernel-size plot
+    predicted: dict[str, float] = field(default_factory=dict)  # cost-model seconds per algorithm
+
+
+def make_data(case: Case, seed=0):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(case.dtype)
+    x = rng.standard_normal(case.input_shape).astype(dtype)
+    if case.separable:
+        k, c, r, s = case.weight_shape
+        w = rng.standard_normal((k, c, r, 1)) * rng.standard_normal((k, c, 1, s))
+    else:
+        w = rng.standard_normal(case.weight_shape)
+    return x, w.astype(dtype)
+
+
+FORWARD_QUICK = [
+    Case("image 512x512 k3", (1, 1, 512, 512), (1, 1, 3, 3)),
+    Case("image 512x512 k7 separable", (1, 1, 512, 512), (1, 1, 7, 7), separable=True),
+    Case("image 512x512 k31", (1, 1, 512, 512), (1, 1, 31, 31)),
+    Case("LeNet conv1 N=256", (256, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),
+    Case("ResNet 3x3 N=8 64->64 56x56", (8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+    Case("1x1 N=8 256->64 56x56", (8, 256, 56, 56), (64, 256, 1, 1)),
+    Case("depthwise 3x3 N=8 128ch 56x56", (8, 128, 56, 56), (128, 1, 3, 3),
+         {"padding": 1, "groups": 128}),
+]
+
+FORWARD_FULL = FORWARD_QUICK + [
+    Case("image 512x512 k3 float64", (1, 1, 512, 512), (1, 1, 3, 3), dtype="float64"),
+    Case("image 512x512 k5", (1, 1, 512, 512), (1, 1, 5, 5)),
+    Case("image 512x512 k15", (1, 1, 512, 512), (1, 1, 15, 15)),
+    Case("image 1024x1024 k9 separable", (1, 1, 1024, 1024), (1, 1, 9, 9), separable=True),
+    Case("LeNet conv2 N=256", (256, 6, 14, 14), (16, 6, 5, 5)),
+    Case("ResNet 3x3 s2 N=8 64->128 56x56", (8, 64, 56, 56), (128, 64, 3, 3),
+         {"padding": 1, "stride": 2}),
+    Case("VGG first N=1 3->64 224x224", (1, 3, 224, 224), (64, 3, 3, 3), {"padding": 1}),
+    Case("AlexNet 11x11 s4 N=4 3->64 224x224", (4, 3, 224, 224), (64, 3, 11, 11),
+         {"padding": 2, "stride": 4}),
+    Case("Inception 5x5 N=8 32->64 28x28", (8, 32, 28, 28), (64, 32, 5, 5), {"padding": 2}),
+    Case("7x7 N=8 16->16 56x56", (8, 16, 56, 56), (16, 16, 7, 7), {"padding": 3}),
+]
+
+BACKWARD_QUICK = [
+    Case("LeNet conv2 N=64", (64, 6, 14, 14), (16, 6, 5, 5)),
+    Case("ResNet 3x3 N=8 64->64 56x56", (8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+    Case("depthwise 3x3 N=8 64ch 56x56", (8, 64, 56, 56), (64, 1, 3, 3),
+         {"padding": 1, "groups": 64}),
+]
+
+BACKWARD_FULL = BACKWARD_QUICK + [
+    Case("LeNet conv1 N=256", (256, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),
+    Case("ResNet 3x3 s2 N=8 64->128 56x56", (8, 64, 56, 56), (128, 64, 3, 3),
+         {"padding": 1, "stride": 2}),
+    Case("1x1 N=8 256->64 56x56", (8, 256, 56, 56), (64, 256, 1, 1)),
+    Case("Inception 5x5 N=8 32->64 28x28", (8, 32, 28, 28), (64, 32, 5, 5), {"padding": 2}),
+]
+
+
+def _relative_error(result, reference) -> float:
+    results = result if isinstance(result, tuple) else (result,)
+    references = reference if isinstance(reference, tuple) else (reference,)
+    worst = 0.0
+    for got, expected in zip(results, references):
+        got = np.asarray(got, dtype=np.float64).reshape(expected.shape)
+        worst = max(worst, float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) + 1e-30)))
+    return worst
+
+
+def forward_problem(case: Case) -> Problem:
     x, w = make_data(case)
     params, *_ = make_conv_params(x, w, None, **case.kwargs)
     reference = conv2d(x.astype(np.float64), w.astype(np.float64), algorithm="direct", **case.kwargs)
-    scale = np.max(np.abs(reference)) + 1e-30
-    row = {"case": case.name, "gflop": params.flops / 1e9, "times": {}, "errors": {}}
-    chosen = dispatch.choose_forward(params, x, w, "auto").algorithm
-    row["auto_choice"] = chosen
+    ours = {}
     for name in dispatch.algorithms():
-        try:
-            result = conv2d(x, w, algorithm=name, **case.kwargs)
-        except ValueError as error:  # e.g. separable on a full-rank kernel
-            row["errors"][name] = str(error).split(":")[0]
+        if name == "measure":
             continue
-        relative_error = float(np.max(np.abs(result - reference)) / scale)
-        tolerance = 1e-4 if case.dtype == "float32" else 1e-10
-        if relative_error > tolerance:
-            raise AssertionError(f"{case.name}: {name} is wrong (relative error {relative_error:.2e})")
-        row["times"][name] = median_seconds(
-            lambda name=name: conv2d(x, w, algorithm=name, **case.kwargs), min_time
-        )
-    for peer, fn in peers_for(case, x, w).items():
-        result = np.asarray(fn())
-        relative_error = float(np.max(np.abs(result.reshape(reference.shape) - reference)) / scale)
-        if relative_error > 1e-3:
-            raise AssertionError(f"{case.name}: peer {peer} disagrees ({relative_error:.2e})")
-        row["times"][peer] = median_seconds(fn, min_time)
+        ours[name] = (lambda name=name: conv2d(x, w, algorithm=name, **case.kwargs))
+    peers = {}
+    torch = _optional("torch")
+    if torch is not None:
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+
+        def run_torch():
+            with torch.no_grad():
+                return torch.nn.functional.conv2d(tx, tw, **case.kwargs).numpy()
+
+        peers["torch"] = run_torch
+    if case.input_shape[:2] == (1, 1) and case.weight_shape[:2] == (1, 1) and not case.kwargs:
+        peers.update(_single_image_peers(x[0, 0], w[0, 0]))
+    params_zero = params.explicitly_padded() if params.padding_mode != "zeros" else params
+    choice = dispatch.choose_forward(params_zero, x, w, "auto").algorithm
+    predicted = {name: dispatch.estimate_seconds(name, params_zero) for name in dispatch.BACKENDS}
+    return Problem("forward", case.name, params.flops, reference, ours, peers, choice,
+                   predicted=predicted)
+
+
+def backward_problem(case: Case) -> Problem:
+    from .gradients import conv2d_backward
+
+    x, w = make_data(case)
+    params, *_ = make_conv_params(x, w, None, **case.kwargs)
+    grad_out = np.random.default_rng(1).standard_normal(params.output_shape).astype(x.dtype)
+    reference = conv2d_backward(grad_out.astype(np.float64), x.astype(np.float64),
+                                w.astype(np.float64), algorithm="direct", **case.kwargs)
+    ours = {
+        name: (lambda name=name: conv2d_backward(grad_out, x, w, algorithm=name, **case.kwargs))
+        for name in ("auto", "direct", "im2col", "fft")
+    }
+    peers = {}
+    torch = _optional("torch")
+    if torch is not None:
+        tg = torch.from_numpy(grad_out)
+
+        def run_torch():
+            tx = torch.from_numpy(x).requires_grad_()
+            tw = torch.from_numpy(w).requires_grad_()
+            tb = torch.zeros(w.shape[0], dtype=tw.dtype, requires_grad=True)
+            torch.nn.functional.conv2d(tx, tw, tb, **case.kwargs).backward(tg)
+            return tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
+
+        peers["torch"] = run_torch
+    choice = dispatch.choose_backward(params, "auto", x, w, grad_out).algorithm
+    predicted = {name: dispatch.estimate_seconds(name, params) for name in dispatch.BACKENDS}
+    # input and weight gradients: each costs one forward's FLOPs
+    return Problem("backward", case.name, 2 * params.flops, reference, ours, peers, choice,
+                   predicted=predicted)
+
+
+def pool_problems(quick: bool) -> list[Problem]:
+    from . import pooling
+
+    shape = (16, 64, 56, 56) if quick else (64, 64, 56, 56)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    grad = np.random.default_rng(1).standard_normal(shape[:2] + (shape[2] // 2, shape[3] // 2))
+    grad = grad.astype(np.float32)
+    problems = []
+    torch = _optional("torch")
+    for kind in ("max", "avg"):
+        forward = getattr(pooling, f"{kind}_pool2d")
+        backward = getattr(pooling, f"{kind}_pool2d_backward")
+
+        def ours(forward=forward, backward=backward):
+            return forward(x, 2), backward(grad, x, 2)
+
+        def numpy_reshape(kind=kind):
+            blocks = x.reshape(shape[0], shape[1], shape[2] // 2, 2, shape[3] // 2, 2)
+            if kind == "max":
+                pooled = blocks.max(axis=(3, 5))
+                # gradient to the first maximum of each window, as PyTorch routes it
+                flat = blocks.transpose(0, 1, 2, 4, 3, 5).reshape(pooled.shape + (4,))
+                first = flat.argmax(axis=-1)
+                routed = np.zeros(flat.shape, np.float32)
+                np.put_along_axis(routed, first[..., None], grad[..., None], axis=-1)
+                grad_in = routed.reshape(pooled.shape + (2, 2)).transpose(0, 1, 2, 4, 3, 5)
+            else:
+                pooled = blocks.mean(axis=(3, 5))
+                grad_in = np.broadcast_to((grad / 4)[:, :, :, None, :, None], blocks.shape)
+            return pooled, grad_in.reshape(shape)
+
+        peers = {"numpy reshape": numpy_reshape}
+        if torch is not None:
+            tgrad = torch.from_numpy(grad)
+
+            def run_torch(kind=kind):
+                tx = torch.from_numpy(x).requires_grad_()
+                out = getattr(torch.nn.functional, f"{kind}_pool2d")(tx, 2)
+                out.backward(tgrad)
+                return out.detach().numpy(), tx.grad.numpy()
+
+            peers["torch"] = run_torch
+        reference = tuple(np.asarray(r, dtype=np.float64) for r in numpy_reshape())
+        problems.append(Problem("pool", f"{kind} pool 2x2 fwd+bwd {shape}", 0.0, reference,
+                                {"auto": ours}, peers, "-"))
+    return problems
+
+
+def _single_image_peers(image, kernel) -> dict[str, Callable]:
+    """scipy.signal and OpenCV computing the same valid cross-correlation of one image."""
+    import scipy.signal
+
+    peers = {}
+    if kernel.shape[0] * kernel.shape[1] <= 15 * 15:  # brute force beyond that takes seconds
+        peers["scipy.correlate2d"] = lambda: scipy.signal.correlate2d(image, kernel, "valid")
+    flipped = kernel[::-1, ::-1].copy()
+    peers["scipy.fftconvolve"] = lambda: scipy.signal.fftconvolve(image, flipped, "valid")
+    peers["scipy.oaconvolve"] = lambda: scipy.signal.oaconvolve(image, flipped, "valid")
+    cv2 = _optional("cv2")
+    if cv2 is not None:
+        rows = image.shape[0] - kernel.shape[0] + 1
+        cols = image.shape[1] - kernel.shape[1] + 1
+
+        def run_cv2():
+            # anchor (0, 0): output (i, j) sums kernel * image[i:i+R, j:j+S], the valid correlation
+            full = cv2.filter2D(image, -1, kernel, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+            return full[:rows, :cols]
+
+        peers["cv2.filter2D"] = run_cv2
+    return peers
+
+
+def signal_problems(quick: bool) -> list[Problem]:
+    from .signal import correlate2d
+
+    kernels = (3, 7, 15, 31) if quick else (3, 5, 7, 9, 11, 15, 21, 31, 45, 63)
+    dtypes = ("float32",) if quick else ("float32", "float64")
+    problems = []
+    rng = np.random.default_rng(0)
+    for dtype in dtypes:
+        image = rng.standard_normal((512, 512)).astype(dtype)
+        for size in kernels:
+            kernel = rng.standard_normal((size, size)).astype(dtype)
+            reference = correlate2d(image.astype(np.float64), kernel.astype(np.float64), "valid",
+                                    algorithm="direct")
+            ours = {
+                name: (lambda name=name, kernel=kernel:
+                       correlate2d(image, kernel, "valid", algorithm=name))
+                for name in ("auto", "direct", "fft")
+            }
+            flops = 2.0 * reference.size * size * size
+            choice = _signal_choice(image, kernel)
+            problems.append(Problem("signal", f"512x512 k{size} {dtype}", flops, reference, ours,
+                                    _single_image_peers(image, kernel), choice, kernel=size))
+    return problems
+
+
+def _signal_choice(image, kernel) -> str:
+    """Which backend ``correlate2d(image, kernel, "valid")`` runs with ``algorithm="auto"``."""
+    from ._params import make_signal_params
+
+    params = make_signal_params(image.shape, kernel.shape, (0, 0, 0, 0), image.dtype)
+    planes = (image[np.newaxis, np.newaxis], kernel[np.newaxis, np.newaxis])
+    return dispatch.choose_signal(params, *planes, "auto").algorithm
+
+
+def build_problems(suite: str, quick: bool) -> list[Problem]:
+    if suite == "forward":
+        return [forward_problem(c) for c in (FORWARD_QUICK if quick else FORWARD_FULL)]
+    if suite == "backward":
+        return [backward_problem(c) for c in (BACKWARD_QUICK if quick else BACKWARD_FULL)]
+    if suite == "pool":
+        return pool_problems(quick)
+    if suite == "signal":
+        return signal_problems(quick)
+    raise ValueError(f"unknown suite {suite!r}; choose from {SUITES + ('all',)}")
+
+
+# --- running and reporting --------------------------------------------------------------------
+QUICK_SKIP_FACTOR = 20.0
+
+
+def run_problem(problem: Problem, min_time: float, quick: bool = False) -> dict:
+    """Time every implementation of ``problem``.  In quick mode, a fastconv backend the cost model
+    predicts to be over ``QUICK_SKIP_FACTOR`` times slower than auto's pick is not timed (the row
+    says so); everything is timed in full mode."""
+    row = {"suite": problem.suite, "case": problem.name, "gflop": problem.flops / 1e9,
+           "auto_choice": problem.auto_choice, "kernel": problem.kernel, "times": {},
+           "skipped": {}}
+    fastest_predicted = problem.predicted.get(problem.auto_choice)
+    for name, fn in list(problem.ours.items()) + list(problem.peers.items()):
+        predicted = problem.predicted.get(name)
+        if quick and fastest_predicted and predicted and predicted > QUICK_SKIP_FACTOR * fastest_predicted:
+            row["skipped"][name] = f"predicted > {QUICK_SKIP_FACTOR:g}x slower (--quick)"
+            continue
+        try:
+            result = fn()
+        except ValueError as error:  # e.g. separable on a full-rank kernel
+            row["skipped"][name] = str(error).split(";")[0]
+            continue
+        error = _relative_error(result, problem.reference)
+        if error > 1e-3:
+            raise AssertionError(f"{problem.name}: {name} disagrees with the reference "
+                                 f"(relative error {error:.2e})")
+        row["times"][name] = median_seconds(fn, min_time)
     return row
 
 
 def format_table(rows) -> str:
-    ours = [a for a in dispatch.algorithms()]
+    ours = [a for a in ("auto",) + tuple(dispatch.BACKENDS)
+            if any(a in row["times"] for row in rows)]
     peers = sorted({name for row in rows for name in row["times"] if name not in ours})
-    header = ["case", "GFLOP"] + ours + peers + ["auto picks"] + [f"vs {p}" for p in peers]
+    header = ["case", "GFLOP"] + ours + peers + ["auto picks", "auto GFLOP/s"]
+    header += [f"vs {p}" for p in peers]
     lines = [header]
     for row in rows:
         times = row["times"]
-        cells = [row["case"], f"{row['gflop']:.3f}"]
+        cells = [row["case"], f"{row['gflop']:.3f}" if row["gflop"] else "-"]
         for name in ours + peers:
             cells.append(f"{times[name] * 1e3:.3f}" if name in times else "-")
+        auto = times.get("auto")
         cells.append(row["auto_choice"])
+        cells.append(f"{row['gflop'] / auto:.1f}" if auto and row["gflop"] else "-")
         for peer in peers:
-            if peer in times and "auto" in times:
-                cells.append(f"{times[peer] / times['auto']:.2f}x")
-            else:
-                cells.append("-")
+            cells.append(f"{times[peer] / auto:.2f}x" if peer in times and auto else "-")
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = []
@@ -198,21 +391,67 @@ def format_table(rows) -> str:
     return "\n".join(text)
 
 
+def plot_kernel_sweep(rows, path) -> None:
+    """Time vs kernel size per algorithm (single 512x512 image): where the crossovers are."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit(
+            "--plot needs matplotlib, an optional extra: pip install matplotlib "
+            "(or pip install 'fastconv[plot]')"
+        ) from None
+    sweep = [r for r in rows if r["kernel"] is not None]
+    dtypes = sorted({r["case"].split()[-1] for r in sweep})
+    figure, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 4.5), squeeze=False)
+    for axis, dtype in zip(axes[0], dtypes):
+        mine = [r for r in sweep if r["case"].endswith(dtype)]
+        names = sorted({n for r in mine for n in r["times"]})
+        for name in names:
+            points = [(r["kernel"], r["times"][name] * 1e3) for r in mine if name in r["times"]]
+            style = "-o" if name in ("auto", "direct", "fft", "separable") else "--s"
+            axis.plot(*zip(*points), style, label=name, linewidth=2.5 if name == "auto" else 1.2)
+        axis.set_yscale("log")
+        axis.set_xlabel("kernel size (k x k)")
+        axis.set_ylabel("median time (ms)")
+        axis.set_title(f"correlate2d valid, 512x512 {dtype}, {get_num_threads()} threads")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 def main(args) -> int:
     pinned = pin_threads(args.threads or get_num_threads())
-    cases = QUICK_CASES if args.quick else FULL_CASES
-    print(f"fastconv bench: conv2d forward, median times in ms; threads pinned: {', '.join(pinned)}")
-    print("'vs X' = X's time / fastconv auto's time (> 1 means fastconv is faster)\n")
-    rows = []
-    for index, case in enumerate(cases, 1):
-        print(f"[{index}/{len(cases)}] {case.name}", flush=True)
-        rows.append(run_case(case, min_time=0.1 if args.quick else 0.3))
-    print()
-    print(format_table(rows))
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    if args.plot and "signal" not in suites:
+        suites = suites + ("signal",)  # the plot is the single-image kernel-size sweep
+    print(f"fastconv bench ({'quick' if args.quick else 'full'}): median times in ms; "
+          f"threads pinned: {', '.join(pinned)}")
+    print("'vs X' = X's time / fastconv auto's time (> 1 means fastconv is faster); every result "
+          "is checked against a float64 reference before it is timed")
+    all_rows = []
+    min_time = 0.05 if args.quick else 0.3
+    for suite in suites:
+        problems = build_problems(suite, args.quick)
+        rows = [run_problem(p, min_time, args.quick) for p in progress(problems, description=suite)]
+        all_rows += rows
+        print(f"\n== {suite} ==")
+        print(format_table(rows))
+        not_timed = [f"{r['case']}: {name}" for r in rows for name, why in r["skipped"].items()
+                     if "--quick" in why]
+        if not_timed:
+            print(f"not timed (predicted > {QUICK_SKIP_FACTOR:g}x slower than auto's pick; "
+                  f"run without --quick for them): " + "; ".join(not_timed))
     if args.json:
         import json
 
         with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+            json.dump({"threads": pinned, "rows": all_rows}, handle, indent=2)
         print(f"\nwrote {args.json}")
+    if args.plot:
+        plot_kernel_sweep(all_rows, args.plot)
+        print(f"wrote {args.plot}")
     return 0
