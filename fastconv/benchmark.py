@@ -287,11 +287,15 @@ def _single_image_peers(image, kernel) -> dict[str, Callable]:
     return peers
 
 
+SIGNAL_KERNELS = (3, 5, 7, 9, 11, 15, 21, 31, 45, 63)
+SIGNAL_DTYPES = ("float32", "float64")
+
+
 def signal_problems(quick: bool) -> list[Problem]:
     from .signal import correlate2d
 
-    kernels = (3, 7, 15, 31) if quick else (3, 5, 7, 9, 11, 15, 21, 31, 45, 63)
-    dtypes = ("float32",) if quick else ("float32", "float64")
+    kernels = (3, 7, 15, 31) if quick else SIGNAL_KERNELS
+    dtypes = ("float32",) if quick else SIGNAL_DTYPES
     problems = []
     rng = np.random.default_rng(0)
     for dtype in dtypes:
