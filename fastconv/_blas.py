@@ -54,13 +54,16 @@ def _as_pointer(typingctx, address):
 
 
 @njit_kernel
-def gemm_strided(m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb, beta, c, c_offset, ldc):
-    """``C = alpha * A @ B + beta * C`` with row-major matrices addressed as (buffer, offset, row stride).
+def gemm_strided(transpose_a, transpose_b, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb,
+                 beta, c, c_offset, ldc):
+    """``C = alpha * op(A) @ op(B) + beta * C`` with row-major matrices addressed as (buffer,
+    offset, row stride).
 
-    ``A`` is (m, k) starting at element ``a_offset`` of ``a``'s buffer with rows ``lda`` elements
-    apart; likewise ``B`` (k, n) and ``C`` (m, n).  This reaches matrices NumPy cannot view, e.g. a
-    window of a flattened padded image whose rows overlap the next channel.  The caller guarantees
-    every addressed element lies inside its buffer and that the three dtypes match.
+    ``op(A)`` is (m, k): ``A`` itself when not ``transpose_a`` (stored (m, k), rows ``lda`` elements
+    apart), else the transpose of an (k, m) matrix stored so; likewise ``op(B)`` (k, n) and ``C``
+    (m, n).  This reaches matrices NumPy cannot view, e.g. a window of a flattened padded image whose
+    rows overlap the next channel.  The caller guarantees every addressed element lies inside its
+    buffer and that the three dtypes match.
     """
     itemsize = a.itemsize
     dims = np.empty(6, dtype=np.int32)
@@ -73,12 +76,13 @@ def gemm_strided(m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb, beta, c, c_
     scalars = np.empty(2, dtype=a.dtype)
     scalars[0] = alpha
     scalars[1] = beta
-    no_transpose = np.empty(1, dtype=np.uint8)
-    no_transpose[0] = 78  # 'N'
-    flag = _as_pointer(no_transpose.ctypes.data)
+    flags = np.empty(2, dtype=np.uint8)
+    flags[0] = 84 if transpose_b else 78  # 'T' / 'N': B comes first in the column-major call
+    flags[1] = 84 if transpose_a else 78
     base = dims.ctypes.data
     args = (
-        flag, flag, _as_pointer(base), _as_pointer(base + 4), _as_pointer(base + 8),
+        _as_pointer(flags.ctypes.data), _as_pointer(flags.ctypes.data + 1),
+        _as_pointer(base), _as_pointer(base + 4), _as_pointer(base + 8),
         _as_pointer(scalars.ctypes.data),
         _as_pointer(b.ctypes.data + b_offset * itemsize), _as_pointer(base + 12),
         _as_pointer(a.ctypes.data + a_offset * itemsize), _as_pointer(base + 16),
@@ -96,6 +100,6 @@ def gemm(a, b, c, alpha, beta):
     """``c = alpha * a @ b + beta * c`` for 2-D float32/float64 views whose last axis is contiguous
     (rows may be strided).  Shapes a (m, k), b (k, n), c (m, n); the caller guarantees they agree."""
     itemsize = a.itemsize
-    gemm_strided(a.shape[0], b.shape[1], a.shape[1], alpha,
+    gemm_strided(False, False, a.shape[0], b.shape[1], a.shape[1], alpha,
                  a, 0, a.strides[0] // itemsize, b, 0, b.strides[0] // itemsize,
                  beta, c, 0, c.strides[0] // itemsize)

@@ -130,3 +130,41 @@ def test_large_kernel(backend, rng):
     w = rng.standard_normal((2, 2, 17, 19))
     got = fastconv.conv2d(x, w, padding=3, algorithm=backend)
     np.testing.assert_allclose(got, naive.conv2d(x, w, padding=3), rtol=1e-9, atol=1e-9)
+
+
+# Shapes with >= 8 input channels per group reach im2col's stride-1 shifted-tap GEMM path.
+MANY_CHANNEL_CASES = [
+    ((2, 8, 10, 9), (5, 8, 3, 3), {"padding": 1}),
+    ((1, 16, 9, 12), (4, 16, 3, 2), {"padding": (2, 0), "dilation": (2, 3)}),
+    ((3, 16, 7, 7), (6, 8, 5, 5), {"groups": 2, "padding": "same"}),
+    ((1, 12, 6, 6), (3, 12, 6, 6), {}),  # kernel == input: one output pixel
+    ((2, 8, 8, 8), (4, 8, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", MANY_CHANNEL_CASES, ids=_case_id)
+def test_im2col_shifted_taps_path(case, dtype, rng):
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype)
+    got = fastconv.conv2d(x, w, b, algorithm="im2col", **kwargs)
+    exact = naive.conv2d(x, w, b, **kwargs)
+    magnitude = naive.conv2d(np.abs(x), np.abs(w), np.abs(b), **kwargs)
+    assert_matches(got, exact, magnitude, dtype, "im2col")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("backend", ["im2col", "fft"])
+def test_workspace_cap_chunks_and_stays_correct(backend, stride, rng):
+    x = rng.standard_normal((5, 16, 20, 20))
+    w = rng.standard_normal((8, 16, 3, 3))
+    expected = naive.conv2d(x, w, padding=1, stride=stride)
+    previous = fastconv.get_workspace_limit()
+    try:
+        fastconv.set_workspace_limit(64 * 1024)  # far below one sample's working set
+        got = fastconv.conv2d(x, w, padding=1, stride=stride, algorithm=backend)
+    finally:
+        fastconv.set_workspace_limit(previous)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)

@@ -1,4 +1,15 @@
-"""im2col + GEMM: unfold input patches into a column matrix, then one BLAS matrix product.
+"""im2col + GEMM: convolution as BLAS matrix products.
+
+Stride 1 (any dilation, enough channels): no unfolding at all.  With the input padded once into a
+flat buffer of rows ``padded_w`` long, the (Cg, out_h * padded_w) matrix that kernel tap (r, s)
+multiplies is a *strided view* of that buffer starting at ``r*dh*padded_w + s*dw`` with row stride
+``padded_h*padded_w``; so the output of group g is ``sum_taps W[r, s, g] (Kg, Cg) @ view(r, s)``,
+R*S accumulating GEMMs (``beta = 1``) into a (Kg, out_h * padded_w) scratch whose columns
+``ow >= out_w`` (reads that wrapped into the next row) are dropped when the scratch is compacted
+into the output, bias added on the way.  This moves no more memory than the input itself, where an
+unfold writes R*S copies of it.
+
+Otherwise (strides, very few channels per group) the classic unfold:
 
 For sample n and group g the output block ``out[n, g*Kg:(g+1)*Kg]`` viewed as (Kg, out_h*out_w) is
 ``weight_g (Kg, Cg*R*S) @ columns (Cg*R*S, out_h*out_w)``.  Row ``(c, r, s)`` of ``columns`` holds the
@@ -11,8 +22,13 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .._blas import gemm_strided
 from .._config import get_workspace_limit, njit_kernel, njit_parallel
 from ._common import valid_output_range
+
+# Below this many input channels per group a tap's GEMM has too short an inner dimension for BLAS
+# to run well, and unfolding (inner dimension Cg*R*S) wins.
+SHIFTED_TAPS_MIN_CHANNELS = 8
 
 NAME = "im2col"
 
@@ -98,6 +114,86 @@ def _pointwise_kernel(x3, w2, out3, groups):
                    out3[n, g * out_per_group:(g + 1) * out_per_group])
 
 
+@njit_parallel
+def _pad_flat(x, first_sample, pad_top, pad_left, padded_h, padded_w, padded):
+    """Copy samples ``first_sample ...`` of ``x`` into the interior of the zero-bordered flat
+    buffer ``padded`` (count, C*padded_h*padded_w + tail); borders and tail stay zero."""
+    count = padded.shape[0]
+    channels, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    plane = padded_h * padded_w
+    for task in prange(count * channels):
+        i = task // channels
+        c = task % channels
+        base = c * plane + pad_top * padded_w + pad_left
+        for row in range(in_h):
+            start = base + row * padded_w
+            padded[i, start:start + in_w] = x[first_sample + i, c, row]
+
+
+@njit_kernel
+def _compact(scratch, bias, out_plane, first_channel, out_h, out_w, padded_w):
+    """out_plane[first_channel + k, oh*out_w + ow] = scratch[k, oh*padded_w + ow] + bias[...]."""
+    for k in range(scratch.shape[0]):
+        channel_bias = bias[first_channel + k]
+        dest = out_plane[first_channel + k]
+        src = scratch[k]
+        for oh in range(out_h):
+            for ow in range(out_w):
+                dest[oh * out_w + ow] = src[oh * padded_w + ow] + channel_bias
+
+
+@njit_kernel
+def _shifted_taps_kernel(padded, taps, bias, out3, first_sample, groups, kernel_w, padded_h,
+                         padded_w, dilation_h, dilation_w, out_h, out_w, scratch):
+    """``taps`` is the weight as (R*S, K, Cg); ``padded`` a chunk of samples from ``_pad_flat``."""
+    tap_count, out_channels, channels = taps.shape
+    out_per_group = out_channels // groups
+    plane = padded_h * padded_w
+    width = out_h * padded_w
+    for i in range(padded.shape[0]):
+        sample = padded[i]
+        for g in range(groups):
+            for tap in range(tap_count):
+                r = tap // kernel_w
+                s = tap % kernel_w
+                gemm_strided(
+                    False, False, out_per_group, width, channels, 1.0,
+                    taps, (tap * out_channels + g * out_per_group) * channels, channels,
+                    sample, g * channels * plane + r * dilation_h * padded_w + s * dilation_w, plane,
+                    0.0 if tap == 0 else 1.0, scratch, 0, width,
+                )
+            _compact(scratch, bias, out3[first_sample + i], g * out_per_group, out_h, out_w,
+                     padded_w)
+
+
+def _uses_shifted_taps(params) -> bool:
+    return (
+        params.stride_h == params.stride_w == 1
+        and params.in_channels_per_group >= SHIFTED_TAPS_MIN_CHANNELS
+    )
+
+
+def _shifted_taps_forward(x, w, bias, params, out3):
+    padded_h, padded_w = params.padded_h, params.padded_w
+    # a tap's window may run (S-1)*dw elements past the last plane of a sample
+    tail = (params.kernel_w - 1) * params.dilation_w
+    per_sample = (params.in_channels * padded_h * padded_w + tail) * params.dtype.itemsize
+    scratch_bytes = params.out_channels_per_group * params.out_h * padded_w * params.dtype.itemsize
+    samples = int(max(1, min(params.batch, (get_workspace_limit() - scratch_bytes) // per_sample)))
+    padded = np.zeros((samples, params.in_channels * padded_h * padded_w + tail), params.dtype)
+    scratch = np.empty((params.out_channels_per_group, params.out_h * padded_w), params.dtype)
+    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(
+        params.kernel_h * params.kernel_w, params.out_channels, params.in_channels_per_group
+    )
+    bias = np.zeros(params.out_channels, params.dtype) if bias is None else bias
+    for first in range(0, params.batch, samples):
+        chunk = padded[:min(samples, params.batch - first)]
+        _pad_flat(x, first, params.pad_top, params.pad_left, padded_h, padded_w, chunk)
+        _shifted_taps_kernel(chunk, taps, bias, out3, first, params.groups, params.kernel_w,
+                             padded_h, padded_w, params.dilation_h, params.dilation_w,
+                             params.out_h, params.out_w, scratch)
+
+
 def rows_per_chunk(params, limit: int | None = None) -> int:
     """Output rows whose column matrix (plus its GEMM result) fits the workspace cap; at least 1."""
     limit = get_workspace_limit() if limit is None else limit
@@ -127,6 +223,9 @@ def forward(x, w, bias, params):
     w2 = w.reshape(params.out_channels, -1)
     if _is_pointwise(params):
         _pointwise_kernel(x.reshape(params.batch, params.in_channels, -1), w2, out3, params.groups)
+    elif _uses_shifted_taps(params):
+        _shifted_taps_forward(x, w, bias, params, out3)
+        return out  # bias already added during compaction
     else:
         rows = rows_per_chunk(params)
         depth = w2.shape[1]
