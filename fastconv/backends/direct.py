@@ -229,13 +229,15 @@ def _single_channel_stride1_kernel(x, w, bias, out, pad_top, pad_left, out_per_g
     out_h, out_w = out.shape[2], out.shape[3]
     blocks = (out_h + block_rows - 1) // block_rows
     padded_w = out_w + kernel_w - 1
-    # Interior columns [inner_lo, inner_hi): every tap reads inside the input row.  When they are
-    # most of the row, rows are read in place (no copy) and only the few border columns and the
+    # Interior columns [inner_lo, inner_hi): every tap reads inside the input row.  When the border
+    # columns are few for the kernel's size, rows are read in place (no copy) and only the few border columns and the
     # border rows' missing kernel rows are handled separately; otherwise (big kernel, small input)
     # a zero-padded scratch copy of the block's rows keeps every loop vectorised.
     inner_lo = min(max(0, pad_left), out_w)
     inner_hi = max(inner_lo, min(out_w, in_w - kernel_w + 1 + pad_left))
-    in_place = 2 * (inner_hi - inner_lo) >= out_w
+    # Scalar border work ~ border columns * R * S per row against a copy of ~padded_w per row.
+    border_cols = out_w - (inner_hi - inner_lo)
+    in_place = inner_hi > inner_lo and border_cols * kernel_h * kernel_w <= 2 * padded_w
     for task in prange(batch * out_channels * blocks):
         block = task % blocks
         k = (task // blocks) % out_channels
