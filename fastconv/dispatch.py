@@ -437,10 +437,17 @@ def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1,
 SIGNAL_AUTO_CANDIDATES = ("direct", "fft", "separable")
 
 # Relative cost of one multiply-add compared with the same-width float one.  A complex MAC is four
-# real multiplies and four adds; AVX2 has a slow 32-bit integer multiply and no 64-bit one.
-_DIRECT_ARITHMETIC_FACTOR = {"c": 4.0, "i32": 2.0, "i64": 4.0}
+# real multiplies and four adds; 32-bit integer multiplies vectorise (vpmulld), AVX2 has no 64-bit one.
+_DIRECT_ARITHMETIC_FACTOR = {"c": 4.0, "i32": 1.0, "i64": 4.0}
+# The single-channel stride-1 direct kernel (fused taps, unit-stride loads) ran at 3-4x the general
+# direct kernel's FLOP rate on 512x512 with 3x3..7x7 kernels (bench/bench_signal.py, 2 cores).
+_SINGLE_CHANNEL_DIRECT_SPEEDUP = 3.0
 # Complex data needs full complex transforms: twice the work of real-input (rfft) transforms.
 _FFT_COMPLEX_FACTOR = 2.0
+# One large plane transforms faster than the conv2d model's per-plane rate (fitted on stacks of
+# small planes): measured 512x512 'same' FFT correlations took ~0.35x (float32) and ~0.7x (float64)
+# of its prediction (bench/bench_signal.py, 2 cores, noisy shared machine).
+_SIGNAL_FFT_FACTOR = {4: 0.35, 8: 0.7}
 
 # FFT results for integer inputs are rounded to the nearest integer.  That is exact when the float64
 # rounding error is below 1/2.  A transform of length n has a relative 2-norm error of about
@@ -470,8 +477,15 @@ def estimate_signal_seconds(name: str, params, threads: int | None = None) -> fl
         # integers are transformed in float64
         from dataclasses import replace
 
-        return estimate_seconds(name, replace(params, dtype=np.dtype(np.float64)), threads)
-    seconds = estimate_seconds(name, _float_twin(params), threads)
+        return _SIGNAL_FFT_FACTOR[8] * estimate_seconds(
+            name, replace(params, dtype=np.dtype(np.float64)), threads
+        )
+    float_params = _float_twin(params)
+    seconds = estimate_seconds(name, float_params, threads)
+    if name == "fft":
+        seconds *= _SIGNAL_FFT_FACTOR[float_params.dtype.itemsize]
+    if name == "direct" and BACKENDS["direct"].single_channel_stride1_applies(params):
+        seconds /= _SINGLE_CHANNEL_DIRECT_SPEEDUP
     if kind == "c":
         factor = _DIRECT_ARITHMETIC_FACTOR["c"] if name != "fft" else _FFT_COMPLEX_FACTOR
         seconds *= factor

@@ -8,8 +8,9 @@ Each call is mapped onto a single-plane conv2d problem (N = C = K = 1):
   ``boundary="fill"`` and a zero ``fillvalue`` the padding stays implicit in the kernels, while
   ``wrap``, ``symm`` and a non-zero ``fillvalue`` materialise it with ``fastconv._padding.pad_nchw``
   and run a valid correlation;
-* ``valid`` swaps the inputs when ``in2`` is the larger one, as scipy does (correlation then
-  reverses the result: corr(a, b)[i] = conj-free corr(b, a)[-i]).
+* ``valid`` swaps the inputs when ``in2`` is the larger one, exactly as scipy does: the swapped
+  correlation (conjugating the smaller, original ``in1``) is reversed in both axes; convolution
+  needs no reversal.
 
 dtypes follow scipy exactly: the result has the promoted input dtype.  Integer problems run in
 int32/int64 with wrap-around (bit-identical to scipy's integer accumulation, see

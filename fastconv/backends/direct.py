@@ -174,9 +174,8 @@ def single_channel_stride1_applies(params) -> bool:
 
 
 @njit_kernel
-def _accumulate_kernel_row(acc, src, taps, out_w):
-    """acc[ow] += sum_s taps[s] * src[ow + s] for ow < out_w; ``src`` holds out_w + len(taps) - 1
-    samples.  Taps are fused in fours so the accumulator is loaded and stored once per four.
+def _accumulate_kernel_row(acc, src, first_col, taps, out_w):
+    """acc[ow] += sum_s taps[s] * src[first_col + ow + s] for ow < out_w.  Taps are fused in fours so the accumulator is loaded and stored once per four.
 
     The shifted inputs are taken as slices before each loop so that the loop indexes with ``ow``
     alone: an index ``ow + s`` with ``s`` not provably >= 0 makes Numba emit its negative-index
@@ -185,30 +184,30 @@ def _accumulate_kernel_row(acc, src, taps, out_w):
     s = 0
     while s + 4 <= kernel_w:
         t0, t1, t2, t3 = taps[s], taps[s + 1], taps[s + 2], taps[s + 3]
-        x0, x1, x2, x3 = src[s:], src[s + 1:], src[s + 2:], src[s + 3:]
+        x0, x1, x2, x3 = src[first_col + s:], src[first_col + s + 1:], src[first_col + s + 2:], src[first_col + s + 3:]
         for ow in range(out_w):
             acc[ow] += t0 * x0[ow] + t1 * x1[ow] + t2 * x2[ow] + t3 * x3[ow]
         s += 4
     remaining = kernel_w - s
     if remaining == 3:
         t0, t1, t2 = taps[s], taps[s + 1], taps[s + 2]
-        x0, x1, x2 = src[s:], src[s + 1:], src[s + 2:]
+        x0, x1, x2 = src[first_col + s:], src[first_col + s + 1:], src[first_col + s + 2:]
         for ow in range(out_w):
             acc[ow] += t0 * x0[ow] + t1 * x1[ow] + t2 * x2[ow]
     elif remaining == 2:
         t0, t1 = taps[s], taps[s + 1]
-        x0, x1 = src[s:], src[s + 1:]
+        x0, x1 = src[first_col + s:], src[first_col + s + 1:]
         for ow in range(out_w):
             acc[ow] += t0 * x0[ow] + t1 * x1[ow]
     elif remaining == 1:
         t0 = taps[s]
-        x0 = src[s:]
+        x0 = src[first_col + s:]
         for ow in range(out_w):
             acc[ow] += t0 * x0[ow]
 
 
 @njit_kernel
-def _accumulate_two_kernel_rows(acc, src_a, src_b, taps_a, taps_b, out_w):
+def _accumulate_two_kernel_rows(acc, src_a, src_b, first_col, taps_a, taps_b, out_w):
     """Two kernel rows in one pass: acc[ow] += sum_s taps_a[s] * src_a[ow + s] + taps_b[s] *
     src_b[ow + s].  Eight multiply-adds per load/store of the accumulator for the four-tap groups;
     the same slicing as ``_accumulate_kernel_row`` keeps every loop vectorisable."""
@@ -217,8 +216,8 @@ def _accumulate_two_kernel_rows(acc, src_a, src_b, taps_a, taps_b, out_w):
     while s + 4 <= kernel_w:
         a0, a1, a2, a3 = taps_a[s], taps_a[s + 1], taps_a[s + 2], taps_a[s + 3]
         b0, b1, b2, b3 = taps_b[s], taps_b[s + 1], taps_b[s + 2], taps_b[s + 3]
-        xa0, xa1, xa2, xa3 = src_a[s:], src_a[s + 1:], src_a[s + 2:], src_a[s + 3:]
-        xb0, xb1, xb2, xb3 = src_b[s:], src_b[s + 1:], src_b[s + 2:], src_b[s + 3:]
+        xa0, xa1, xa2, xa3 = src_a[first_col + s:], src_a[first_col + s + 1:], src_a[first_col + s + 2:], src_a[first_col + s + 3:]
+        xb0, xb1, xb2, xb3 = src_b[first_col + s:], src_b[first_col + s + 1:], src_b[first_col + s + 2:], src_b[first_col + s + 3:]
         for ow in range(out_w):
             acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow] + a3 * xa3[ow]
                         + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow] + b3 * xb3[ow])
@@ -227,25 +226,26 @@ def _accumulate_two_kernel_rows(acc, src_a, src_b, taps_a, taps_b, out_w):
     if remaining == 3:
         a0, a1, a2 = taps_a[s], taps_a[s + 1], taps_a[s + 2]
         b0, b1, b2 = taps_b[s], taps_b[s + 1], taps_b[s + 2]
-        xa0, xa1, xa2 = src_a[s:], src_a[s + 1:], src_a[s + 2:]
-        xb0, xb1, xb2 = src_b[s:], src_b[s + 1:], src_b[s + 2:]
+        xa0, xa1, xa2 = src_a[first_col + s:], src_a[first_col + s + 1:], src_a[first_col + s + 2:]
+        xb0, xb1, xb2 = src_b[first_col + s:], src_b[first_col + s + 1:], src_b[first_col + s + 2:]
         for ow in range(out_w):
             acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow]
                         + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow])
     elif remaining == 2:
         a0, a1, b0, b1 = taps_a[s], taps_a[s + 1], taps_b[s], taps_b[s + 1]
-        xa0, xa1, xb0, xb1 = src_a[s:], src_a[s + 1:], src_b[s:], src_b[s + 1:]
+        xa0, xa1, xb0, xb1 = src_a[first_col + s:], src_a[first_col + s + 1:], src_b[first_col + s:], src_b[first_col + s + 1:]
         for ow in range(out_w):
             acc[ow] += a0 * xa0[ow] + a1 * xa1[ow] + b0 * xb0[ow] + b1 * xb1[ow]
     elif remaining == 1:
         a0, b0 = taps_a[s], taps_b[s]
-        xa0, xb0 = src_a[s:], src_b[s:]
+        xa0, xb0 = src_a[first_col + s:], src_b[first_col + s:]
         for ow in range(out_w):
             acc[ow] += a0 * xa0[ow] + b0 * xb0[ow]
 
 
 @njit_kernel
-def _accumulate_three_kernel_rows(acc, src_a, src_b, src_c, taps_a, taps_b, taps_c, out_w):
+def _accumulate_three_kernel_rows(acc, src_a, src_b, src_c, first_col, taps_a, taps_b,
+                                  taps_c, out_w):
     """Three kernel rows in one pass (odd kernel heights end with one, so a 3x3 kernel is a single
     pass of nine fused multiply-adds); otherwise as ``_accumulate_two_kernel_rows``."""
     kernel_w = taps_a.shape[0]
@@ -254,9 +254,9 @@ def _accumulate_three_kernel_rows(acc, src_a, src_b, src_c, taps_a, taps_b, taps
         a0, a1, a2, a3 = taps_a[s], taps_a[s + 1], taps_a[s + 2], taps_a[s + 3]
         b0, b1, b2, b3 = taps_b[s], taps_b[s + 1], taps_b[s + 2], taps_b[s + 3]
         c0, c1, c2, c3 = taps_c[s], taps_c[s + 1], taps_c[s + 2], taps_c[s + 3]
-        xa0, xa1, xa2, xa3 = src_a[s:], src_a[s + 1:], src_a[s + 2:], src_a[s + 3:]
-        xb0, xb1, xb2, xb3 = src_b[s:], src_b[s + 1:], src_b[s + 2:], src_b[s + 3:]
-        xc0, xc1, xc2, xc3 = src_c[s:], src_c[s + 1:], src_c[s + 2:], src_c[s + 3:]
+        xa0, xa1, xa2, xa3 = src_a[first_col + s:], src_a[first_col + s + 1:], src_a[first_col + s + 2:], src_a[first_col + s + 3:]
+        xb0, xb1, xb2, xb3 = src_b[first_col + s:], src_b[first_col + s + 1:], src_b[first_col + s + 2:], src_b[first_col + s + 3:]
+        xc0, xc1, xc2, xc3 = src_c[first_col + s:], src_c[first_col + s + 1:], src_c[first_col + s + 2:], src_c[first_col + s + 3:]
         for ow in range(out_w):
             acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow] + a3 * xa3[ow]
                         + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow] + b3 * xb3[ow]
@@ -267,9 +267,9 @@ def _accumulate_three_kernel_rows(acc, src_a, src_b, src_c, taps_a, taps_b, taps
         a0, a1, a2 = taps_a[s], taps_a[s + 1], taps_a[s + 2]
         b0, b1, b2 = taps_b[s], taps_b[s + 1], taps_b[s + 2]
         c0, c1, c2 = taps_c[s], taps_c[s + 1], taps_c[s + 2]
-        xa0, xa1, xa2 = src_a[s:], src_a[s + 1:], src_a[s + 2:]
-        xb0, xb1, xb2 = src_b[s:], src_b[s + 1:], src_b[s + 2:]
-        xc0, xc1, xc2 = src_c[s:], src_c[s + 1:], src_c[s + 2:]
+        xa0, xa1, xa2 = src_a[first_col + s:], src_a[first_col + s + 1:], src_a[first_col + s + 2:]
+        xb0, xb1, xb2 = src_b[first_col + s:], src_b[first_col + s + 1:], src_b[first_col + s + 2:]
+        xc0, xc1, xc2 = src_c[first_col + s:], src_c[first_col + s + 1:], src_c[first_col + s + 2:]
         for ow in range(out_w):
             acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + a2 * xa2[ow]
                         + b0 * xb0[ow] + b1 * xb1[ow] + b2 * xb2[ow]
@@ -277,16 +277,37 @@ def _accumulate_three_kernel_rows(acc, src_a, src_b, src_c, taps_a, taps_b, taps
     elif remaining == 2:
         a0, a1, b0, b1 = taps_a[s], taps_a[s + 1], taps_b[s], taps_b[s + 1]
         c0, c1 = taps_c[s], taps_c[s + 1]
-        xa0, xa1, xb0, xb1 = src_a[s:], src_a[s + 1:], src_b[s:], src_b[s + 1:]
-        xc0, xc1 = src_c[s:], src_c[s + 1:]
+        xa0, xa1, xb0, xb1 = src_a[first_col + s:], src_a[first_col + s + 1:], src_b[first_col + s:], src_b[first_col + s + 1:]
+        xc0, xc1 = src_c[first_col + s:], src_c[first_col + s + 1:]
         for ow in range(out_w):
             acc[ow] += (a0 * xa0[ow] + a1 * xa1[ow] + b0 * xb0[ow] + b1 * xb1[ow]
                         + c0 * xc0[ow] + c1 * xc1[ow])
     elif remaining == 1:
         a0, b0, c0 = taps_a[s], taps_b[s], taps_c[s]
-        xa0, xb0, xc0 = src_a[s:], src_b[s:], src_c[s:]
+        xa0, xb0, xc0 = src_a[first_col + s:], src_b[first_col + s:], src_c[first_col + s:]
         for ow in range(out_w):
             acc[ow] += a0 * xa0[ow] + b0 * xb0[ow] + c0 * xc0[ow]
+
+
+@njit_kernel
+def _accumulate_kernel(acc, rows, first_row, taps, first_col, width):
+    """acc[:width] += correlation of ``rows[first_row + r, first_col + ow + s]`` with every kernel
+    row of ``taps`` (R, S): kernel rows in pairs, the last three together when R is odd.  Rows are
+    passed whole (``rows[i]`` keeps Numba's contiguous layout; a column slice would not) with the
+    column offset applied inside."""
+    kernel_h = taps.shape[0]
+    r = 0
+    while kernel_h - r >= 2 and kernel_h - r != 3:
+        _accumulate_two_kernel_rows(acc, rows[first_row + r], rows[first_row + r + 1], first_col,
+                                    taps[r], taps[r + 1], width)
+        r += 2
+    if kernel_h - r == 3:
+        _accumulate_three_kernel_rows(
+            acc, rows[first_row + r], rows[first_row + r + 1], rows[first_row + r + 2], first_col,
+            taps[r], taps[r + 1], taps[r + 2], width,
+        )
+    elif kernel_h - r == 1:
+        _accumulate_kernel_row(acc, rows[first_row + r], first_col, taps[r], width)
 
 
 @njit_parallel
@@ -296,20 +317,52 @@ def _single_channel_stride1_kernel(x, w, bias, out, pad_top, pad_left, out_per_g
     out_h, out_w = out.shape[2], out.shape[3]
     blocks = (out_h + block_rows - 1) // block_rows
     padded_w = out_w + kernel_w - 1
-    needs_padding = (
-        pad_top > 0 or pad_left > 0
-        or out_h + kernel_h - 1 - pad_top > in_h or padded_w - pad_left > in_w
-    )
+    # Interior columns [inner_lo, inner_hi): every tap reads inside the input row.  When the border
+    # columns are few for the kernel's size, rows are read in place (no copy) and only the few border columns and the
+    # border rows' missing kernel rows are handled separately; otherwise (big kernel, small input)
+    # a zero-padded scratch copy of the block's rows keeps every loop vectorised.
+    inner_lo = min(max(0, pad_left), out_w)
+    inner_hi = max(inner_lo, min(out_w, in_w - kernel_w + 1 + pad_left))
+    # Scalar border work ~ border columns * R * S per row against a copy of ~padded_w per row.
+    border_cols = out_w - (inner_hi - inner_lo)
+    in_place = inner_hi > inner_lo and border_cols * kernel_h * kernel_w <= 2 * padded_w
     for task in prange(batch * out_channels * blocks):
         block = task % blocks
         k = (task // blocks) % out_channels
         n = task // (blocks * out_channels)
         plane = x[n, k // out_per_group]
+        taps = w[k, 0]
         oh0 = block * block_rows
         oh1 = min(out_h, oh0 + block_rows)
-        span = oh1 - oh0 + kernel_h - 1
-        if needs_padding:
-            # rows oh0 - pad_top .. + span of the zero-padded plane, columns -pad_left .. + padded_w
+        if in_place:
+            for oh in range(oh0, oh1):
+                acc = out[n, k, oh]
+                acc[:] = bias[k]
+                first_ih = oh - pad_top
+                r_lo = max(0, -first_ih)
+                r_hi = min(kernel_h, in_h - first_ih)
+                inner = acc[inner_lo:inner_hi]
+                width = inner_hi - inner_lo
+                if r_lo == 0 and r_hi == kernel_h:
+                    _accumulate_kernel(inner, plane, first_ih, taps, inner_lo - pad_left, width)
+                else:
+                    for r in range(r_lo, r_hi):
+                        _accumulate_kernel_row(inner, plane[first_ih + r], inner_lo - pad_left,
+                                               taps[r], width)
+                # border columns: clipped taps, scalar (at most R*S per column, few columns)
+                for border in range(out_w - width):
+                    ow = border if border < inner_lo else border + width
+                    total = acc[ow]
+                    for r in range(r_lo, r_hi):
+                        in_row = plane[first_ih + r]
+                        for s in range(kernel_w):
+                            iw = ow - pad_left + s
+                            if 0 <= iw < in_w:
+                                total += taps[r, s] * in_row[iw]
+                    acc[ow] = total
+        else:
+            span = oh1 - oh0 + kernel_h - 1
+            # rows oh0 - pad_top .. + span of the zero-padded plane, columns -pad_left .. + padded_w;
             # only the padding is zeroed: a full memset would double the cost of the copy
             source = np.empty((span, padded_w), dtype=x.dtype)
             first_col = min(max(0, pad_left), padded_w)
@@ -323,27 +376,10 @@ def _single_channel_stride1_kernel(x, w, bias, out, pad_top, pad_left, out_per_g
                     source[t, last_col:] = 0
                 else:
                     source[t, :] = 0
-            first_row = 0
-        else:
-            source = plane
-            first_row = oh0
-        for oh in range(oh0, oh1):
-            acc = out[n, k, oh]
-            acc[:] = bias[k]
-            row0 = first_row + oh - oh0
-            # kernel rows in pairs, the last three together when the height is odd
-            r = 0
-            while kernel_h - r >= 2 and kernel_h - r != 3:
-                _accumulate_two_kernel_rows(acc, source[row0 + r], source[row0 + r + 1],
-                                            w[k, 0, r], w[k, 0, r + 1], out_w)
-                r += 2
-            if kernel_h - r == 3:
-                _accumulate_three_kernel_rows(
-                    acc, source[row0 + r], source[row0 + r + 1], source[row0 + r + 2],
-                    w[k, 0, r], w[k, 0, r + 1], w[k, 0, r + 2], out_w,
-                )
-            elif kernel_h - r == 1:
-                _accumulate_kernel_row(acc, source[row0 + r], w[k, 0, r], out_w)
+            for oh in range(oh0, oh1):
+                acc = out[n, k, oh]
+                acc[:] = bias[k]
+                _accumulate_kernel(acc, source, oh - oh0, taps, 0, out_w)
 
 
 def single_channel_block_rows(params) -> int:
