@@ -554,23 +554,6 @@ def _signal_ranking(params) -> tuple[str, ...]:
     return ranking
 
 
-def _could_be_rank1(kernel) -> bool:
-    """Cheap necessary condition before the SVD that proves rank 1 (an SVD of a 45x45 kernel can
-    cost more than the FFT convolution it would decide about).  A rank-1 matrix equals its skeleton
-    through its largest entry, ``outer(column, row) / pivot``, up to rounding; a residual far above
-    rounding rules rank 1 out."""
-    magnitude = np.abs(kernel)
-    if not np.isfinite(magnitude).all():
-        return False
-    i, j = np.unravel_index(np.argmax(magnitude), kernel.shape)
-    pivot = kernel[i, j]
-    if pivot == 0:
-        return True  # the zero kernel; let factorize decide
-    skeleton = np.outer(kernel[:, j], kernel[i, :] / pivot)
-    residual = float(np.max(np.abs(kernel - skeleton)))
-    return residual <= 1e3 * separable.rank_tolerance(kernel.dtype) * float(magnitude[i, j])
-
-
 def choose_signal(params, x, w, algorithm: str) -> Decision:
     """Pick the backend for a correlate2d / convolve2d call.  ``params`` is in zero-padding form,
     ``x`` (1, 1, H, W) and ``w`` (1, 1, R, S) are in ``params.dtype``."""
@@ -595,7 +578,7 @@ def choose_signal(params, x, w, algorithm: str) -> Decision:
         if _signal_refusal(name, params, x, w) is not None:
             continue
         if name == "separable":
-            factors = separable.factorize(w, params.dtype) if _could_be_rank1(w[0, 0]) else None
+            factors = separable.factorize(w, params.dtype)  # starts with the cheap rank-1 pre-test
             if factors is not None:
                 return Decision(name, "lowest predicted time; kernel is rank 1", factors)
             continue

@@ -42,11 +42,17 @@ def _direct_kernel(x, w, bias, out, stride_h, stride_w, dilation_h, dilation_w,
             for s in range(kernel_w):
                 offset = s * dilation_w - pad_left
                 lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
+                if lo >= hi:
+                    continue
+                # Slice first so the inner loop indexes from 0: an index that Numba cannot prove
+                # non-negative (``ow * stride + offset`` with offset < 0) gets its wrap-around
+                # select, and LLVM then refuses to vectorise the loop.
+                out_part = row[lo:hi]
                 for c in range(channels_per_group):
                     tap = w[k, c, r, s]
-                    in_row = x[n, first_channel + c, ih]
-                    for ow in range(lo, hi):
-                        row[ow] += tap * in_row[ow * stride_w + offset]
+                    in_part = x[n, first_channel + c, ih, lo * stride_w + offset:]
+                    for j in range(hi - lo):
+                        out_part[j] += tap * in_part[j * stride_w]
 
 
 def forward(x, w, bias, params):

@@ -31,6 +31,28 @@ def rank_tolerance(dtype) -> float:
     return 16 * np.finfo(dtype).eps
 
 
+def could_be_rank1(kernels: np.ndarray, dtype) -> bool:
+    """Cheap necessary condition for every kernel of a (B, R, S) stack to be rank 1, checked before
+    the SVDs that prove it (an SVD of a 45x45 kernel can cost more than the FFT convolution it
+    would decide about).  A rank-1 matrix equals its skeleton through its largest entry,
+    ``outer(column, row) / pivot``, up to rounding; a residual far above rounding rules rank 1 out.
+    O(B R S), vectorised over the stack."""
+    magnitude = np.abs(kernels)
+    if not np.isfinite(magnitude).all():
+        return False
+    count, kernel_h, kernel_w = kernels.shape
+    flat_index = magnitude.reshape(count, -1).argmax(axis=1)
+    rows, cols = np.divmod(flat_index, kernel_w)
+    stack = np.arange(count)
+    pivot = kernels[stack, rows, cols]
+    safe_pivot = np.where(pivot == 0, 1, pivot)
+    column = kernels[stack, :, cols]  # (B, R): the pivot's column
+    row = kernels[stack, rows, :] / safe_pivot[:, None]  # (B, S)
+    residual = np.abs(kernels - column[:, :, None] * row[:, None, :]).reshape(count, -1).max(axis=1)
+    bound = 1e3 * rank_tolerance(dtype) * magnitude[stack, rows, cols]
+    return bool(np.all((pivot == 0) | (residual <= bound)))
+
+
 def factorize(w: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray] | None:
     """``(col (K, Cg, R), row (K, Cg, S))`` with ``w[k, c] == outer(col[k, c], row[k, c])``, or None
     if some (k, c) kernel is not numerically rank 1."""
@@ -45,7 +67,7 @@ def factorize(w: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray] | None:
             col = kernels[:, :, 0]
             row = np.ones((kernels.shape[0], 1))
     else:
-        if not np.isfinite(kernels).all():
+        if not could_be_rank1(kernels, dtype):
             return None
         u, sigma, vt = np.linalg.svd(kernels)
         largest = sigma[:, 0]
