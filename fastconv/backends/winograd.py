@@ -206,39 +206,43 @@ def _transform_input(x, first_channel, input_matrix, tile, pad_top, pad_left, ti
             c = task // runs
             first_tile = (task % runs) * TILE_BLOCK
             count = min(TILE_BLOCK, tiles - first_tile)
+            channel = first_channel + c
             for q in range(count):
                 global_row = first_row + (first_tile + q) // tiles_w
-                plane = x[global_row // tiles_h, first_channel + c]
+                n = global_row // tiles_h
                 top = (global_row % tiles_h) * tile - pad_top
                 left = ((first_tile + q) % tiles_w) * tile - pad_left
                 if top >= 0 and left >= 0 and top + alpha <= in_h and left + alpha <= in_w:
                     for r in range(alpha):
                         for s in range(alpha):
-                            patches[r * alpha + s, q] = plane[top + r, left + s]
+                            patches[r * alpha + s, q] = x[n, channel, top + r, left + s]
                 else:
                     for r in range(alpha):
                         for s in range(alpha):
                             if 0 <= top + r < in_h and 0 <= left + s < in_w:
-                                patches[r * alpha + s, q] = plane[top + r, left + s]
+                                patches[r * alpha + s, q] = x[n, channel, top + r, left + s]
                             else:
                                 patches[r * alpha + s, q] = 0
+            # Row views hoisted out of the tile loops: 1-D contiguous loops are what LLVM vectorises.
             for i in range(alpha):
                 for s in range(alpha):
-                    for q in range(count):
-                        mixed[i * alpha + s, q] = 0
+                    dest = mixed[i * alpha + s]
+                    dest[:count] = 0
                     for r in range(alpha):
                         coefficient = input_matrix[i, r]
                         if coefficient != 0:
+                            src = patches[r * alpha + s]
                             for q in range(count):
-                                mixed[i * alpha + s, q] += coefficient * patches[r * alpha + s, q]
+                                dest[q] += coefficient * src[q]
             for i in range(alpha):
                 for j in range(alpha):
                     acc[:count] = 0
                     for s in range(alpha):
                         coefficient = input_matrix[j, s]
                         if coefficient != 0:
+                            src = mixed[i * alpha + s]
                             for q in range(count):
-                                acc[q] += coefficient * mixed[i * alpha + s, q]
+                                acc[q] += coefficient * src[q]
                     transformed_input[i * alpha + j, c, first_tile:first_tile + count] = acc[:count]
 
 
@@ -267,23 +271,24 @@ def _transform_output(products, bias, out, first_out_channel, output_matrix, til
             count = min(TILE_BLOCK, tiles - first_tile)
             for i in range(alpha):
                 for b in range(tile):
-                    for q in range(count):
-                        across[i * tile + b, q] = 0
+                    dest = across[i * tile + b]
+                    dest[:count] = 0
                     for j in range(alpha):
                         coefficient = output_matrix[b, j]
                         if coefficient != 0:
+                            src = products[i * alpha + j, k, first_tile:first_tile + count]
                             for q in range(count):
-                                across[i * tile + b, q] += (
-                                    coefficient * products[i * alpha + j, k, first_tile + q])
+                                dest[q] += coefficient * src[q]
             for a in range(tile):
                 for b in range(tile):
-                    for q in range(count):
-                        result[a * tile + b, q] = bias[channel]
+                    dest = result[a * tile + b]
+                    dest[:count] = bias[channel]
                     for i in range(alpha):
                         coefficient = output_matrix[a, i]
                         if coefficient != 0:
+                            src = across[i * tile + b]
                             for q in range(count):
-                                result[a * tile + b, q] += coefficient * across[i * tile + b, q]
+                                dest[q] += coefficient * src[q]
             for q in range(count):
                 global_row = first_row + (first_tile + q) // tiles_w
                 plane = out[global_row // tiles_h, channel]
