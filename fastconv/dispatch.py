@@ -58,7 +58,9 @@ DEFAULT_COEFFICIENTS = {
     "im2col": (8e-6, 1 / 3e9, 1 / 60e9, 2e-6),
     "fft": (60e-6, 1 / 3e9, 1 / 4e9, 4e-10),
     "separable": (8e-6, 1 / 9e9, 1.5e-6),
-    "winograd": (20e-6, 1 / 1e9, 1 / 60e9, 2e-6),
+    # winograd: transforms ~4 ns per (channel, tile, xi) element per thread (scalar code today),
+    # GEMMs at im2col's rate; rough fit from bench/bench_winograd.py single-thread runs.
+    "winograd": (20e-6, 1 / 0.25e9, 1 / 60e9, 2e-6),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 
