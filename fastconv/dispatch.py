@@ -7,8 +7,9 @@ correctness:
 
 * ``separable`` only when every (k, c) kernel is numerically rank 1 (checked by SVD, only when the
   separable estimate would win);
-* ``fft`` never when the input or the weight holds NaN or Inf: a transform spreads one non-finite
-  value over the whole output, while the direct definition confines it to the windows that touch it.
+* ``fft`` and ``winograd`` never when the input or the weight holds NaN or Inf: a transform spreads
+  one non-finite value over the whole output (fft) or its whole tile (winograd), while the direct
+  definition confines it to the windows that touch it.
 
 Shape-only work (eligibility, estimates, ranking) is memoised per problem, so a repeated shape costs a
 dictionary lookup.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._config import get_num_threads
-from .backends import BACKENDS, fft, separable
+from .backends import BACKENDS, fft, separable, winograd
 
 ALGORITHMS = ("auto", "measure") + tuple(BACKENDS)
 
@@ -50,12 +51,16 @@ FEATURE_NAMES = {
     "im2col": ("call", "unfold_bytes", "gemm_flops", "gemm_calls"),
     "fft": ("call", "transform_flops", "mac_flops", "output_elements"),
     "separable": ("call", "flops", "kernel_factorisations"),
+    "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {
     "direct": (4e-6, 1 / 9e9),
     "im2col": (8e-6, 1 / 3e9, 1 / 60e9, 2e-6),
     "fft": (60e-6, 1 / 3e9, 1 / 4e9, 4e-10),
     "separable": (8e-6, 1 / 9e9, 1.5e-6),
+    # winograd: transforms ~4 ns per (channel, tile, xi) element per thread (scalar code today),
+    # GEMMs at im2col's rate; rough fit from bench/bench_winograd.py single-thread runs.
+    "winograd": (20e-6, 1 / 0.25e9, 1 / 60e9, 2e-6),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 
@@ -110,6 +115,15 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         )
         # the rank check (one small SVD per (k, c) kernel) runs on every call
         return (1.0, flops * width / threads, float(params.out_channels * params.in_channels_per_group))
+    if name == "winograd":
+        # F(4x4, 3x3): V and M hold alpha^2 values per (channel, tile); alpha^2 GEMMs per chunk/group
+        alpha_sq = (winograd.DEFAULT_TILE + 2) ** 2
+        tiles = winograd.tile_count(params)
+        transform_elements = alpha_sq * tiles * (params.in_channels + params.out_channels)
+        gemm_flops = 2 * alpha_sq * params.out_channels * params.in_channels_per_group * tiles
+        chunks = -(-params.batch * winograd.tile_grid(params)[0] // winograd.rows_per_chunk(params))
+        return (1.0, transform_elements * width / threads, gemm_flops * width / threads,
+                float(alpha_sq * params.groups * chunks))
     raise ValueError(f"no cost model for algorithm {name!r}")
 
 
@@ -202,8 +216,8 @@ class _DataChecks:
         """Why backend ``name`` must not run on this data (None if it may)."""
         if name == "separable" and self.factors() is None:
             return "some kernel is not numerically rank 1"
-        if name == "fft" and not self.finite():
-            return "the data holds NaN or Inf, which an FFT would spread over the whole output"
+        if name in ("fft", "winograd") and not self.finite():
+            return f"the data holds NaN or Inf, which {name} would spread beyond the windows touching it"
         return None
 
 

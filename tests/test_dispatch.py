@@ -29,7 +29,8 @@ def _decision(x, w, algorithm="auto", **kwargs):
 
 
 def test_algorithms_lists_every_backend_and_the_modes():
-    assert set(fastconv.algorithms()) == {"auto", "measure", "direct", "im2col", "fft", "separable"}
+    assert set(fastconv.algorithms()) == {
+        "auto", "measure", "direct", "im2col", "fft", "separable", "winograd"}
 
 
 def test_auto_picks_fft_for_a_large_kernel_but_never_on_nan(rng):
@@ -176,8 +177,9 @@ def test_two_processes_writing_wisdom_never_corrupt_it(tmp_path):
 def test_explain_reports_every_backend_and_the_choice():
     report = fastconv.explain((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
     data = report.as_dict()
-    assert data["choice"] in {"direct", "im2col", "fft"}
-    assert {c["algorithm"] for c in data["candidates"]} == {"direct", "im2col", "fft", "separable"}
+    assert data["choice"] in {"direct", "im2col", "fft", "winograd"}
+    assert {c["algorithm"] for c in data["candidates"]} == {
+        "direct", "im2col", "fft", "separable", "winograd"}
     text = str(report)
     assert "choice: " + data["choice"] in text and "(predicted)" in text
 

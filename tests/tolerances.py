@@ -3,6 +3,10 @@
 For the direct-sum backends (direct, im2col, separable) the bound is per output element:
 ``|got - exact| <= rel * (|x| * |w|)[element]``.  An FFT's rounding error is spread evenly over the
 output, so its bound is against the largest magnitude: ``|got - exact| <= rel * max(|x| * |w|)``.
+Winograd's transforms mix a tile's inputs (and F(4x4, 3x3)'s constants reach 8 and 1/24), so its
+error too is bounded against the largest magnitude.  Measured worst cases over 120 random problems
+(Gaussian, uniform positive, Cauchy weights with scaled channels; C up to 512): float32 F(4x4, 3x3)
+9.0e-6, float64 5.7e-14; the bounds below leave a 5x margin.
 """
 import numpy as np
 
@@ -13,6 +17,7 @@ RELATIVE = {
     ("float64", "fft"): 1e-12,
     ("float32", "direct"): 2e-6, ("float32", "im2col"): 2e-6, ("float32", "separable"): 5e-6,
     ("float32", "fft"): 2e-5,
+    ("float64", "winograd"): 3e-13, ("float32", "winograd"): 5e-5,
 }
 
 
