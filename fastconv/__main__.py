@@ -10,8 +10,9 @@ def _add_bench_parser(subparsers):
     bench.add_argument("--quick", action="store_true", help="a few shapes per suite, under a minute")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for fastconv and every peer (default: Numba's default)")
-    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all"),
-                       help="which benchmarks to run (default: all)")
+    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret"),
+                       help="which benchmarks to run (default: all; 'regret' times every backend "
+                            "on 60+ shapes to score the dispatcher)")
     bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="write time vs kernel size per algorithm (needs matplotlib)")

@@ -27,7 +27,7 @@ from ._params import make_conv_params
 from ._progress import progress
 from .conv import conv2d
 
-SUITES = ("forward", "backward", "pool", "signal")
+SUITES = ("forward", "backward", "pool", "signal")  # "regret" runs only when asked for
 
 
 def _optional(name):
@@ -337,6 +337,113 @@ def build_problems(suite: str, quick: bool) -> list[Problem]:
     raise ValueError(f"unknown suite {suite!r}; choose from {SUITES + ('all',)}")
 
 
+# --- dispatcher regret -----------------------------------------------------------------------
+def regret_grid() -> list[Case]:
+    """At least 60 conv2d problems spanning the dispatcher's crossovers: single images 64² to 2048²
+    with kernels 1 to 63 (square, 1xk, kxk separable and not), and CNN layers with 1 to 512
+    channels, batch 1 to 256, strides 1 and 2."""
+    cases = []
+    for size in (64, 256, 512, 1024, 2048):
+        for kernel in (1, 3, 5, 9, 15, 31, 63):
+            if kernel * 4 > size and kernel > 3:
+                continue
+            cases.append(Case(f"image {size}x{size} k{kernel}", (1, 1, size, size), (1, 1, kernel, kernel)))
+        for kernel in (7, 21):
+            cases.append(Case(f"image {size}x{size} k{kernel} rank-1", (1, 1, size, size),
+                              (1, 1, kernel, kernel), separable=True))
+            cases.append(Case(f"image {size}x{size} 1x{kernel}", (1, 1, size, size), (1, 1, 1, kernel)))
+    layers = [
+        ("LeNet c1 N=256", (256, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),
+        ("LeNet c2 N=256", (256, 6, 14, 14), (16, 6, 5, 5), {}),
+        ("LeNet c1 N=1", (1, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}),
+        ("ResNet 3x3 N=1 64", (1, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+        ("ResNet 3x3 N=8 64", (8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+        ("ResNet 3x3 N=8 128", (8, 128, 28, 28), (128, 128, 3, 3), {"padding": 1}),
+        ("ResNet 3x3 N=8 256", (8, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}),
+        ("ResNet 3x3 N=4 512", (4, 512, 7, 7), (512, 512, 3, 3), {"padding": 1}),
+        ("ResNet 3x3 s2 N=8", (8, 64, 56, 56), (128, 64, 3, 3), {"padding": 1, "stride": 2}),
+        ("ResNet 1x1 s2 N=8", (8, 64, 56, 56), (128, 64, 1, 1), {"stride": 2}),
+        ("1x1 N=8 256->64", (8, 256, 56, 56), (64, 256, 1, 1), {}),
+        ("1x1 N=1 512->512", (1, 512, 14, 14), (512, 512, 1, 1), {}),
+        ("VGG first N=1", (1, 3, 224, 224), (64, 3, 3, 3), {"padding": 1}),
+        ("AlexNet 11x11 s4 N=4", (4, 3, 224, 224), (64, 3, 11, 11), {"padding": 2, "stride": 4}),
+        ("Inception 5x5 N=8", (8, 32, 28, 28), (64, 32, 5, 5), {"padding": 2}),
+        ("7x7 N=8 16", (8, 16, 56, 56), (16, 16, 7, 7), {"padding": 3}),
+        ("7x7 s2 stem N=2", (2, 3, 224, 224), (64, 3, 7, 7), {"padding": 3, "stride": 2}),
+        ("depthwise 3x3 N=8 128", (8, 128, 56, 56), (128, 1, 3, 3), {"padding": 1, "groups": 128}),
+        ("depthwise 3x3 s2 N=8 64", (8, 64, 56, 56), (64, 1, 3, 3),
+         {"padding": 1, "groups": 64, "stride": 2}),
+        ("depthwise 5x5 N=4 256", (4, 256, 14, 14), (256, 1, 5, 5), {"padding": 2, "groups": 256}),
+        ("grouped 3x3 g=8 N=8", (8, 128, 28, 28), (128, 16, 3, 3), {"padding": 1, "groups": 8}),
+        ("dilated 3x3 d=2 N=4", (4, 64, 32, 32), (64, 64, 3, 3), {"padding": 2, "dilation": 2}),
+        ("batch 64 3x3 16ch 32x32", (64, 16, 32, 32), (16, 16, 3, 3), {"padding": 1}),
+        ("batch 128 3x3 3->32 32x32", (128, 3, 32, 32), (32, 3, 3, 3), {"padding": 1}),
+        ("big kernel 15x15 N=2 8ch", (2, 8, 64, 64), (8, 8, 15, 15), {"padding": 7}),
+        ("big kernel 31x31 N=1 4ch", (1, 4, 128, 128), (4, 4, 31, 31), {}),
+        ("rank-1 blur 9x9 N=4 3ch", (4, 3, 256, 256), (3, 3, 9, 9), {"padding": 4}),
+        ("float64 ResNet N=4", (4, 64, 28, 28), (64, 64, 3, 3), {"padding": 1}),
+    ]
+    for name, x, w, kw in layers:
+        separable = "rank-1" in name
+        dtype = "float64" if name.startswith("float64") else "float32"
+        cases.append(Case(name, x, w, kw, dtype=dtype, separable=separable))
+    return cases
+
+
+REGRET_SKIP_FACTOR = 100.0
+
+
+def regret_rows(min_time: float) -> list[dict]:
+    """Time every eligible backend on every problem of :func:`regret_grid` and auto's choice.
+
+    A backend the cost model predicts to be over ``REGRET_SKIP_FACTOR`` times slower than its best
+    prediction is not timed (a 2048² image with a 63x63 direct sum takes seconds per call); with
+    that margin it cannot be the fastest unless the model is wrong by two orders of magnitude."""
+    rows = []
+    for case in progress(regret_grid(), description="regret grid"):
+        x, w = make_data(case)
+        params, xc, wc, _, _ = make_conv_params(x, w, None, **case.kwargs)
+        zero_form = params.explicitly_padded() if params.padding_mode != "zeros" else params
+        ranking = dict(dispatch.plan(zero_form).ranking)
+        best_predicted = min(ranking.values())
+        times = {}
+        for name, predicted in ranking.items():
+            if predicted > REGRET_SKIP_FACTOR * best_predicted:
+                continue
+            fn = (lambda name=name: conv2d(x, w, algorithm=name, **case.kwargs))
+            try:
+                fn()
+            except ValueError:  # separable on a full-rank weight
+                continue
+            times[name] = median_seconds(fn, min_time)
+        choice = dispatch.choose_forward(zero_form, xc, wc, "auto").algorithm
+        fastest = min(times.values())
+        rows.append({"case": case.name, "times": times, "auto_choice": choice,
+                     "regret": times[choice] / fastest})
+    return rows
+
+
+def format_regret(rows) -> str:
+    names = [n for n in dispatch.BACKENDS if any(n in r["times"] for r in rows)]
+    header = ["case"] + names + ["auto picks", "fastest", "regret"]
+    lines = [header]
+    for row in rows:
+        times = row["times"]
+        fastest = min(times, key=times.get)
+        lines.append([row["case"]] + [f"{times[n] * 1e3:.3f}" if n in times else "-" for n in names]
+                     + [row["auto_choice"], fastest, f"{row['regret']:.2f}"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    regrets = np.array([r["regret"] for r in rows])
+    text.append("")
+    text.append(f"{len(rows)} problems: auto within 1.10x of the fastest on "
+                f"{np.mean(regrets <= 1.10):.0%}; geometric-mean regret "
+                f"{float(np.exp(np.mean(np.log(regrets)))):.3f}; worst {regrets.max():.2f}")
+    return "\n".join(text)
+
+
 # --- running and reporting --------------------------------------------------------------------
 QUICK_SKIP_FACTOR = 20.0
 
@@ -429,6 +536,15 @@ def plot_kernel_sweep(rows, path) -> None:
 
 def main(args) -> int:
     pinned = pin_threads(args.threads or get_num_threads())
+    if args.suite == "regret":
+        rows = regret_rows(min_time=0.05 if args.quick else 0.2)
+        print(format_regret(rows))
+        if args.json:
+            import json
+
+            with open(args.json, "w") as handle:
+                json.dump({"threads": pinned, "rows": rows}, handle, indent=2)
+        return 0
     suites = SUITES if args.suite == "all" else (args.suite,)
     if args.plot and "signal" not in suites:
         suites = suites + ("signal",)  # the plot is the single-image kernel-size sweep

@@ -42,8 +42,8 @@ def machine_fingerprint() -> str:
 def calibration_grid(quick: bool = False):
     """(input shape, weight shape, kwargs, dtype) problems spanning the regimes of every backend."""
     grid = []
-    images = [64, 256] if quick else [64, 128, 256, 512]
-    kernels = [1, 3, 7, 15] if quick else [1, 3, 5, 9, 15, 31]
+    images = [64, 256] if quick else [64, 128, 256, 512, 1024]
+    kernels = [1, 3, 7, 15] if quick else [1, 3, 5, 9, 13, 19, 25, 41]
     for size in images:
         for kernel in kernels:
             if kernel < size:
@@ -58,6 +58,17 @@ def calibration_grid(quick: bool = False):
         ((4, 64, 28, 28), (64, 1, 3, 3), {"padding": 1, "groups": 64}),
         ((4, 16, 56, 56), (32, 16, 3, 3), {"padding": 1, "stride": 2}),
         ((1, 3, 128, 128), (16, 3, 7, 7), {"padding": 3}),
+        # 3x3 stride-1 layers (im2col's no-unfold path vs winograd vs direct)
+        ((8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+        ((8, 128, 28, 28), (128, 128, 3, 3), {"padding": 1}),
+        ((8, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}),
+        ((1, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+        ((4, 32, 32, 32), (32, 32, 3, 3), {"padding": 1}),
+        ((16, 16, 16, 16), (32, 16, 3, 3), {"padding": 1}),
+        ((1, 3, 224, 224), (64, 3, 3, 3), {"padding": 1}),
+        ((8, 64, 56, 56), (128, 64, 3, 3), {"padding": 1, "stride": 2}),
+        ((4, 3, 224, 224), (64, 3, 11, 11), {"padding": 2, "stride": 4}),
+        ((8, 256, 28, 28), (64, 256, 1, 1), {}),
     ]
     if quick:
         layers = layers[::2]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._config import get_num_threads
-from .backends import BACKENDS, fft, separable, winograd
+from .backends import BACKENDS, direct, fft, im2col, separable, winograd
 
 ALGORITHMS = ("auto", "measure") + tuple(BACKENDS)
 
@@ -47,20 +47,18 @@ def check_algorithm(algorithm) -> str:
 # coefficients (seconds per unit).  ``python -m fastconv calibrate`` fits the coefficients on this
 # machine; the defaults below were fitted on a 2-core x86-64 (AVX2 OpenBLAS) machine.
 FEATURE_NAMES = {
-    "direct": ("call", "flops"),
-    "im2col": ("call", "unfold_bytes", "gemm_flops", "gemm_calls"),
+    "direct": ("call", "flops", "single_channel_flops"),
+    "im2col": ("call", "bytes_moved", "gemm_flops", "gemm_calls", "narrow_gemm_flops"),
     "fft": ("call", "transform_flops", "mac_flops", "output_elements"),
     "separable": ("call", "flops", "kernel_factorisations"),
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
-DEFAULT_COEFFICIENTS = {
-    "direct": (4e-6, 1 / 9e9),
-    "im2col": (8e-6, 1 / 3e9, 1 / 60e9, 2e-6),
-    "fft": (60e-6, 1 / 3e9, 1 / 4e9, 4e-10),
-    "separable": (8e-6, 1 / 9e9, 1.5e-6),
-    # winograd: transforms ~4 ns per (channel, tile, xi) element per thread (scalar code today),
-    # GEMMs at im2col's rate; rough fit from bench/bench_winograd.py single-thread runs.
-    "winograd": (20e-6, 1 / 0.25e9, 1 / 60e9, 2e-6),
+DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
+    "direct": (1.21e-05, 1.5e-10, 1.91e-11),
+    "im2col": (0, 0, 8.89e-12, 4.79e-07, 3.1e-10),
+    "fft": (8.56e-05, 7e-11, 1.35e-10, 3.16e-09),
+    "separable": (2.22e-05, 2.73e-10, 0),
+    "winograd": (2.46e-05, 2.47e-09, 5.07e-11, 7.73e-07),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 
@@ -83,15 +81,32 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
     """The shape features of backend ``name``'s cost on ``params`` (zero-padding form)."""
     width = params.dtype.itemsize / 4.0
     if name == "direct":
+        # one input channel per output plane at stride 1 runs a separate, register-fused kernel
+        if direct.single_channel_stride1_applies(params):
+            return (1.0, 0.0, params.flops * width / threads)
         penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
-        return (1.0, params.flops * width * penalty / threads)
+        return (1.0, params.flops * width * penalty / threads, 0.0)
     if name == "im2col":
-        depth = params.in_channels_per_group * params.kernel_h * params.kernel_w
-        unfold_bytes = (
-            params.batch * params.groups * depth * params.out_h * params.out_w * params.dtype.itemsize
-        )
-        return (1.0, unfold_bytes / threads, params.flops * width / threads,
-                float(params.batch * params.groups))
+        itemsize = params.dtype.itemsize
+        if im2col.uses_shifted_taps(params):
+            # no unfold: the input is padded once and the GEMMs also compute the padded_w - out_w
+            # dropped columns of every output row; one GEMM per tap, sample and group
+            moved = (params.batch * params.in_channels * params.padded_h * params.padded_w
+                     + params.batch * params.out_channels * params.out_h * params.padded_w)
+            gemm_flops = params.flops * params.padded_w / params.out_w
+            calls = params.batch * params.groups * params.kernel_h * params.kernel_w
+            inner = params.in_channels_per_group
+        else:
+            depth = params.in_channels_per_group * params.kernel_h * params.kernel_w
+            moved = params.batch * params.groups * depth * params.out_h * params.out_w
+            gemm_flops = params.flops
+            calls = params.batch * params.groups
+            inner = depth
+        # BLAS runs far below peak when an operand is thin (few output channels or a short inner
+        # dimension): its packing and edge handling cost per element, not per multiply-add
+        narrow = gemm_flops / min(params.out_channels_per_group, inner)
+        return (1.0, moved * itemsize / threads, gemm_flops * width / threads, float(calls),
+                narrow * width / threads)
     if name == "fft":
         fft_h, fft_w = fft.transform_shape(params)
         size = fft_h * fft_w

@@ -166,7 +166,8 @@ def _shifted_taps_kernel(padded, taps, bias, out3, first_sample, groups, kernel_
                      padded_w)
 
 
-def _uses_shifted_taps(params) -> bool:
+def uses_shifted_taps(params) -> bool:
+    """Whether ``forward`` runs the no-unfold stride-1 path (the cost model asks too)."""
     return (
         params.stride_h == params.stride_w == 1
         and params.in_channels_per_group >= SHIFTED_TAPS_MIN_CHANNELS
@@ -223,7 +224,7 @@ def forward(x, w, bias, params):
     w2 = w.reshape(params.out_channels, -1)
     if _is_pointwise(params):
         _pointwise_kernel(x.reshape(params.batch, params.in_channels, -1), w2, out3, params.groups)
-    elif _uses_shifted_taps(params):
+    elif uses_shifted_taps(params):
         _shifted_taps_forward(x, w, bias, params, out3)
         return out  # bias already added during compaction
     else:
