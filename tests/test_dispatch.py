@@ -53,12 +53,23 @@ def test_auto_never_picks_fft_when_the_weight_is_infinite(rng):
     assert _decision(x, w).algorithm != "fft"
 
 
-def test_auto_uses_separable_only_for_rank_one_kernels(rng):
-    x = rng.standard_normal((1, 1, 512, 512)).astype(np.float32)
-    rank_one = (rng.standard_normal((1, 1, 9, 1)) * rng.standard_normal((1, 1, 1, 9))).astype(np.float32)
-    full_rank = rng.standard_normal((1, 1, 9, 9)).astype(np.float32)
+@pytest.fixture
+def separable_favoured():
+    """A cost model under which separable always ranks first, to test the eligibility rule."""
+    dispatch.set_cost_coefficients({"separable": [0.0, 0.0, 0.0]})
+    yield
+    dispatch.set_cost_coefficients(None)
+
+
+def test_auto_uses_separable_only_for_rank_one_kernels(rng, separable_favoured):
+    x = rng.standard_normal((1, 2, 64, 64)).astype(np.float32)
+    rank_one = (rng.standard_normal((3, 2, 9, 1)) * rng.standard_normal((3, 2, 1, 9))).astype(np.float32)
+    full_rank = rng.standard_normal((3, 2, 9, 9)).astype(np.float32)
     assert _decision(x, rank_one).algorithm == "separable"
     assert _decision(x, full_rank).algorithm != "separable"
+    got = fastconv.conv2d(x, rank_one)
+    magnitude = naive.conv2d(np.abs(x), np.abs(rank_one))
+    assert np.all(np.abs(got - naive.conv2d(x, rank_one)) <= 5e-6 * magnitude)
 
 
 def test_requested_backend_is_honoured(rng):
@@ -198,15 +209,15 @@ def test_explain_validates_like_conv2d():
 
 def test_calibration_fit_recovers_known_coefficients(rng):
     grid = calibration.calibration_grid(quick=True)
-    truth = {"call": 5e-6, "flops": 1 / 7e9}
+    truth = np.array([5e-6, 1 / 7e9, 1 / 90e9])  # call, general flops, single-channel flops
     rows = []
     for input_shape, weight_shape, kwargs, dtype in grid:
         params, *_ = make_conv_params(np.zeros(input_shape, dtype), np.zeros(weight_shape, dtype),
                                       None, **kwargs)
-        features = dispatch.cost_features("direct", params, 2)
-        rows.append(("direct", params, truth["call"] * features[0] + truth["flops"] * features[1]))
+        features = np.array(dispatch.cost_features("direct", params, 2))
+        rows.append(("direct", params, float(truth @ features)))
     fitted = calibration.fit(rows, threads=2)["direct"]
-    np.testing.assert_allclose(fitted, [truth["call"], truth["flops"]], rtol=1e-6)
+    np.testing.assert_allclose(fitted, truth, rtol=1e-6)
 
 
 def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):

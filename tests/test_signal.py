@@ -338,6 +338,8 @@ def test_errors_match_scipy(function):
         with pytest.raises(ValueError, match="not available for this type"):
             call(np.ones((3, 3), dtype=dtype), np.ones((2, 2), dtype=dtype))
     with pytest.raises(ValueError, match="algorithm must be one of"):
+        call(np.ones((3, 3)), np.ones((2, 2)), algorithm="no-such-algorithm")
+    with pytest.raises(ValueError, match="winograd needs 3x3 kernels"):
         call(np.ones((3, 3)), np.ones((2, 2)), algorithm="winograd")
     with pytest.raises(ValueError, match="rank-1 kernel"):
         call(np.ones((5, 5)), np.arange(9.0).reshape(3, 3) ** 2, algorithm="separable")
