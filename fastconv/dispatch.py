@@ -366,6 +366,11 @@ def choose_backward(params, algorithm: str, *arrays) -> Decision:
     others, and says so in the reason.
     """
     if algorithm not in ("auto", "measure", "separable"):
+        if algorithm not in BACKWARD_ALGORITHMS:
+            raise ValueError(
+                f"algorithm={algorithm!r} has no backward pass; use one of "
+                f"{('auto',) + BACKWARD_ALGORITHMS}"
+            )
         reason = BACKENDS[algorithm].supports(params)
         if reason is not None:
             raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")

@@ -283,3 +283,43 @@ def test_backward_in_workspace_chunks(backend, rng):
         fastconv.set_workspace_limit(saved)
     for value, want in zip(got, exact):
         np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-10)
+
+
+def test_backend_without_backward_pass_is_a_clear_error(rng):
+    x = rng.standard_normal((1, 2, 8, 8))
+    w = rng.standard_normal((3, 2, 3, 3))
+    grad = np.ones((1, 3, 8, 8))
+    with pytest.raises(ValueError, match="'winograd' has no backward pass"):
+        fastconv.conv2d_backward(grad, x, w, padding=1, algorithm="winograd")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [
+    {"padding": 1},
+    {"padding": (2, 0), "dilation": (2, 1)},
+    {"padding": "same", "groups": 2},
+    {"padding": 1, "padding_mode": "circular"},
+])
+def test_im2col_shifted_taps_backward(kwargs, dtype, rng):
+    """>= 8 channels per group and stride 1: im2col's no-unfold backward path."""
+    x = rng.standard_normal((3, 16, 9, 10)).astype(dtype)
+    w = rng.standard_normal((6, 16 // kwargs.get("groups", 1), 3, 3)).astype(dtype)
+    grad = rng.standard_normal(naive.conv2d(x, w, **kwargs).shape).astype(dtype)
+    got = fastconv.conv2d_backward(grad, x, w, algorithm="im2col", **kwargs)
+    expected = naive.conv2d_backward(grad, x, w, **kwargs)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    for got_part, expected_part in zip(got, expected):
+        scale = np.max(np.abs(expected_part))
+        np.testing.assert_allclose(got_part, expected_part, rtol=0, atol=rtol * scale)
+
+
+def test_im2col_backward_with_nan_input_matches_the_definition(rng):
+    """The no-unfold path multiplies dropped columns by zeros; on non-finite data the exact unfold
+    path runs instead, so NaN lands only where the definition puts it."""
+    x = rng.standard_normal((1, 8, 7, 7))
+    x[0, 3, 0, 6] = np.nan  # right edge: read by the dropped columns of the no-unfold path
+    w = rng.standard_normal((4, 8, 3, 3))
+    grad = rng.standard_normal((1, 4, 5, 5))
+    _, grad_w, _ = fastconv.conv2d_backward(grad, x, w, algorithm="im2col")
+    _, expected_w, _ = naive.conv2d_backward(grad, x, w)
+    np.testing.assert_array_equal(np.isnan(grad_w), np.isnan(expected_w))

@@ -344,17 +344,128 @@ def _backward(grad_out, x, w, params, need_input, need_weight):
     return grad_in, grad_w
 
 
+# --- backward, stride 1: the adjoint of the shifted-tap forward -------------------------------
+# With the output gradient expanded to rows of padded_w (zeros in the dropped columns ow >= out_w),
+# the forward's R*S GEMMs transpose directly:
+#   grad_W[r, s, group] += G (Kg, L) @ view(r, s)^T (L, Cg)           (per sample)
+#   grad_padded[window(r, s)] += W[r, s, group]^T (Cg, Kg) @ G (Kg, L)
+# and the input gradient is the interior of grad_padded.  The dropped columns multiply zeros, which
+# is exact for finite data only (0 * inf is NaN), so this path runs on finite operands; the unfold
+# path above is exact for every value.
+@njit_parallel
+def _expand_rows(grad_out, first_sample, padded_w, expanded):
+    """expanded[i, k, oh*padded_w + ow] = grad_out[first_sample + i, k, oh, ow]; zeros beyond out_w."""
+    count, out_channels = expanded.shape[0], expanded.shape[1]
+    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
+    for task in prange(count * out_channels):
+        i = task // out_channels
+        k = task % out_channels
+        dest = expanded[i, k]
+        for oh in range(out_h):
+            dest[oh * padded_w:oh * padded_w + out_w] = grad_out[first_sample + i, k, oh]
+            dest[oh * padded_w + out_w:(oh + 1) * padded_w] = 0
+
+
+@njit_parallel
+def _crop_interior(grad_padded, first_sample, pad_top, pad_left, padded_h, padded_w, grad_in):
+    count = grad_padded.shape[0]
+    channels, in_h, in_w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
+    plane = padded_h * padded_w
+    for task in prange(count * channels):
+        i = task // channels
+        c = task % channels
+        base = c * plane + pad_top * padded_w + pad_left
+        for row in range(in_h):
+            start = base + row * padded_w
+            grad_in[first_sample + i, c, row] = grad_padded[i, start:start + in_w]
+
+
+@njit_kernel
+def _shifted_taps_backward_kernel(padded, expanded, taps, grad_padded, grad_taps, groups, kernel_w,
+                                  padded_h, padded_w, dilation_h, dilation_w, out_h,
+                                  need_input, need_weight):
+    tap_count, out_channels, channels = taps.shape
+    out_per_group = out_channels // groups
+    plane = padded_h * padded_w
+    width = out_h * padded_w
+    for i in range(expanded.shape[0]):
+        gradient = expanded[i]
+        for g in range(groups):
+            for tap in range(tap_count):
+                window = (g * channels * plane + (tap // kernel_w) * dilation_h * padded_w
+                          + (tap % kernel_w) * dilation_w)
+                tap_block = (tap * out_channels + g * out_per_group) * channels
+                if need_weight:
+                    gemm_strided(False, True, out_per_group, channels, width, 1.0,
+                                 gradient, g * out_per_group * width, width,
+                                 padded[i], window, plane, 1.0, grad_taps, tap_block, channels)
+                if need_input:
+                    gemm_strided(True, False, channels, width, out_per_group, 1.0,
+                                 taps, tap_block, channels, gradient, g * out_per_group * width, width,
+                                 1.0, grad_padded[i], window, plane)
+
+
+def _all_finite(*arrays) -> bool:
+    return all(np.isfinite(a).all() for a in arrays if a is not None)
+
+
+def _shifted_taps_backward(grad_out, x, w, params, need_input, need_weight):
+    padded_h, padded_w = params.padded_h, params.padded_w
+    tail = (params.kernel_w - 1) * params.dilation_w
+    flat = params.in_channels * padded_h * padded_w + tail
+    width = params.out_h * padded_w
+    per_sample = (flat * (int(need_input) + int(need_weight)) + params.out_channels * width)
+    samples = int(max(1, min(params.batch,
+                             get_workspace_limit() // (per_sample * params.dtype.itemsize))))
+    tap_count = params.kernel_h * params.kernel_w
+    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(
+        tap_count, params.out_channels, params.in_channels_per_group)
+    padded = np.zeros((samples, flat), params.dtype) if need_weight else np.zeros((1, 1), params.dtype)
+    grad_padded = np.zeros((samples, flat), params.dtype) if need_input else np.zeros((1, 1), params.dtype)
+    expanded = np.empty((samples, params.out_channels * width), params.dtype)
+    grad_taps = np.zeros((tap_count, params.out_channels, params.in_channels_per_group), params.dtype)
+    grad_in = np.empty(params.input_shape, params.dtype) if need_input else None
+    for first in range(0, params.batch, samples):
+        count = min(samples, params.batch - first)
+        _expand_rows(grad_out, first, padded_w, expanded[:count].reshape(
+            count, params.out_channels, width))
+        if need_weight:
+            _pad_flat(x, first, params.pad_top, params.pad_left, padded_h, padded_w, padded[:count])
+        if need_input:
+            grad_padded[:count] = 0
+        _shifted_taps_backward_kernel(
+            padded[:count] if need_weight else padded, expanded[:count], taps,
+            grad_padded[:count] if need_input else grad_padded, grad_taps, params.groups,
+            params.kernel_w, padded_h, padded_w, params.dilation_h, params.dilation_w,
+            params.out_h, need_input, need_weight)
+        if need_input:
+            _crop_interior(grad_padded[:count], first, params.pad_top, params.pad_left,
+                           padded_h, padded_w, grad_in)
+    grad_w = None
+    if need_weight:
+        grad_w = np.ascontiguousarray(grad_taps.reshape(
+            params.kernel_h, params.kernel_w, params.out_channels, params.in_channels_per_group
+        ).transpose(2, 3, 0, 1))
+    return grad_in, grad_w
+
+
+def _backward_dispatch(grad_out, x, w, params, need_input, need_weight):
+    if uses_shifted_taps(params) and _all_finite(grad_out, x, w):
+        return _shifted_taps_backward(grad_out, x, w, params, need_input, need_weight)
+    return _backward(grad_out, x, w, params, need_input, need_weight)
+
+
 def backward_input(grad_out, w, params):
-    """Gradient w.r.t. the (zero-padding form) input: GEMM ``W_g^T @ grad_out`` then col2im.
-    ``grad_out`` must have exactly ``params.output_shape``."""
-    return _backward(grad_out, None, w, params, True, False)[0]
+    """Gradient w.r.t. the (zero-padding form) input.  ``grad_out`` must have exactly
+    ``params.output_shape``."""
+    return _backward_dispatch(grad_out, None, w, params, True, False)[0]
 
 
 def backward_weight(grad_out, x, params):
-    """Gradient w.r.t. the weight: im2col of the input, then GEMM ``grad_out @ columns^T``."""
-    return _backward(grad_out, x, None, params, False, True)[1]
+    """Gradient w.r.t. the weight."""
+    return _backward_dispatch(grad_out, x, None, params, False, True)[1]
 
 
 def backward_both(grad_out, x, w, params):
-    """Both gradients in one pass over the samples (the unfolded columns are reused)."""
-    return _backward(grad_out, x, w, params, True, True)
+    """Both gradients in one pass over the samples."""
+    return _backward_dispatch(grad_out, x, w, params, True, True)
