@@ -25,6 +25,7 @@ import numpy as np
 
 from ._config import get_num_threads
 from .backends import BACKENDS, direct, fft, im2col, separable, winograd
+from .backends._common import all_finite
 
 ALGORITHMS = ("auto", "measure") + tuple(BACKENDS)
 
@@ -206,7 +207,7 @@ def plan(params) -> Plan:
 
 
 def _all_finite(*arrays) -> bool:
-    return all(np.isfinite(a).all() for a in arrays if a is not None)
+    return all_finite(*arrays)
 
 
 class _DataChecks:

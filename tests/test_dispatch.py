@@ -227,3 +227,18 @@ def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):
         "entries": {"model": {"machine": "some-other-cpu", "coefficients": {"direct": [1.0, 1.0]}}},
     }))
     assert calibration.load_calibration() is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_any_non_finite_value(dtype, bad, rng):
+    from fastconv.backends._common import all_finite
+
+    x = rng.standard_normal((3, 5, 7)).astype(dtype)
+    assert all_finite(x, None, np.arange(4))
+    x[2, 4, 6] = bad
+    assert not all_finite(np.ones(3), x)
+    if np.dtype(dtype).kind == "c":
+        y = np.zeros(4, dtype)
+        y[1] = complex(0, bad)
+        assert not all_finite(y)

@@ -24,7 +24,7 @@ from numba import prange
 
 from .._blas import gemm_strided
 from .._config import get_workspace_limit, njit_kernel, njit_parallel
-from ._common import valid_output_range
+from ._common import all_finite, valid_output_range
 
 # Below this many input channels per group a tap's GEMM has too short an inner dimension for BLAS
 # to run well, and unfolding (inner dimension Cg*R*S) wins.
@@ -405,10 +405,6 @@ def _shifted_taps_backward_kernel(padded, expanded, taps, grad_padded, grad_taps
                                  1.0, grad_padded[i], window, plane)
 
 
-def _all_finite(*arrays) -> bool:
-    return all(np.isfinite(a).all() for a in arrays if a is not None)
-
-
 def _shifted_taps_backward(grad_out, x, w, params, need_input, need_weight):
     padded_h, padded_w = params.padded_h, params.padded_w
     tail = (params.kernel_w - 1) * params.dilation_w
@@ -450,7 +446,7 @@ def _shifted_taps_backward(grad_out, x, w, params, need_input, need_weight):
 
 
 def _backward_dispatch(grad_out, x, w, params, need_input, need_weight):
-    if uses_shifted_taps(params) and _all_finite(grad_out, x, w):
+    if uses_shifted_taps(params) and all_finite(grad_out, x, w):
         return _shifted_taps_backward(grad_out, x, w, params, need_input, need_weight)
     return _backward(grad_out, x, w, params, need_input, need_weight)
 
