@@ -316,15 +316,16 @@ def measure_forward(params, x, w, checks: _DataChecks | None = None) -> dict[str
     return times
 
 
-def _measured_times(params, x, w, checks) -> dict[str, float]:
-    key = wisdom_key(params)
+def _measured_times(key: str, measure) -> dict[str, float]:
+    """Times remembered under ``key`` (in memory, else in the wisdom file), else ``measure()``d now
+    and remembered in both."""
     record = _measured.get(key)
     if record is None:
         stored = _wisdom().get(key)
         if isinstance(stored, dict) and isinstance(stored.get("times"), dict):
             record = stored
         else:
-            record = {"times": measure_forward(params, x, w, checks)}
+            record = {"times": measure()}
             _wisdom().update({key: record})
         with _measured_lock:
             _measured[key] = record
@@ -340,7 +341,8 @@ def choose_forward(params, x, w, algorithm: str) -> Decision:
         return Decision(algorithm, "requested")
     checks = _DataChecks(params, x, w)
     if algorithm == "measure" or _autotune:
-        times = _measured_times(params, x, w, checks)
+        times = _measured_times(wisdom_key(params),
+                                lambda: measure_forward(params, x, w, checks))
         # the stored winner may be ineligible on this call's data (NaN input, full-rank weight)
         for name in sorted(times, key=times.get):
             if checks.rejects(name) is None:
@@ -357,14 +359,17 @@ def choose_forward(params, x, w, algorithm: str) -> Decision:
 BACKWARD_ALGORITHMS = ("direct", "im2col", "fft")
 
 
-def choose_backward(params, algorithm: str, *arrays) -> Decision:
+def choose_backward(params, algorithm: str, *arrays, runner=None,
+                    operation: str = "backward") -> Decision:
     """Pick the backend that computes conv2d's input/weight gradients (``params`` in zero-padding
     form; ``arrays`` are the operands, checked for NaN/Inf before choosing ``fft``).
 
-    A simple rule until the measured dispatcher exists: each gradient is a convolution with the
-    forward's operation count, so the forward cost model ranks the backends.  ``separable`` has no
-    backward pass of its own (its gradients are not rank-1 problems): it defers to the best of the
-    others, and says so in the reason.
+    Model mode ranks the backends by the forward cost model (each gradient is a convolution with
+    the forward's operation count).  In measure mode (``algorithm="measure"`` or autotuning on),
+    ``runner(name)`` — supplied by the caller, it computes the requested gradients with backend
+    ``name`` — is timed for every eligible backend once per ``operation`` and problem, and the
+    winner is remembered like the forward's.  ``separable`` has no backward pass of its own (its
+    gradients are not rank-1 problems): it defers to the best of the others, and says so.
     """
     if algorithm not in ("auto", "measure", "separable"):
         if algorithm not in BACKWARD_ALGORITHMS:
@@ -376,12 +381,35 @@ def choose_backward(params, algorithm: str, *arrays) -> Decision:
         if reason is not None:
             raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")
         return Decision(algorithm, "requested")
-    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_seconds(name, params))
     prefix = "separable has no backward pass; deferred to " if algorithm == "separable" else ""
+    finite = None
+
+    def eligible(name):
+        nonlocal finite
+        if name != "fft":
+            return True
+        if finite is None:
+            finite = _all_finite(*arrays)
+        return finite
+
+    if runner is not None and algorithm != "separable" and (algorithm == "measure" or _autotune):
+        def measure():
+            times = {}
+            for name in BACKWARD_ALGORITHMS:
+                if BACKENDS[name].supports(params) is None and eligible(name):
+                    runner(name)  # warm-up, compiles
+                    times[name] = min(_time_once(lambda: runner(name)),
+                                      _time_once(lambda: runner(name)))
+            return times
+
+        times = _measured_times(wisdom_key(params, operation), measure)
+        for name in sorted(times, key=times.get):
+            if eligible(name):
+                return Decision(name, f"fastest when measured ({times[name] * 1e3:.3g} ms)")
+    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_seconds(name, params))
     for name in ranking:
-        if name == "fft" and not _all_finite(*arrays):
-            continue
-        return Decision(name, prefix + "lowest predicted time")
+        if eligible(name):
+            return Decision(name, prefix + "lowest predicted time")
     return Decision("direct", prefix + "fallback")  # unreachable: direct is always finite-safe
 
 

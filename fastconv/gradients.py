@@ -90,9 +90,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         The forward call's arguments (the bias value does not enter any gradient).
     needs : sequence of ``"input"``, ``"weight"``, ``"bias"``
         Which gradients to compute; the others come back as None and cost nothing.
-    algorithm : ``"auto"`` or a backend name
+    algorithm : ``"auto"``, ``"measure"`` or a backend name
         ``"direct"``, ``"im2col"`` or ``"fft"``; ``"separable"`` has no backward and defers to the
-        best of the others (see :func:`fastconv.dispatch.choose_backward`).
+        best of the others; ``"measure"`` (or ``set_autotune(True)``) times the eligible backends
+        once per problem (see :func:`fastconv.dispatch.choose_backward`).
 
     Returns
     -------
@@ -127,7 +128,12 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
             zero_params = params.explicitly_padded()
             x_zero_form = pad_nchw(x, pads, params.padding_mode) if need_weight else None
         operands = [grad] + ([w] if need_input else []) + ([x_zero_form] if need_weight else [])
-        decision = dispatch.choose_backward(zero_params, algorithm, *operands)
+        decision = dispatch.choose_backward(
+            zero_params, algorithm, *operands,
+            runner=lambda name: _run_backward(name, grad, x_zero_form, w, zero_params,
+                                              need_input, need_weight),
+            operation="backward:" + ("input" if need_input else "") + ("weight" if need_weight else ""),
+        )
         grad_input, grad_weight = _run_backward(
             decision.algorithm, grad, x_zero_form, w, zero_params, need_input, need_weight
         )

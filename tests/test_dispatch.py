@@ -242,3 +242,17 @@ def test_all_finite_finds_any_non_finite_value(dtype, bad, rng):
         y = np.zeros(4, dtype)
         y[1] = complex(0, bad)
         assert not all_finite(y)
+
+
+def test_measure_mode_covers_conv2d_backward(wisdom_file, rng):
+    x = rng.standard_normal((2, 3, 12, 12))
+    w = rng.standard_normal((4, 3, 3, 3))
+    grad = rng.standard_normal((2, 4, 12, 12))
+    got = fastconv.conv2d_backward(grad, x, w, padding=1, algorithm="measure")
+    expected = naive.conv2d_backward(grad, x, w, padding=1)
+    for part, reference in zip(got, expected):
+        np.testing.assert_allclose(part, reference, rtol=1e-9, atol=1e-9)
+    entries = json.loads(wisdom_file.read_text())["entries"]
+    (key,) = entries
+    assert key.startswith("backward:inputweight|")
+    assert set(entries[key]["times"]) == {"direct", "im2col", "fft"}
