@@ -1,0 +1,117 @@
+"""Seconds per training epoch of LeNet-5 on Fashion-MNIST: fastconv.nn vs PyTorch CPU, same run.
+
+Both frameworks train the same network (same layers, batch size, optimiser, data order) with the same
+thread count; the JIT warm-up (a few batches, excluded from the timed epoch) is reported separately.
+
+    python bench/bench_lenet_epoch.py --threads 2                       # ReLU + max pool, full epoch
+    python bench/bench_lenet_epoch.py --activation sigmoid --pool avg --lr 0.9
+    python bench/bench_lenet_epoch.py --limit 6000                      # quicker, a tenth of an epoch
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import fastconv
+from fastconv import datasets, nn
+from fastconv.training import train_epoch
+
+
+def load_images(limit, dtype):
+    images, labels = datasets.fashion_mnist("train")
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return np.ascontiguousarray((images.astype(dtype) / 255)[:, None]), labels.astype(np.int64)
+
+
+def time_fastconv(args, images, labels):
+    model = nn.lenet5(args.activation, args.pool, dtype=np.float32, rng=0)
+    optimizer = nn.SGD(model, lr=args.lr, momentum=args.momentum)
+    criterion = nn.SoftmaxCrossEntropy()
+    start = time.perf_counter()
+    # Warm-up: compiles (or loads from Numba's cache) every kernel at this batch size.
+    warm = args.batch_size * 2
+    train_epoch(model, criterion, optimizer, images[:warm], labels[:warm], args.batch_size, np.random.default_rng(0))
+    warmup = time.perf_counter() - start
+    seconds = []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        loss, accuracy = train_epoch(model, criterion, optimizer, images, labels, args.batch_size,
+                                     np.random.default_rng(epoch))
+        seconds.append(time.perf_counter() - start)
+    return warmup, seconds, loss
+
+
+def time_torch(args, images, labels):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    act = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[args.activation]
+    pool = {"max": torch.nn.MaxPool2d, "avg": torch.nn.AvgPool2d}[args.pool]
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), act(), pool(2, 2),
+        torch.nn.Conv2d(6, 16, 5), act(), pool(2, 2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), act(), torch.nn.Linear(120, 84), act(), torch.nn.Linear(84, 10),
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def epoch(x, y, seed):
+        order = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
+        for start in range(0, len(x), args.batch_size):
+            batch = order[start:start + args.batch_size]
+            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+    start = time.perf_counter()
+    warm = args.batch_size * 2
+    epoch(x_all[:warm], y_all[:warm], 0)
+    warmup = time.perf_counter() - start
+    seconds = []
+    for index in range(args.epochs):
+        start = time.perf_counter()
+        loss = epoch(x_all, y_all, index)
+        seconds.append(time.perf_counter() - start)
+    return warmup, seconds, loss
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
+    parser.add_argument("--pool", choices=["max", "avg"], default="max")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--momentum", type=float, default=0.0)
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per framework")
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args(argv)
+
+    fastconv.set_num_threads(args.threads)
+    images, labels = load_images(args.limit, np.float32)
+    print(f"LeNet-5 {args.activation}/{args.pool}-pool, float32, batch {args.batch_size}, SGD lr {args.lr}, "
+          f"{len(images)} images per epoch, {args.threads} threads")
+    results = {"fastconv": time_fastconv(args, images, labels)}
+    if not args.no_torch:
+        try:
+            results["pytorch"] = time_torch(args, images, labels)
+        except ImportError:
+            print("PyTorch not installed: fastconv only")
+    print(f"{'framework':10s} {'warm-up s':>10s} {'s/epoch (best)':>15s} {'s/epoch (mean)':>15s} {'last loss':>10s}")
+    for name, (warmup, seconds, loss) in results.items():
+        print(f"{name:10s} {warmup:10.2f} {min(seconds):15.2f} {np.mean(seconds):15.2f} {loss:10.4f}")
+    if len(results) == 2:
+        ratio = min(results["fastconv"][1]) / min(results["pytorch"][1])
+        print(f"fastconv / pytorch epoch time: {ratio:.2f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
