@@ -71,3 +71,35 @@ def pad_nchw(x: np.ndarray, pads, mode: str, fill_value=0) -> np.ndarray:
     planes = x.reshape((-1,) + x.shape[-2:])
     padded = pad_planes(planes, *pads, MODE_CODES[mode], x.dtype.type(fill_value))
     return padded.reshape(x.shape[:-2] + padded.shape[-2:])
+
+
+# --- adjoint of padding (for gradients) -------------------------------------------------------
+@njit_parallel
+def fold_padded_planes(grad_padded, height, width, pad_top, pad_left, mode):
+    """Adjoint of ``pad_planes``: every padded sample's gradient is added to the input sample it
+    was copied from (samples that were the constant are dropped).  One plane per parallel task, so
+    the many-to-one accumulation (a replicated edge receives a whole border) is race-free."""
+    count, padded_h, padded_w = grad_padded.shape
+    out = np.zeros((count, height, width), dtype=grad_padded.dtype)
+    column_source = np.empty(padded_w, dtype=np.int64)
+    for j in range(padded_w):
+        column_source[j] = source_index(j - pad_left, width, mode)
+    for p in prange(count):
+        for i in range(padded_h):
+            row = source_index(i - pad_top, height, mode)
+            if row < 0:
+                continue
+            dest = out[p, row]
+            source = grad_padded[p, i]
+            for j in range(padded_w):
+                col = column_source[j]
+                if col >= 0:
+                    dest[col] += source[j]
+    return out
+
+
+def unpad_gradient_nchw(grad_padded: np.ndarray, in_hw, pads, mode: str) -> np.ndarray:
+    """Gradient w.r.t. the unpadded (..., H, W) input from the gradient w.r.t. ``pad_nchw``'s output."""
+    planes = np.ascontiguousarray(grad_padded).reshape((-1,) + grad_padded.shape[-2:])
+    folded = fold_padded_planes(planes, in_hw[0], in_hw[1], pads[0], pads[2], MODE_CODES[mode])
+    return folded.reshape(grad_padded.shape[:-2] + tuple(in_hw))

@@ -307,3 +307,104 @@ def make_conv_params(
         None if b is None else contiguous(b, dtype),
         batched,
     )
+
+
+# --- pooling ----------------------------------------------------------------------------------
+def pooled_size(size, kernel, stride, pad, dilation, ceil_mode) -> int:
+    """PyTorch's pooling output size: floor (or ceil) of ``(H + 2p - d(k - 1) - 1) / s`` plus one,
+    where with ``ceil_mode`` the last window must start inside the input or the left padding."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + pad:
+            out -= 1
+    else:
+        out = span // stride + 1
+    return out
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """Everything about one 2-D pooling call except the data (NCHW view of the input)."""
+
+    batch: int
+    channels: int
+    in_h: int
+    in_w: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int = 0
+    pad_w: int = 0
+    dilation_h: int = 1
+    dilation_w: int = 1
+    ceil_mode: bool = False
+    dtype: np.dtype = np.dtype(np.float64)
+
+    @property
+    def out_h(self) -> int:
+        return pooled_size(self.in_h, self.kernel_h, self.stride_h, self.pad_h, self.dilation_h,
+                           self.ceil_mode)
+
+    @property
+    def out_w(self) -> int:
+        return pooled_size(self.in_w, self.kernel_w, self.stride_w, self.pad_w, self.dilation_w,
+                           self.ceil_mode)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.channels, self.in_h, self.in_w)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.channels, self.out_h, self.out_w)
+
+
+def _pool_input(input, name="input") -> tuple[np.ndarray, bool]:
+    x = as_array(input, name)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
+    return x, x.ndim == 4
+
+
+def make_pool_params(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                     *, op="pool"):
+    """Validate pooling arguments as PyTorch does and return ``(params, x, batched)``.
+
+    ``x`` is the (N, C, H, W) C-contiguous input in the compute dtype (float32 or float64; integer
+    input is pooled in float64).  ``stride=None`` means ``stride = kernel_size``.  Padding may be at
+    most half the kernel (PyTorch's rule); every output must have at least one row and column.
+    """
+    x, batched = _pool_input(input)
+    kernel_h, kernel_w = as_pair(kernel_size, "kernel_size", minimum=1)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride_h, stride_w = kernel_h, kernel_w
+    else:
+        stride_h, stride_w = as_pair(stride, "stride", minimum=1)
+    pad_h, pad_w = as_pair(padding, "padding", minimum=0)
+    dilation_h, dilation_w = as_pair(dilation, "dilation", minimum=1)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    if 2 * pad_h > kernel_h or 2 * pad_w > kernel_w:
+        raise ValueError(
+            f"{op}: padding {(pad_h, pad_w)} must be at most half of kernel_size "
+            f"{(kernel_h, kernel_w)}"
+        )
+    x4 = x if batched else x[np.newaxis]
+    batch, channels, in_h, in_w = x4.shape
+    params = PoolParams(
+        batch=batch, channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
+        stride_h=stride_h, stride_w=stride_w, pad_h=pad_h, pad_w=pad_w,
+        dilation_h=dilation_h, dilation_w=dilation_w, ceil_mode=bool(ceil_mode),
+        dtype=compute_dtype(x),
+    )
+    if params.out_h < 1 or params.out_w < 1:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} is too small for kernel_size {(kernel_h, kernel_w)} "
+            f"with padding {(pad_h, pad_w)} and dilation {(dilation_h, dilation_w)}: output would "
+            f"be {params.out_h}x{params.out_w}"
+        )
+    return params, contiguous(x4, params.dtype), batched

@@ -171,3 +171,30 @@ def choose_forward(params, x, w, algorithm: str) -> Decision:
                 continue
         return Decision(name, "lowest predicted time")
     return Decision("direct", "fallback")  # unreachable: direct supports everything
+
+
+# --- backward ---------------------------------------------------------------------------------
+BACKWARD_ALGORITHMS = ("direct", "im2col", "fft")
+
+
+def choose_backward(params, algorithm: str, *arrays) -> Decision:
+    """Pick the backend that computes conv2d's input/weight gradients (``params`` in zero-padding
+    form; ``arrays`` are the operands, checked for NaN/Inf before choosing ``fft``).
+
+    A simple rule until the measured dispatcher exists: each gradient is a convolution with the
+    forward's operation count, so the forward cost model ranks the backends.  ``separable`` has no
+    backward pass of its own (its gradients are not rank-1 problems): it defers to the best of the
+    others, and says so in the reason.
+    """
+    if algorithm not in ("auto", "separable"):
+        reason = BACKENDS[algorithm].supports(params)
+        if reason is not None:
+            raise ValueError(f"algorithm={algorithm!r} cannot run this problem: {reason}")
+        return Decision(algorithm, "requested")
+    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_seconds(name, params))
+    prefix = "separable has no backward pass; deferred to " if algorithm == "separable" else ""
+    for name in ranking:
+        if name == "fft" and not _all_finite(*arrays):
+            continue
+        return Decision(name, prefix + "lowest predicted time")
+    return Decision("direct", prefix + "fallback")  # unreachable: direct is always finite-safe

@@ -54,3 +54,235 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_m
     if bias is not None:
         out += np.asarray(bias, dtype=np.float64)[None, :, None, None]
     return out[0] if unbatched else out
+
+
+# ==============================================================================================
+# Issue 4: conv2d gradients, transposed convolution, pooling (forward and backward).
+# Same rules: float64, straight from the definitions, no cleverness.
+# ==============================================================================================
+def _padding_source_indices(in_h, in_w, pads, padding_mode):
+    """For each padded position, the flat input index it copies (-1 for a zero)."""
+    top, bottom, left, right = pads
+    flat = np.arange(in_h * in_w).reshape(in_h, in_w)
+    if padding_mode == "zeros":
+        return np.pad(flat, ((top, bottom), (left, right)), mode="constant", constant_values=-1)
+    return np.pad(flat, ((top, bottom), (left, right)), mode=TORCH_TO_NUMPY_PAD[padding_mode])
+
+
+def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
+                    padding_mode="zeros"):
+    """(grad_input, grad_weight, grad_bias) of conv2d: every output gradient is multiplied back
+    onto the samples and taps that produced that output (the chain rule, term by term)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    grad_out = np.asarray(grad_out, dtype=np.float64)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x, grad_out = x[None], grad_out[None]
+    stride_h, stride_w = pair(stride)
+    dil_h, dil_w = pair(dilation)
+    out_channels, channels, kernel_h, kernel_w = w.shape
+    pads = padding_amounts(padding, (kernel_h, kernel_w), (dil_h, dil_w))
+    top, bottom, left, right = pads
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)),
+                    mode=TORCH_TO_NUMPY_PAD[padding_mode])
+    batch, in_channels, in_h, in_w = x.shape
+    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
+    grad_padded = np.zeros_like(padded)
+    grad_w = np.zeros_like(w)
+    out_per_group = out_channels // groups
+    for k in range(out_channels):
+        group = k // out_per_group
+        for c in range(channels):
+            channel = group * channels + c
+            for r in range(kernel_h):
+                for s in range(kernel_w):
+                    rows = slice(r * dil_h, r * dil_h + stride_h * (out_h - 1) + 1, stride_h)
+                    cols = slice(s * dil_w, s * dil_w + stride_w * (out_w - 1) + 1, stride_w)
+                    grad_w[k, c, r, s] = np.sum(grad_out[:, k] * padded[:, channel, rows, cols])
+                    grad_padded[:, channel, rows, cols] += w[k, c, r, s] * grad_out[:, k]
+    # adjoint of the padding: each padded sample's gradient goes to the sample it copied
+    source = _padding_source_indices(in_h, in_w, pads, padding_mode).ravel()
+    keep = source >= 0
+    grad_x = np.zeros((batch, in_channels, in_h * in_w))
+    flat_grad = grad_padded.reshape(batch, in_channels, -1)
+    for position in np.flatnonzero(keep):
+        grad_x[:, :, source[position]] += flat_grad[:, :, position]
+    grad_x = grad_x.reshape(x.shape)
+    grad_b = grad_out.sum(axis=(0, 2, 3))
+    return (grad_x[0] if unbatched else grad_x), grad_w, grad_b
+
+
+def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """torch.nn.functional.conv_transpose2d from its definition: every input sample scatters
+    ``x * w[c, k]`` into the output at ``i * stride - padding + r * dilation``."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    stride_h, stride_w = pair(stride)
+    pad_h, pad_w = pair(padding)
+    extra_h, extra_w = pair(output_padding)
+    dil_h, dil_w = pair(dilation)
+    batch, in_channels, in_h, in_w = x.shape
+    _, out_per_group, kernel_h, kernel_w = w.shape
+    in_per_group = in_channels // groups
+    out_h = (in_h - 1) * stride_h - 2 * pad_h + dil_h * (kernel_h - 1) + extra_h + 1
+    out_w = (in_w - 1) * stride_w - 2 * pad_w + dil_w * (kernel_w - 1) + extra_w + 1
+    # scatter into a buffer that also holds the rows/cols padding removes, then crop
+    full = np.zeros((batch, out_per_group * groups, out_h + 2 * pad_h + kernel_h * dil_h + stride_h,
+                     out_w + 2 * pad_w + kernel_w * dil_w + stride_w))
+    for c in range(in_channels):
+        group = c // in_per_group
+        for k in range(out_per_group):
+            for r in range(kernel_h):
+                for s in range(kernel_w):
+                    rows = slice(r * dil_h, r * dil_h + stride_h * (in_h - 1) + 1, stride_h)
+                    cols = slice(s * dil_w, s * dil_w + stride_w * (in_w - 1) + 1, stride_w)
+                    full[:, group * out_per_group + k, rows, cols] += w[c, k, r, s] * x[:, c]
+    out = full[:, :, pad_h:pad_h + out_h, pad_w:pad_w + out_w].copy()
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)[None, :, None, None]
+    return out[0] if unbatched else out
+
+
+def pool_output_size(size, kernel, stride, pad, dilation, ceil_mode):
+    """PyTorch's rule (aten/src/ATen/native/Pool.h, pooling_output_shape)."""
+    numerator = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = numerator // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel_h, kernel_w = pair(kernel_size)
+    stride_h, stride_w = pair(kernel_size if stride is None else stride)
+    pad_h, pad_w = pair(padding)
+    dil_h, dil_w = pair(dilation)
+    out_h = pool_output_size(x.shape[-2], kernel_h, stride_h, pad_h, dil_h, ceil_mode)
+    out_w = pool_output_size(x.shape[-1], kernel_w, stride_w, pad_w, dil_w, ceil_mode)
+    return kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out_h, out_w
+
+
+def _max_pool_core(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Values and flat argmax indices (N, C, H', W'): taps in window order, '>' keeps the first
+    maximum, a NaN always takes over; padding never wins."""
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, out_h, out_w = \
+        _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    batch, channels, in_h, in_w = x.shape
+    values = np.full((batch, channels, out_h, out_w), -np.inf)
+    indices = np.full((batch, channels, out_h, out_w), -1, dtype=np.int64)
+    for oh in range(out_h):
+        for ow in range(out_w):
+            for r in range(kernel_h):
+                for s in range(kernel_w):
+                    ih = oh * stride_h - pad_h + r * dil_h
+                    iw = ow * stride_w - pad_w + s * dil_w
+                    if not (0 <= ih < in_h and 0 <= iw < in_w):
+                        continue
+                    v = x[:, :, ih, iw]
+                    take = (indices[:, :, oh, ow] < 0) | (v > values[:, :, oh, ow]) | np.isnan(v)
+                    values[:, :, oh, ow] = np.where(take, v, values[:, :, oh, ow])
+                    indices[:, :, oh, ow] = np.where(take, ih * in_w + iw, indices[:, :, oh, ow])
+    return values, indices
+
+
+def _batched(x):
+    x = np.asarray(x, dtype=np.float64)
+    return (x[None], True) if x.ndim == 3 else (x, False)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    x, unbatched = _batched(x)
+    values, indices = _max_pool_core(x, kernel_size, stride, padding, dilation, ceil_mode)
+    if unbatched:
+        values, indices = values[0], indices[0]
+    return (values, indices) if return_indices else values
+
+
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    x, unbatched = _batched(x)
+    grad_out = np.asarray(grad_out, dtype=np.float64).reshape(
+        (x.shape[0], x.shape[1]) + np.shape(grad_out)[-2:])
+    _, indices = _max_pool_core(x, kernel_size, stride, padding, dilation, ceil_mode)
+    grad_x = np.zeros(x.shape[:2] + (x.shape[2] * x.shape[3],))
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            np.add.at(grad_x[n, c], indices[n, c].ravel(), grad_out[n, c].ravel())
+    grad_x = grad_x.reshape(x.shape)
+    return grad_x[0] if unbatched else grad_x
+
+
+def _avg_windows(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """Yield (oh, ow, row slice, col slice, divisor) for every output of avg_pool2d (ATen's rule:
+    the count-include-pad divisor is the window clipped to the padded input)."""
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, _, _, out_h, out_w = \
+        _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    in_h, in_w = x.shape[-2:]
+    for oh in range(out_h):
+        for ow in range(out_w):
+            h0, w0 = oh * stride_h - pad_h, ow * stride_w - pad_w
+            h1, w1 = min(h0 + kernel_h, in_h + pad_h), min(w0 + kernel_w, in_w + pad_w)
+            padded_count = (h1 - h0) * (w1 - w0)
+            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, in_h), min(w1, in_w)
+            if divisor_override:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = padded_count
+            else:
+                divisor = (h1 - h0) * (w1 - w0)
+            yield oh, ow, slice(h0, h1), slice(w0, w1), divisor, (out_h, out_w)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    x, unbatched = _batched(x)
+    out = None
+    for oh, ow, rows, cols, divisor, out_hw in _avg_windows(
+            x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        if out is None:
+            out = np.zeros(x.shape[:2] + out_hw)
+        out[:, :, oh, ow] = x[:, :, rows, cols].sum(axis=(2, 3)) / divisor
+    return out[0] if unbatched else out
+
+
+def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    x, unbatched = _batched(x)
+    grad_out = np.asarray(grad_out, dtype=np.float64).reshape(
+        x.shape[:2] + np.shape(grad_out)[-2:])
+    grad_x = np.zeros_like(x)
+    for oh, ow, rows, cols, divisor, _ in _avg_windows(
+            x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+        grad_x[:, :, rows, cols] += (grad_out[:, :, oh, ow] / divisor)[:, :, None, None]
+    return grad_x[0] if unbatched else grad_x
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """PyTorch's definition: (avg_pool2d(x ** p) * kh * kw) ** (1 / p)."""
+    kernel_h, kernel_w = pair(kernel_size)
+    mean = avg_pool2d(np.asarray(x, dtype=np.float64) ** norm_type, kernel_size, stride, 0,
+                      ceil_mode)
+    with np.errstate(invalid="ignore"):
+        return (mean * kernel_h * kernel_w) ** (1.0 / norm_type)
+
+
+def lp_pool2d_backward(grad_out, x, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """Chain rule through the definition: d out / d mean, then avg_pool2d's backward, then
+    d(x ** p)/dx; a window whose mean is 0 contributes nothing (PyTorch's relu masks it)."""
+    x = np.asarray(x, dtype=np.float64)
+    kernel_h, kernel_w = pair(kernel_size)
+    window = kernel_h * kernel_w
+    mean = avg_pool2d(x ** norm_type, kernel_size, stride, 0, ceil_mode)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad_mean = np.where(
+            mean == 0, 0.0,
+            np.asarray(grad_out) * (1.0 / norm_type) * (mean * window) ** (1.0 / norm_type - 1)
+            * window,
+        )
+    grad_power = avg_pool2d_backward(grad_mean, x, kernel_size, stride, 0, ceil_mode)
+    return grad_power * norm_type * x ** (norm_type - 1)

@@ -27,3 +27,24 @@ def assert_matches(got, exact, magnitude, dtype, backend):
         f"{backend} {np.dtype(dtype).name}: error {error[worst]:.3g} exceeds bound "
         f"{np.broadcast_to(bound, error.shape)[worst]:.3g} at {worst}"
     )
+
+
+# Gradients reduce over longer sums than the forward (grad_weight over N * H' * W' positions), so
+# their float32 bounds are looser; the reference magnitude is the same gradient of |g|, |x|, |w|.
+GRADIENT_RELATIVE = {
+    ("float64", "direct"): 1e-13, ("float64", "im2col"): 1e-13, ("float64", "fft"): 1e-12,
+    ("float32", "direct"): 1e-5, ("float32", "im2col"): 1e-5, ("float32", "fft"): 5e-5,
+}
+
+
+def assert_gradient_matches(got, exact, magnitude, dtype, backend, what="gradient"):
+    """As :func:`assert_matches`, with :data:`GRADIENT_RELATIVE` bounds."""
+    rel = GRADIENT_RELATIVE[(np.dtype(dtype).name, backend)]
+    scale = magnitude if backend in ELEMENTWISE else np.max(magnitude)
+    bound = rel * scale + np.finfo(dtype).tiny
+    error = np.abs(np.asarray(got, dtype=np.float64) - exact)
+    worst = np.unravel_index(np.argmax(error - bound), error.shape) if error.size else None
+    assert np.all(error <= bound), (
+        f"{what} {backend} {np.dtype(dtype).name}: error {error[worst]:.3g} exceeds bound "
+        f"{np.broadcast_to(bound, error.shape)[worst]:.3g} at {worst}"
+    )

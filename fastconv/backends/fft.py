@@ -131,3 +131,139 @@ def forward(x, w, bias, params):
             _read_out(planes, bias, out[n0:n1], k0, params.stride_h, params.stride_w,
                       params.pad_top, params.pad_left)
     return out
+
+
+# --- backward ---------------------------------------------------------------------------------
+# Both gradients are correlations/convolutions of an "upsampled" grad_out: a plane U[n, k] of the
+# transform size holding grad_out[n, k, oh, ow] at (oh*sh - pad_top, ow*sw - pad_left) mod L (zeros
+# elsewhere, i.e. the stride's holes).  Then
+#   grad_in[n, c]  = sum_k  U[n, k] (*) w_dilated[k, c]       (a convolution: spectra multiply)
+#   grad_w[k, c]   = sum_n  U[n, k] (x) x[n, c]  read at (r*dh, s*dw)   (a correlation: conj(U) X)
+# Every index the sums touch lies in a window of length in + pad_top + pad_bottom (or
+# in + pad_top) <= L, so the circular wrap never aliases two distinct terms.
+def backward_transform_shape(params) -> tuple[int, int]:
+    return (
+        scipy.fft.next_fast_len(max(params.padded_h, params.in_h + params.pad_top), real=True),
+        scipy.fft.next_fast_len(max(params.padded_w, params.in_w + params.pad_left), real=True),
+    )
+
+
+@njit_parallel
+def _scatter_upsampled(grad_out, planes, stride_h, stride_w, pad_top, pad_left):
+    """planes[n, k] = 0 except planes[n, k, (oh*sh - pt) mod L, (ow*sw - pl) mod L] = grad_out."""
+    batch, out_channels, out_h, out_w = grad_out.shape
+    fft_h, fft_w = planes.shape[2], planes.shape[3]
+    for task in prange(batch * out_channels):
+        k = task % out_channels
+        n = task // out_channels
+        plane = planes[n, k]
+        plane[:, :] = 0
+        for oh in range(out_h):
+            dest = plane[(oh * stride_h - pad_top) % fft_h]
+            source = grad_out[n, k, oh]
+            for ow in range(out_w):
+                dest[(ow * stride_w - pad_left) % fft_w] = source[ow]
+
+
+@njit_parallel
+def _spectral_mac_input(u_spec, w_spec, g_spec, out_per_group):
+    """g[n, c] = sum over k in c's group of u[n, k] * w[k, c mod Cg] (no conjugate: a convolution)."""
+    batch, in_channels, fft_h, fft_w = g_spec.shape
+    channels = w_spec.shape[1]
+    for task in prange(batch * in_channels * fft_h):
+        i = task % fft_h
+        c = (task // fft_h) % in_channels
+        n = task // (fft_h * in_channels)
+        group = c // channels
+        acc = g_spec[n, c, i]
+        acc[:] = 0
+        for k in range(group * out_per_group, (group + 1) * out_per_group):
+            u_row = u_spec[n, k, i]
+            w_row = w_spec[k, c % channels, i]
+            for f in range(fft_w):
+                acc[f] += u_row[f] * w_row[f]
+
+
+@njit_parallel
+def _spectral_mac_weight(u_spec, x_spec, gw_spec, out_per_group):
+    """gw[k, c] += sum_n conj(u[n, k]) * x[n, group(k)*Cg + c]: a correlation, accumulated over the
+    chunk's samples (the caller zeroes ``gw_spec`` once)."""
+    batch = u_spec.shape[0]
+    out_channels, channels, fft_h, fft_w = gw_spec.shape
+    for task in prange(out_channels * channels * fft_h):
+        i = task % fft_h
+        c = (task // fft_h) % channels
+        k = task // (fft_h * channels)
+        channel = (k // out_per_group) * channels + c
+        acc = gw_spec[k, c, i]
+        for n in range(batch):
+            u_row = u_spec[n, k, i]
+            x_row = x_spec[n, channel, i]
+            for f in range(fft_w):
+                acc[f] += np.conj(u_row[f]) * x_row[f]
+
+
+def _backward_batch_chunk(params, fft_shape, need_input, need_weight) -> int:
+    fft_h, fft_w = fft_shape
+    spectrum = fft_h * (fft_w // 2 + 1) * 2 * params.dtype.itemsize
+    plane = fft_h * fft_w * params.dtype.itemsize
+    per_sample = params.out_channels * (plane + spectrum)
+    if need_input:
+        per_sample += params.in_channels * (spectrum + plane)
+    if need_weight:
+        per_sample += params.in_channels * spectrum
+    return int(max(1, min(params.batch, get_workspace_limit() // per_sample)))
+
+
+def _backward(grad_out, x, w, params, need_input, need_weight):
+    fft_shape = backward_transform_shape(params)
+    workers = get_num_threads()
+    spectrum_shape = (fft_shape[0], fft_shape[1] // 2 + 1)
+    grad_in = np.empty(params.input_shape, dtype=params.dtype) if need_input else None
+    if need_input:
+        w_spec = scipy.fft.rfft2(_dilated(w, params), s=fft_shape, workers=workers)
+    if need_weight:
+        complex_dtype = np.result_type(params.dtype, np.complex64)
+        gw_spec = np.zeros((params.out_channels, params.in_channels_per_group) + spectrum_shape,
+                           dtype=complex_dtype)
+    batch_chunk = _backward_batch_chunk(params, fft_shape, need_input, need_weight)
+    for n0 in range(0, params.batch, batch_chunk):
+        n1 = min(params.batch, n0 + batch_chunk)
+        upsampled = np.empty((n1 - n0, params.out_channels) + fft_shape, dtype=params.dtype)
+        _scatter_upsampled(grad_out[n0:n1], upsampled, params.stride_h, params.stride_w,
+                           params.pad_top, params.pad_left)
+        u_spec = scipy.fft.rfft2(upsampled, workers=workers, overwrite_x=True)
+        del upsampled
+        if need_weight:
+            x_spec = scipy.fft.rfft2(x[n0:n1], s=fft_shape, workers=workers)
+            _spectral_mac_weight(u_spec, x_spec, gw_spec, params.out_channels_per_group)
+            del x_spec
+        if need_input:
+            g_spec = np.empty((n1 - n0, params.in_channels) + spectrum_shape, dtype=u_spec.dtype)
+            _spectral_mac_input(u_spec, w_spec, g_spec, params.out_channels_per_group)
+            planes = scipy.fft.irfft2(g_spec, s=fft_shape, workers=workers, overwrite_x=True)
+            grad_in[n0:n1] = planes[:, :, :params.in_h, :params.in_w]
+    grad_w = None
+    if need_weight:
+        planes = scipy.fft.irfft2(gw_spec, s=fft_shape, workers=workers, overwrite_x=True)
+        grad_w = np.ascontiguousarray(
+            planes[:, :, :params.dilated_kernel_h:params.dilation_h,
+                   :params.dilated_kernel_w:params.dilation_w],
+            dtype=params.dtype,
+        )
+    return grad_in, grad_w
+
+
+def backward_input(grad_out, w, params):
+    """Gradient w.r.t. the (zero-padding form) input, by transforms (see the note above)."""
+    return _backward(grad_out, None, w, params, True, False)[0]
+
+
+def backward_weight(grad_out, x, params):
+    """Gradient w.r.t. the weight, by transforms (see the note above)."""
+    return _backward(grad_out, x, None, params, False, True)[1]
+
+
+def backward_both(grad_out, x, w, params):
+    """Both gradients, sharing the transform of the upsampled grad_out."""
+    return _backward(grad_out, x, w, params, True, True)

@@ -140,3 +140,127 @@ def forward(x, w, bias, params):
     if bias is not None:
         _add_bias(out3, bias)
     return out
+
+
+# --- backward ---------------------------------------------------------------------------------
+@njit_parallel
+def _fold(columns, image, first_channel, channels, kernel_h, kernel_w, stride_h, stride_w,
+          dilation_h, dilation_w, pad_top, pad_left, first_row, rows, out_w):
+    """col2im, the adjoint of ``_unfold``: add every row ``(c, r, s)`` of ``columns`` back onto the
+    input samples it was read from.  One task per channel: all taps of a channel write the same
+    plane, so splitting by channel is what keeps the accumulation race-free."""
+    in_h, in_w = image.shape[1], image.shape[2]
+    taps = kernel_h * kernel_w
+    for c in prange(channels):
+        plane = image[first_channel + c]
+        for rs in range(taps):
+            r = rs // kernel_w
+            s = rs % kernel_w
+            offset = s * dilation_w - pad_left
+            lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
+            source = columns[c * taps + rs]
+            for i in range(rows):
+                ih = (first_row + i) * stride_h - pad_top + r * dilation_h
+                if ih < 0 or ih >= in_h:
+                    continue
+                in_row = plane[ih]
+                base = i * out_w
+                for ow in range(lo, hi):
+                    in_row[ow * stride_w + offset] += source[base + ow]
+
+
+@njit_kernel
+def _backward_chunk(grad_chunk, x, weight_t, grad_in, grad_w_g, weight_product, columns, n, g,
+                    channels, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w,
+                    pad_top, pad_left, first_row, rows, out_w, need_input, need_weight):
+    """One (sample, group, row chunk): ``grad_w_g += grad_chunk @ columns.T`` and
+    ``grad_in += fold(weight_t @ grad_chunk)``; ``grad_chunk`` is (K/groups, rows*out_w)."""
+    if need_weight:
+        _unfold(x[n], g * channels, channels, kernel_h, kernel_w, stride_h, stride_w,
+                dilation_h, dilation_w, pad_top, pad_left, first_row, rows, out_w, columns)
+        np.dot(grad_chunk, columns.T, weight_product)
+        grad_w_g += weight_product
+    if need_input:
+        np.dot(weight_t, grad_chunk, columns)
+        _fold(columns, grad_in[n], g * channels, channels, kernel_h, kernel_w, stride_h, stride_w,
+              dilation_h, dilation_w, pad_top, pad_left, first_row, rows, out_w)
+
+
+@njit_kernel
+def _im2col_backward_kernel(grad_out3, x, weight_t, grad_in, grad_w2, kernel_h, kernel_w,
+                            stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, groups,
+                            out_h, out_w, rows_per_chunk, workspace, need_input, need_weight):
+    """``grad_out3`` is (N, K, out_h*out_w); ``weight_t`` the weight as (groups, Cg*R*S, K/groups);
+    ``grad_w2`` (K, Cg*R*S) is accumulated over samples; ``grad_in`` must start zeroed.
+    ``workspace`` holds one chunk's columns, then (when chunking) one chunk's copy of grad_out."""
+    batch, in_channels = x.shape[0], x.shape[1]
+    out_channels, depth = grad_w2.shape
+    channels = in_channels // groups
+    out_per_group = out_channels // groups
+    column_size = depth * rows_per_chunk * out_w
+    weight_product = np.empty((out_per_group, depth), dtype=grad_w2.dtype)
+    grad_w2[:, :] = 0
+    for n in range(batch):
+        for g in range(groups):
+            grad_g = grad_out3[n, g * out_per_group:(g + 1) * out_per_group]
+            grad_w_g = grad_w2[g * out_per_group:(g + 1) * out_per_group]
+            for first_row in range(0, out_h, rows_per_chunk):
+                rows = min(rows_per_chunk, out_h - first_row)
+                width = rows * out_w
+                columns = workspace[:depth * width].reshape((depth, width))
+                if rows == out_h:
+                    _backward_chunk(grad_g, x, weight_t[g], grad_in, grad_w_g, weight_product,
+                                    columns, n, g, channels, kernel_h, kernel_w, stride_h,
+                                    stride_w, dilation_h, dilation_w, pad_top, pad_left,
+                                    first_row, rows, out_w, need_input, need_weight)
+                else:
+                    # BLAS wants a contiguous operand: copy this chunk's slab of grad_out.
+                    grad_chunk = workspace[column_size:column_size + out_per_group * width]
+                    grad_chunk = grad_chunk.reshape((out_per_group, width))
+                    grad_chunk[:, :] = grad_g[:, first_row * out_w:first_row * out_w + width]
+                    _backward_chunk(grad_chunk, x, weight_t[g], grad_in, grad_w_g,
+                                    weight_product, columns, n, g, channels, kernel_h, kernel_w,
+                                    stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left,
+                                    first_row, rows, out_w, need_input, need_weight)
+
+
+def _backward(grad_out, x, w, params, need_input, need_weight):
+    out_per_group = params.out_channels_per_group
+    depth = params.in_channels_per_group * params.kernel_h * params.kernel_w
+    grad_out3 = grad_out.reshape(params.batch, params.out_channels, -1)
+    if need_input:
+        grad_in = np.zeros(params.input_shape, dtype=params.dtype)
+        weight_t = np.ascontiguousarray(
+            w.reshape(params.groups, out_per_group, depth).transpose(0, 2, 1)
+        )
+    else:
+        grad_in = np.zeros((1, 1, 1, 1), dtype=params.dtype)
+        weight_t = np.zeros((params.groups, depth, out_per_group), dtype=params.dtype)
+    grad_w2 = np.empty((params.out_channels, depth), dtype=params.dtype)
+    if x is None:
+        x = np.zeros((1, params.in_channels, 1, 1), dtype=params.dtype)
+    rows = rows_per_chunk(params)
+    workspace = np.empty((depth + out_per_group) * rows * params.out_w, dtype=params.dtype)
+    _im2col_backward_kernel(
+        grad_out3, x, weight_t, grad_in, grad_w2, params.kernel_h, params.kernel_w,
+        params.stride_h, params.stride_w, params.dilation_h, params.dilation_w, params.pad_top,
+        params.pad_left, params.groups, params.out_h, params.out_w, rows, workspace,
+        need_input, need_weight,
+    )
+    return grad_in, grad_w2.reshape(params.weight_shape)
+
+
+def backward_input(grad_out, w, params):
+    """Gradient w.r.t. the (zero-padding form) input: GEMM ``W_g^T @ grad_out`` then col2im.
+    ``grad_out`` must have exactly ``params.output_shape``."""
+    return _backward(grad_out, None, w, params, True, False)[0]
+
+
+def backward_weight(grad_out, x, params):
+    """Gradient w.r.t. the weight: im2col of the input, then GEMM ``grad_out @ columns^T``."""
+    return _backward(grad_out, x, None, params, False, True)[1]
+
+
+def backward_both(grad_out, x, w, params):
+    """Both gradients in one pass over the samples (the unfolded columns are reused)."""
+    return _backward(grad_out, x, w, params, True, True)

@@ -1,0 +1,241 @@
+"""Gradients of conv2d, and the transposed convolution (which is conv2d's input gradient).
+
+For ``out = conv2d(x, w, b)`` with stride, padding, dilation and groups:
+
+* ``grad_input`` is the *transpose* of the forward map: every output gradient is spread back over
+  the window it was computed from, weighted by the taps.  Written as a convolution it is a "full"
+  convolution of the stride-upsampled ``grad_output`` with the kernel rotated by 180 degrees (the
+  flip the course notes' NumPy code forgets);
+* ``grad_weight[k, c]`` correlates the input channel with the output gradient of channel ``k``;
+* ``grad_bias[k]`` sums the output gradient of channel ``k`` over samples and positions.
+
+Non-zero padding modes pad the input explicitly, so their input gradient is the gradient w.r.t. the
+padded input folded back onto the samples the padding copied (the adjoint of the padding).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from numba import prange
+
+from . import dispatch
+from ._config import njit_parallel
+from ._padding import pad_nchw, unpad_gradient_nchw
+from ._params import ConvParams, as_array, as_pair, compute_dtype, contiguous, make_conv_params
+from .backends import BACKENDS
+
+GRADIENT_NAMES = ("input", "weight", "bias")
+
+
+@njit_parallel
+def _sum_per_channel(grad3, grad_bias):
+    """grad_bias[k] = sum over (n, p) of grad3[n, k, p].  The running sum is float64 even for
+    float32 data: a bias gradient adds N*H'*W' terms, and a float32 accumulator would lose about
+    log2(N*H'*W') bits; the pass is memory-bound, so the wider adder costs nothing measurable."""
+    batch, channels, _ = grad3.shape
+    for k in prange(channels):
+        total = 0.0
+        for n in range(batch):
+            plane = grad3[n, k]
+            partial = 0.0
+            for p in range(plane.shape[0]):
+                partial += plane[p]
+            total += partial
+        grad_bias[k] = total
+
+
+@njit_parallel
+def _add_channel_bias(out3, bias):
+    batch, channels, _ = out3.shape
+    for nk in prange(batch * channels):
+        out3[nk // channels, nk % channels, :] += bias[nk % channels]
+
+
+def _parse_needs(needs) -> tuple[bool, bool, bool]:
+    names = (needs,) if isinstance(needs, str) else needs
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"needs must be a sequence of names from {GRADIENT_NAMES}, got {needs!r}")
+    for name in names:
+        if name not in GRADIENT_NAMES:
+            raise ValueError(f"needs may only name {GRADIENT_NAMES}, got {name!r} in {needs!r}")
+    return tuple(name in names for name in GRADIENT_NAMES)
+
+
+def _run_backward(backend, grad_out, x, w, params, need_input, need_weight):
+    """(grad_input, grad_weight) from one backend; both at once where the backend shares work."""
+    module = BACKENDS[backend]
+    if need_input and need_weight and hasattr(module, "backward_both"):
+        return module.backward_both(grad_out, x, w, params)
+    grad_input = module.backward_input(grad_out, w, params) if need_input else None
+    grad_weight = module.backward_weight(grad_out, x, params) if need_weight else None
+    return grad_input, grad_weight
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode="zeros", needs=("input", "weight", "bias"), algorithm="auto"):
+    """Gradients of :func:`fastconv.conv2d` w.r.t. its input, weight and bias.
+
+    Equal to PyTorch autograd of ``torch.nn.functional.conv2d`` for every argument combination
+    ``conv2d`` accepts.
+
+    Parameters
+    ----------
+    grad_output : array (N, K, H', W') or (K, H', W')
+        Gradient of the loss w.r.t. the forward output; its shape must be exactly the forward output
+        shape (ValueError otherwise).
+    input, weight, stride, padding, dilation, groups, padding_mode
+        The forward call's arguments (the bias value does not enter any gradient).
+    needs : sequence of ``"input"``, ``"weight"``, ``"bias"``
+        Which gradients to compute; the others come back as None and cost nothing.
+    algorithm : ``"auto"`` or a backend name
+        ``"direct"``, ``"im2col"`` or ``"fft"``; ``"separable"`` has no backward and defers to the
+        best of the others (see :func:`fastconv.dispatch.choose_backward`).
+
+    Returns
+    -------
+    (grad_input, grad_weight, grad_bias)
+        Shaped like ``input``, ``weight`` and ``(K,)``; None where not in ``needs``.  dtype is the
+        promotion of the three arrays (float32 stays float32).
+    """
+    dispatch.check_algorithm(algorithm)
+    need_input, need_weight, need_bias = _parse_needs(needs)
+    params, x, w, _, batched = make_conv_params(
+        input, weight, None, stride, padding, dilation, groups, padding_mode
+    )
+    grad = as_array(grad_output, "grad_output")
+    expected = params.output_shape if batched else params.output_shape[1:]
+    if grad.shape != expected:
+        raise ValueError(
+            f"grad_output has shape {grad.shape}, but the forward output of input "
+            f"{np.shape(input)} and weight {params.weight_shape} is {expected}"
+        )
+    dtype = compute_dtype(x, w, grad)
+    if dtype != params.dtype:
+        params = replace(params, dtype=dtype)
+        x, w = contiguous(x, dtype), contiguous(w, dtype)
+    grad = contiguous(grad if batched else grad[np.newaxis], dtype)
+
+    grad_input = grad_weight = grad_bias = None
+    if need_input or need_weight:
+        pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+        if params.padding_mode == "zeros":
+            zero_params, x_zero_form = params, x
+        else:
+            zero_params = params.explicitly_padded()
+            x_zero_form = pad_nchw(x, pads, params.padding_mode) if need_weight else None
+        operands = [grad] + ([w] if need_input else []) + ([x_zero_form] if need_weight else [])
+        decision = dispatch.choose_backward(zero_params, algorithm, *operands)
+        grad_input, grad_weight = _run_backward(
+            decision.algorithm, grad, x_zero_form, w, zero_params, need_input, need_weight
+        )
+        if need_input and params.padding_mode != "zeros":
+            grad_input = unpad_gradient_nchw(grad_input, (params.in_h, params.in_w), pads,
+                                             params.padding_mode)
+        if need_input and not batched:
+            grad_input = grad_input[0]
+    if need_bias:
+        grad_bias = np.empty(params.out_channels, dtype=dtype)
+        _sum_per_channel(grad.reshape(params.batch, params.out_channels, -1), grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+def _transpose_params(input, weight, bias, stride, padding, output_padding, groups, dilation):
+    """Validate conv_transpose2d's arguments; return the conv2d problem whose input gradient it is,
+    with the arrays: ``(params, x, w, b, batched)``."""
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    b = None if bias is None else as_array(bias, "bias")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"weight must be 4-D (C, K/groups, R, S), got shape {w.shape}")
+    if x.size == 0 or w.size == 0:
+        raise ValueError(f"input {x.shape} and weight {w.shape} must not be empty")
+    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+    batched = x.ndim == 4
+    x4 = x if batched else x[np.newaxis]
+    batch, in_channels, in_h, in_w = x4.shape
+    weight_in, out_per_group, kernel_h, kernel_w = w.shape
+    if weight_in != in_channels:
+        raise ValueError(
+            f"weight of shape {w.shape} expects {weight_in} input channels, but input of shape "
+            f"{x.shape} has {in_channels}"
+        )
+    if in_channels % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({in_channels})")
+    out_channels = out_per_group * groups
+    if b is not None and b.shape != (out_channels,):
+        raise ValueError(
+            f"bias must have shape ({out_channels},) to match weight {w.shape} with groups={groups}, "
+            f"got {b.shape}"
+        )
+    stride_h, stride_w = as_pair(stride, "stride", minimum=1)
+    pad_h, pad_w = as_pair(padding, "padding", minimum=0)
+    extra_h, extra_w = as_pair(output_padding, "output_padding", minimum=0)
+    dilation_h, dilation_w = as_pair(dilation, "dilation", minimum=1)
+    for extra, stride_, dilation_, axis in ((extra_h, stride_h, dilation_h, "height"),
+                                            (extra_w, stride_w, dilation_w, "width")):
+        if extra >= stride_ and extra >= dilation_:
+            raise ValueError(
+                f"output_padding must be smaller than either stride or dilation; in {axis} got "
+                f"output_padding={extra}, stride={stride_}, dilation={dilation_}"
+            )
+    out_h = (in_h - 1) * stride_h - 2 * pad_h + dilation_h * (kernel_h - 1) + extra_h + 1
+    out_w = (in_w - 1) * stride_w - 2 * pad_w + dilation_w * (kernel_w - 1) + extra_w + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"conv_transpose2d output would be {out_h}x{out_w} for input {x.shape}, weight "
+            f"{w.shape}, stride {(stride_h, stride_w)}, padding {(pad_h, pad_w)}, dilation "
+            f"{(dilation_h, dilation_w)}, output_padding {(extra_h, extra_w)}"
+        )
+    dtype = compute_dtype(x, w, b)
+    # The forward conv2d whose input gradient this is maps (N, K, out_h, out_w) -> (N, C, in_h,
+    # in_w).  Its bottom/right padding is reduced by output_padding so that it produces exactly
+    # in_h x in_w rows (the extra rows are ones no output reads; their gradient is zero).
+    params = ConvParams(
+        batch=batch, in_channels=out_channels, in_h=out_h, in_w=out_w, out_channels=in_channels,
+        kernel_h=kernel_h, kernel_w=kernel_w, stride_h=stride_h, stride_w=stride_w,
+        dilation_h=dilation_h, dilation_w=dilation_w, pad_top=pad_h, pad_bottom=pad_h - extra_h,
+        pad_left=pad_w, pad_right=pad_w - extra_w, groups=groups, dtype=dtype,
+    )
+    assert params.out_h == in_h and params.out_w == in_w, "transposed geometry is inconsistent"
+    return (params, contiguous(x4, dtype), contiguous(w, dtype),
+            None if b is None else contiguous(b, dtype), batched)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed 2-D convolution, with the semantics of ``torch.nn.functional.conv_transpose2d``.
+
+    It is the input gradient of ``conv2d`` with the same stride, padding, dilation and groups: each
+    input sample scatters ``input * weight`` into the output.  Output size per axis is
+    ``(H - 1) * stride - 2 * padding + dilation * (R - 1) + output_padding + 1``.
+
+    Parameters
+    ----------
+    input : array (N, C, H, W) or unbatched (C, H, W)
+    weight : array (C, K/groups, R, S)
+    bias : array (K,) or None
+    stride, padding, output_padding, dilation : int or (int, int)
+        ``output_padding`` (added on the bottom/right) must be smaller than stride or dilation.
+    groups : int dividing C
+
+    Returns
+    -------
+    ndarray (N, K, H_out, W_out) or (K, H_out, W_out), float32 or float64.
+    """
+    params, x, w, b, batched = _transpose_params(
+        input, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+    decision = dispatch.choose_backward(params, "auto", x, w)
+    out = BACKENDS[decision.algorithm].backward_input(x, w, params)
+    if b is not None:
+        _add_channel_bias(out.reshape(params.batch, params.in_channels, -1), b)
+    return out if batched else out[0]
