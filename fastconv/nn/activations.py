@@ -7,15 +7,15 @@ from .module import Layer
 
 
 class ReLU(Layer):
-    """``max(x, 0)``; the gradient at 0 is 0, as PyTorch's."""
+    """``max(x, 0)``; NaN propagates and the gradient at 0 is 0, as in PyTorch."""
 
     def forward(self, x):
         x = np.asarray(x)
         self._positive = x > 0
-        return np.where(self._positive, x, x.dtype.type(0))
+        return np.maximum(x, 0)  # the Python 0 is weakly typed: float32 stays float32
 
     def backward(self, grad_out):
-        return np.where(self._positive, grad_out, np.asarray(grad_out).dtype.type(0))
+        return grad_out * self._positive
 
 
 class Sigmoid(Layer):
