@@ -199,3 +199,11 @@ def test_bad_constructor_arguments():
         nn.SGD(nn.Linear(2, 2), lr=0)
     with pytest.raises(ValueError, match="labels must lie"):
         nn.SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.array([0, 3]))
+
+
+def test_lenet5_xavier_init_bounds():
+    model = nn.lenet5("sigmoid", "avg", init="xavier", rng=0)
+    conv2, fc1 = model.layers[3], model.layers[7]
+    assert np.abs(conv2.weights).max() <= np.sqrt(6 / (6 * 25 + 16 * 25))
+    assert np.abs(fc1.weights).max() <= np.sqrt(6 / (400 + 120)) and np.abs(fc1.weights).max() > 0.1
+    assert np.abs(fc1.bias).max() <= 1 / np.sqrt(400) and np.any(fc1.bias != 0)  # default bias init kept

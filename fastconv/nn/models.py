@@ -24,8 +24,9 @@ def lenet5(activation="relu", pool="max", *, num_classes=10, dtype=np.float32, i
     pool : ``"max"`` or ``"avg"`` (the notes use avg)
     num_classes : int
     dtype : float32 or float64
-    init : ``"pytorch"`` (Kaiming-uniform, PyTorch's default) or ``"xavier"`` (Glorot-uniform weights
-        and zero biases, what the notes' training function applies)
+    init : ``"pytorch"`` (Kaiming-uniform, PyTorch's default) or ``"xavier"`` (Glorot-uniform weights,
+        biases left at PyTorch's default: what the notes' ``init_weights`` does before training the
+        sigmoid network, which barely moves from chance for several epochs under the default init)
     rng : None, int seed or numpy Generator
 
     Returns
@@ -58,5 +59,4 @@ def lenet5(activation="relu", pool="max", *, num_classes=10, dtype=np.float32, i
                 fan_in = layer.weights[0].size
                 fan_out = layer.weights.shape[0] * receptive_field
                 layer.weights[...] = xavier_uniform(layer.weights.shape, fan_in, fan_out, rng, dtype)
-                layer.bias[...] = 0
     return model
