@@ -6,6 +6,7 @@ thread count; the JIT warm-up (a few batches, excluded from the timed epoch) is 
     python bench/bench_lenet_epoch.py --threads 2                       # ReLU + max pool, full epoch
     python bench/bench_lenet_epoch.py --activation sigmoid --pool avg --lr 0.9
     python bench/bench_lenet_epoch.py --limit 6000                      # quicker, a tenth of an epoch
+    python bench/bench_lenet_epoch.py --conv-algorithm im2col           # bypass the dispatcher
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def load_images(limit, dtype):
 
 
 def time_fastconv(args, images, labels):
-    model = nn.lenet5(args.activation, args.pool, dtype=np.float32, rng=0)
+    model = nn.lenet5(args.activation, args.pool, dtype=np.float32, rng=0, conv_algorithm=args.conv_algorithm)
     optimizer = nn.SGD(model, lr=args.lr, momentum=args.momentum)
     criterion = nn.SoftmaxCrossEntropy()
     start = time.perf_counter()
@@ -91,13 +92,14 @@ def main(argv=None):
     parser.add_argument("--momentum", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per framework")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--conv-algorithm", default="auto", help="fastconv conv backend (default auto)")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args(argv)
 
     fastconv.set_num_threads(args.threads)
     images, labels = load_images(args.limit, np.float32)
     print(f"LeNet-5 {args.activation}/{args.pool}-pool, float32, batch {args.batch_size}, SGD lr {args.lr}, "
-          f"{len(images)} images per epoch, {args.threads} threads")
+          f"{len(images)} images per epoch, {args.threads} threads, fastconv conv algorithm {args.conv_algorithm}")
     results = {"fastconv": time_fastconv(args, images, labels)}
     if not args.no_torch:
         try:

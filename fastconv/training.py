@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import datasets, nn
+from .dispatch import algorithms
 
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
 EVAL_BATCH = 1000
@@ -194,6 +195,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", choices=nn.models.INITS, default=None,
                         help="weight init: pytorch (Kaiming-uniform, default) or xavier")
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None, help="default float32")
+    parser.add_argument("--conv-algorithm", choices=list(algorithms()), default="auto",
+                        help="conv backend for forward and backward (default: fastconv's dispatcher)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="fastconv/BLAS threads (default: all)")
@@ -233,7 +236,8 @@ def run_train(args) -> dict:
         config.update({k: getattr(args, k) for k in _META_KEYS if getattr(args, k) is not None})
     dtype = np.dtype(config["dtype"])
     rng = np.random.default_rng(args.seed)
-    model = nn.lenet5(config["activation"], config["pool"], dtype=dtype, init=config["init"], rng=rng)
+    model = nn.lenet5(config["activation"], config["pool"], dtype=dtype, init=config["init"], rng=rng,
+                      conv_algorithm=args.conv_algorithm)
     if state is not None:
         model.load_state_dict(state)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
@@ -241,7 +245,7 @@ def run_train(args) -> dict:
     criterion = nn.SoftmaxCrossEntropy()
     (train_x, train_y), (test_x, test_y) = load_data(args.limit, dtype)
     print(f"LeNet-5 ({config['activation']}, {config['pool']}-pool, {config['dtype']}, init {config['init']}), "
-          f"{args.optimizer} lr {lr}, batch {args.batch_size}; {len(train_x)} training / {len(test_x)} test images")
+          f"{args.optimizer} lr {lr}, batch {args.batch_size}, conv {args.conv_algorithm}; {len(train_x)} training / {len(test_x)} test images")
     first_epoch = len(history["train_loss"]) + 1
     for epoch in range(first_epoch, first_epoch + args.epochs):
         bar = _progress(len(train_x), f"epoch {epoch}", not args.no_progress)

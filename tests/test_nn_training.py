@@ -207,3 +207,18 @@ def test_lenet5_xavier_init_bounds():
     assert np.abs(conv2.weights).max() <= np.sqrt(6 / (6 * 25 + 16 * 25))
     assert np.abs(fc1.weights).max() <= np.sqrt(6 / (400 + 120)) and np.abs(fc1.weights).max() > 0.1
     assert np.abs(fc1.bias).max() <= 1 / np.sqrt(400) and np.any(fc1.bias != 0)  # default bias init kept
+
+
+@needs_issue4
+def test_conv2d_algorithm_choice_gives_the_same_gradients(rng):
+    x = rng.standard_normal((2, 3, 7, 7))
+    results = []
+    for algorithm in ("direct", "im2col"):
+        layer = nn.Conv2D(3, 4, 3, padding=1, dtype=np.float64, rng=0, algorithm=algorithm)
+        out = layer.forward(x)
+        grad_input = layer.backward(np.ones_like(out))
+        results.append((out, grad_input, layer.grad_w.copy()))
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="algorithm"):
+        nn.Conv2D(3, 4, 3, algorithm="winograd-ish")

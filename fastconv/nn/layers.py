@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conv import conv2d
+from ..dispatch import check_algorithm
 from ._kernels import kernel
 from .init import as_rng, bias_uniform, check_dtype, kaiming_uniform
 from .module import Layer
@@ -40,6 +41,8 @@ class Conv2D(Layer):
     bias : bool
     dtype : float32 (default) or float64
     rng : None, int seed or numpy Generator, for the initial weights
+    algorithm : ``"auto"`` (fastconv's dispatcher decides) or a name from ``fastconv.algorithms()``,
+        used for both the forward and the backward pass
 
     Attributes
     ----------
@@ -51,7 +54,7 @@ class Conv2D(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 dilation=1, groups=1, bias=True, dtype=np.float32, rng=None):
+                 dilation=1, groups=1, bias=True, dtype=np.float32, rng=None, algorithm="auto"):
         in_channels = _positive_int(in_channels, "in_channels")
         out_channels = _positive_int(out_channels, "out_channels")
         groups = _positive_int(groups, "groups")
@@ -71,6 +74,7 @@ class Conv2D(Layer):
         self.grad_w = np.zeros_like(self.weights)
         self.grad_b = np.zeros_like(self.bias) if bias else None
         self.input_grad = True
+        self.algorithm = check_algorithm(algorithm)
         self._input = None
 
     def forward(self, x):
@@ -81,7 +85,8 @@ class Conv2D(Layer):
             )
         x = np.ascontiguousarray(x, dtype=self.weights.dtype)
         self._input = x
-        return conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                      algorithm=self.algorithm)
 
     def backward(self, grad_out):
         if self._input is None:
@@ -90,7 +95,7 @@ class Conv2D(Layer):
         needs += ("weight", "bias") if self.bias is not None else ("weight",)
         grad_input, grad_weight, grad_bias = kernel("conv2d_backward")(
             np.ascontiguousarray(grad_out, dtype=self.weights.dtype), self._input, self.weights,
-            self.stride, self.padding, self.dilation, self.groups, needs=needs,
+            self.stride, self.padding, self.dilation, self.groups, needs=needs, algorithm=self.algorithm,
         )
         self.grad_w[...] = grad_weight
         if self.bias is not None:

@@ -14,7 +14,8 @@ POOLS = {"max": MaxPool2D, "avg": AvgPool2D}
 INITS = ("pytorch", "xavier")
 
 
-def lenet5(activation="relu", pool="max", *, num_classes=10, dtype=np.float32, init="pytorch", rng=None):
+def lenet5(activation="relu", pool="max", *, num_classes=10, dtype=np.float32, init="pytorch", rng=None,
+           conv_algorithm="auto"):
     """LeNet-5 for 1x28x28 images, as in the course notes:
     conv 6@5x5 pad 2 -> pool 2 -> conv 16@5x5 -> pool 2 -> 120 -> 84 -> classes.
 
@@ -28,6 +29,7 @@ def lenet5(activation="relu", pool="max", *, num_classes=10, dtype=np.float32, i
         biases left at PyTorch's default: what the notes' ``init_weights`` does before training the
         sigmoid network, which barely moves from chance for several epochs under the default init)
     rng : None, int seed or numpy Generator
+    conv_algorithm : ``"auto"`` or a name from ``fastconv.algorithms()``, for both Conv2D layers
 
     Returns
     -------
@@ -43,8 +45,8 @@ def lenet5(activation="relu", pool="max", *, num_classes=10, dtype=np.float32, i
     dtype, rng = check_dtype(dtype), as_rng(rng)
     act, pool_layer = ACTIVATIONS[activation], POOLS[pool]
     model = Sequential(
-        Conv2D(1, 6, 5, padding=2, dtype=dtype, rng=rng), act(), pool_layer(2, 2),
-        Conv2D(6, 16, 5, dtype=dtype, rng=rng), act(), pool_layer(2, 2),
+        Conv2D(1, 6, 5, padding=2, dtype=dtype, rng=rng, algorithm=conv_algorithm), act(), pool_layer(2, 2),
+        Conv2D(6, 16, 5, dtype=dtype, rng=rng, algorithm=conv_algorithm), act(), pool_layer(2, 2),
         Flatten(),
         Linear(16 * 5 * 5, 120, dtype=dtype, rng=rng), act(),
         Linear(120, 84, dtype=dtype, rng=rng), act(),
