@@ -16,7 +16,7 @@ import numpy as np
 from . import datasets, nn
 from .dispatch import algorithms
 
-DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
+DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3}
 EVAL_BATCH = 1000
 
 
@@ -185,7 +185,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=None,
                         help=f"learning rate (default {DEFAULT_LR['sgd']} for sgd, {DEFAULT_LR['adam']} for adam)")
-    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
     parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--activation", choices=sorted(nn.models.ACTIVATIONS), default=None,

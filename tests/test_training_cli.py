@@ -44,7 +44,7 @@ def test_train_save_resume_and_plot(tiny_data, capsys):
 def test_notes_configuration_float64_with_builtin_progress(tiny_data, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
     history = training.main(["lenet", "--epochs", "1", "--batch-size", "32", "--activation", "sigmoid",
-                             "--pool", "avg", "--lr", "0.9", "--dtype", "float64", "--limit", "64"])
+                             "--pool", "avg", "--optimizer", "sgd", "--lr", "0.9", "--dtype", "float64", "--limit", "64"])
     assert len(history["train_acc"]) == 1
     progress = capsys.readouterr().err
     assert "epoch 1 [" in progress and "64/64" in progress and "loss" in progress
@@ -56,6 +56,8 @@ def test_add_train_parser_wires_run_train():
     args = parser.parse_args(["train", "lenet", "--epochs", "3", "--optimizer", "adam", "--pool", "avg"])
     assert args.func is training.run_train
     assert (args.epochs, args.optimizer, args.pool, args.batch_size) == (3, "adam", "avg", 256)
+    defaults = parser.parse_args(["train", "lenet"])
+    assert (defaults.optimizer, defaults.lr, defaults.activation, defaults.epochs) == ("adam", None, None, 10)
 
 
 @pytest.mark.parametrize("argv, message", [
