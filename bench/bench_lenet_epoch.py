@@ -11,13 +11,16 @@ thread count; the JIT warm-up (a few batches, excluded from the timed epoch) is 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import fastconv
-from fastconv import datasets, nn
-from fastconv.training import train_epoch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import fastconv  # noqa: E402
+from fastconv import datasets, nn  # noqa: E402
+from fastconv.training import train_epoch  # noqa: E402
 
 
 def load_images(limit, dtype):
