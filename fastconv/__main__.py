@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastconv bench|calibrate|info``."""
+"""Command line: ``python -m fastconv bench|calibrate|info|train``."""
 from __future__ import annotations
 
 import argparse
@@ -44,19 +44,34 @@ def _run_info(args) -> int:
     return 0
 
 
+def _run_train(args) -> int:
+    from .training import run_train
+
+    run_train(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastconv", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_bench_parser(subparsers)
     _add_calibrate_parser(subparsers)
     subparsers.add_parser("info", help="versions, threads, CPU, cache locations, GEMM rate")
+    from .training import add_train_parser
+
+    add_train_parser(subparsers)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"bench": _run_bench, "calibrate": _run_calibrate, "info": _run_info}
-    return handlers[args.command](args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"bench": _run_bench, "calibrate": _run_calibrate, "info": _run_info,
+                "train": _run_train}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as error:  # bad options, missing data: say it plainly
+        parser.exit(2, f"python -m fastconv {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Pooling layers on fastconv's compiled pooling kernels (forward and backward).
+
+``backward`` hands the kernels the input saved by ``forward``; the kernels recompute which window
+element won (max) or how it was weighted (avg, lp), so no index array is kept between passes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import kernel
+from .module import Layer
+
+
+def _check_nchw(x, layer: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{layer} expects input of shape (N, C, H, W), got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return np.ascontiguousarray(x)
+
+
+class _Pool(Layer):
+    _forward_name = _backward_name = ""
+
+    def _options(self) -> dict:
+        raise NotImplementedError
+
+    def _leading(self) -> tuple:
+        return ()
+
+    def forward(self, x):
+        self._input = _check_nchw(x, type(self).__name__)
+        return kernel(self._forward_name)(self._input, *self._leading(), **self._options())
+
+    def backward(self, grad_out):
+        grad_out = np.ascontiguousarray(grad_out, dtype=self._input.dtype)
+        return kernel(self._backward_name)(grad_out, self._input, *self._leading(), **self._options())
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
+        return f"{type(self).__name__}({options})"
+
+
+class MaxPool2D(_Pool):
+    """Max pooling, ``torch.nn.MaxPool2d`` semantics (``stride`` defaults to ``kernel_size``)."""
+
+    _forward_name, _backward_name = "max_pool2d", "max_pool2d_backward"
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    dilation=self.dilation, ceil_mode=self.ceil_mode)
+
+
+class MaxPooling(MaxPool2D):
+    """The course notes' name and signature: ``MaxPooling(ksize=2, stride=2)``."""
+
+    def __init__(self, ksize=2, stride=2):
+        super().__init__(ksize, stride)
+
+
+class AvgPool2D(_Pool):
+    """Average pooling, ``torch.nn.AvgPool2d`` semantics."""
+
+    _forward_name, _backward_name = "avg_pool2d", "avg_pool2d_backward"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
+                    divisor_override=self.divisor_override)
+
+
+class LPPool2D(_Pool):
+    """Power-average pooling ``(sum x**p)**(1/p)`` over each window, ``torch.nn.LPPool2d`` semantics."""
+
+    _forward_name, _backward_name = "lp_pool2d", "lp_pool2d_backward"
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        self.norm_type, self.kernel_size, self.stride, self.ceil_mode = norm_type, kernel_size, stride, ceil_mode
+
+    def _leading(self):
+        return (self.norm_type,)
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, ceil_mode=self.ceil_mode)

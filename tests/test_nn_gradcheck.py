@@ -1,0 +1,116 @@
+"""Finite-difference gradient checks for every fastconv.nn layer and the loss (float64)."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import nn
+from nn_gradcheck import check_layer_gradients, numerical_gradient
+
+needs_conv_backward = pytest.mark.skipif(
+    not hasattr(fastconv, "conv2d_backward"), reason="fastconv.conv2d_backward not in this build (issue 4)")
+needs_pooling = pytest.mark.skipif(
+    not hasattr(fastconv, "max_pool2d_backward"), reason="fastconv pooling kernels not in this build (issue 4)")
+
+
+def distinct_values(shape, rng):
+    """Values at least 0.05 apart, so no max-pool tie or ReLU kink sits within a finite-difference step."""
+    values = (rng.permutation(int(np.prod(shape))) - np.prod(shape) / 2 + 0.5) * 0.05
+    return values.reshape(shape)
+
+
+@needs_conv_backward
+@pytest.mark.parametrize("kwargs", [
+    dict(in_channels=2, out_channels=3, kernel_size=3),
+    dict(in_channels=2, out_channels=4, kernel_size=3, stride=2, padding=1),
+    dict(in_channels=4, out_channels=2, kernel_size=(2, 3), padding=1, dilation=2, groups=2, bias=False),
+])
+def test_conv2d_gradients(kwargs, rng):
+    layer = nn.Conv2D(**kwargs, dtype=np.float64, rng=rng)
+    checked = check_layer_gradients(layer, rng.standard_normal((2, kwargs["in_channels"], 6, 7)), rng)
+    assert "weights" in checked and ("bias" in checked) == kwargs.get("bias", True)
+
+
+@needs_conv_backward
+def test_conv2d_without_input_grad_returns_none(rng):
+    layer = nn.Conv2D(1, 2, 3, dtype=np.float64, rng=rng)
+    layer.input_grad = False
+    out = layer.forward(rng.standard_normal((2, 1, 5, 5)))
+    assert layer.backward(np.ones_like(out)) is None
+    assert np.all(layer.grad_b == out.shape[0] * out.shape[2] * out.shape[3])
+
+
+def test_linear_gradients(rng):
+    layer = nn.Linear(5, 3, dtype=np.float64, rng=rng)
+    assert check_layer_gradients(layer, rng.standard_normal((4, 5)), rng) == ["bias", "input", "weights"]
+
+
+@pytest.mark.parametrize("layer_type", [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Flatten])
+def test_activation_gradients(layer_type, rng):
+    x = distinct_values((2, 3, 2, 2), rng)
+    assert check_layer_gradients(layer_type(), x, rng) == ["input"]
+
+
+def test_sigmoid_is_stable_and_keeps_float32():
+    out = nn.Sigmoid().forward(np.array([-1000.0, 0.0, 1000.0], dtype=np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [0.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_gradients(training, rng):
+    layer = nn.BatchNorm2D(3, dtype=np.float64)
+    layer.weights[...] = rng.uniform(0.5, 1.5, 3)
+    layer.bias[...] = rng.standard_normal(3)
+    layer.running_mean[...] = rng.standard_normal(3)
+    layer.running_var[...] = rng.uniform(0.5, 2, 3)
+    layer.training = training
+    checked = check_layer_gradients(layer, rng.standard_normal((3, 3, 2, 3)), rng, rtol=1e-5)
+    assert checked == ["bias", "input", "weights"]
+
+
+def test_dropout_gradients_with_fixed_mask(rng):
+    layer = nn.Dropout(0.4)
+
+    def same_mask():
+        layer.rng = np.random.default_rng(7)
+
+    check_layer_gradients(layer, rng.standard_normal((3, 10)), rng, before_forward=same_mask)
+    assert 0 < np.count_nonzero(layer._mask == 0) < layer._mask.size
+
+
+@needs_pooling
+@pytest.mark.parametrize("layer_factory", [
+    lambda: nn.MaxPooling(2, 2),
+    lambda: nn.MaxPool2D(3, stride=2, padding=1, dilation=1, ceil_mode=True),
+    lambda: nn.AvgPool2D(2),
+    lambda: nn.AvgPool2D(3, stride=2, padding=1, count_include_pad=False),
+    lambda: nn.LPPool2D(2, 2),
+], ids=["maxpooling", "maxpool-pad-ceil", "avgpool", "avgpool-pad-exclude", "lppool"])
+def test_pooling_gradients(layer_factory, rng):
+    x = distinct_values((2, 2, 6, 6), rng)
+    if isinstance(layer_factory(), nn.LPPool2D):
+        x = np.abs(x) + 0.1  # the p-norm's gradient is smooth away from an all-zero window
+    assert check_layer_gradients(layer_factory(), x, rng) == ["input"]
+
+
+def test_softmax_cross_entropy_gradient(rng):
+    logits = rng.standard_normal((5, 4)) * 3
+    labels = rng.integers(0, 4, 5)
+    loss = nn.SoftmaxCrossEntropy()
+    loss.forward(logits, labels)
+    analytic = loss.backward()
+    numeric = numerical_gradient(lambda: loss.forward(logits, labels), logits)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_softmax_cross_entropy_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    logits = rng.standard_normal((6, 10)).astype(np.float32) * 20  # large: exercises the max shift
+    labels = rng.integers(0, 10, 6)
+    loss = nn.SoftmaxCrossEntropy()
+    value = loss.forward(logits, labels)
+    reference = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(reference, torch.tensor(labels))
+    expected.backward()
+    assert value == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(loss.backward(), reference.grad.numpy(), rtol=1e-5, atol=1e-7)
