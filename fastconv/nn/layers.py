@@ -9,7 +9,7 @@ import numpy as np
 
 from ..conv import conv2d
 from ..dispatch import check_algorithm
-from ._kernels import kernel
+from ..gradients import conv2d_backward
 from .init import as_rng, bias_uniform, check_dtype, kaiming_uniform
 from .module import Layer
 
@@ -93,7 +93,7 @@ class Conv2D(Layer):
             raise ValueError("Conv2D.backward called before forward")
         needs = ("input",) if self.input_grad else ()
         needs += ("weight", "bias") if self.bias is not None else ("weight",)
-        grad_input, grad_weight, grad_bias = kernel("conv2d_backward")(
+        grad_input, grad_weight, grad_bias = conv2d_backward(
             np.ascontiguousarray(grad_out, dtype=self.weights.dtype), self._input, self.weights,
             self.stride, self.padding, self.dilation, self.groups, needs=needs, algorithm=self.algorithm,
         )

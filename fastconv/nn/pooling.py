@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import kernel
+from .. import pooling
 from .module import Layer
 
 
@@ -21,7 +21,7 @@ def _check_nchw(x, layer: str) -> np.ndarray:
 
 
 class _Pool(Layer):
-    _forward_name = _backward_name = ""
+    _forward = _backward = None  # the fastconv.pooling functions, set by each subclass
 
     def _options(self) -> dict:
         raise NotImplementedError
@@ -31,11 +31,11 @@ class _Pool(Layer):
 
     def forward(self, x):
         self._input = _check_nchw(x, type(self).__name__)
-        return kernel(self._forward_name)(self._input, *self._leading(), **self._options())
+        return self._forward(self._input, *self._leading(), **self._options())
 
     def backward(self, grad_out):
         grad_out = np.ascontiguousarray(grad_out, dtype=self._input.dtype)
-        return kernel(self._backward_name)(grad_out, self._input, *self._leading(), **self._options())
+        return self._backward(grad_out, self._input, *self._leading(), **self._options())
 
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
@@ -45,7 +45,7 @@ class _Pool(Layer):
 class MaxPool2D(_Pool):
     """Max pooling, ``torch.nn.MaxPool2d`` semantics (``stride`` defaults to ``kernel_size``)."""
 
-    _forward_name, _backward_name = "max_pool2d", "max_pool2d_backward"
+    _forward, _backward = staticmethod(pooling.max_pool2d), staticmethod(pooling.max_pool2d_backward)
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -66,7 +66,7 @@ class MaxPooling(MaxPool2D):
 class AvgPool2D(_Pool):
     """Average pooling, ``torch.nn.AvgPool2d`` semantics."""
 
-    _forward_name, _backward_name = "avg_pool2d", "avg_pool2d_backward"
+    _forward, _backward = staticmethod(pooling.avg_pool2d), staticmethod(pooling.avg_pool2d_backward)
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
@@ -82,7 +82,7 @@ class AvgPool2D(_Pool):
 class LPPool2D(_Pool):
     """Power-average pooling ``(sum x**p)**(1/p)`` over each window, ``torch.nn.LPPool2d`` semantics."""
 
-    _forward_name, _backward_name = "lp_pool2d", "lp_pool2d_backward"
+    _forward, _backward = staticmethod(pooling.lp_pool2d), staticmethod(pooling.lp_pool2d_backward)
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
         self.norm_type, self.kernel_size, self.stride, self.ceil_mode = norm_type, kernel_size, stride, ceil_mode
