@@ -359,6 +359,18 @@ def choose_forward(params, x, w, algorithm: str) -> Decision:
 BACKWARD_ALGORITHMS = ("direct", "im2col", "fft")
 
 
+def estimate_backward_seconds(name: str, params, threads: int | None = None) -> float:
+    """Predicted time of both gradients: each costs about one forward of the same backend, except
+    that direct's backward kernels are its general ones (the fused single-channel kernel exists
+    for the forward only)."""
+    threads = get_num_threads() if threads is None else threads
+    features = cost_features(name, params, threads)
+    if name == "direct":
+        call, general, single_channel = features
+        features = (call, general + single_channel, 0.0)
+    return 2.0 * float(sum(c * f for c, f in zip(_coefficients[name], features)))
+
+
 def choose_backward(params, algorithm: str, *arrays, runner=None,
                     operation: str = "backward") -> Decision:
     """Pick the backend that computes conv2d's input/weight gradients (``params`` in zero-padding
@@ -406,7 +418,7 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
         for name in sorted(times, key=times.get):
             if eligible(name):
                 return Decision(name, f"fastest when measured ({times[name] * 1e3:.3g} ms)")
-    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_seconds(name, params))
+    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_backward_seconds(name, params))
     for name in ranking:
         if eligible(name):
             return Decision(name, prefix + "lowest predicted time")
