@@ -22,7 +22,16 @@ from numba import prange
 from . import dispatch
 from ._config import njit_parallel
 from ._padding import pad_nchw, unpad_gradient_nchw
-from ._params import ConvParams, as_array, as_pair, compute_dtype, contiguous, make_conv_params
+from ._params import (
+    ConvParams,
+    as_array,
+    as_pair,
+    check_copy,
+    check_memory,
+    compute_dtype,
+    contiguous,
+    make_conv_params,
+)
 from .backends import BACKENDS
 
 GRADIENT_NAMES = ("input", "weight", "bias")
@@ -196,6 +205,10 @@ def _transpose_params(input, weight, bias, stride, padding, output_padding, grou
             f"{(dilation_h, dilation_w)}, output_padding {(extra_h, extra_w)}"
         )
     dtype = compute_dtype(x, w, b)
+    check_memory(batch * out_channels * out_h * out_w * dtype.itemsize,
+                 f"conv_transpose2d: the output of shape {(batch, out_channels, out_h, out_w)}")
+    check_copy(x4, dtype, "input")
+    check_copy(w, dtype, "weight")
     # The forward conv2d whose input gradient this is maps (N, K, out_h, out_w) -> (N, C, in_h,
     # in_w).  Its bottom/right padding is reduced by output_padding so that it produces exactly
     # in_h x in_w rows (the extra rows are ones no output reads; their gradient is zero).
