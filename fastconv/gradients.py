@@ -130,7 +130,12 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_input = grad_weight = grad_bias = None
     if need_input or need_weight:
         pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
-        if params.padding_mode == "zeros":
+        # grad_weight multiplies grad_output by every padded zero: with NaN/Inf in grad_output the
+        # definition gives NaN there (0 * inf), which only materialised zeros reproduce
+        explicit = params.padding_mode != "zeros" or (
+            need_weight and any(pads) and not np.isfinite(grad).all()
+        )
+        if not explicit:
             zero_params, x_zero_form = params, x
         else:
             zero_params = params.explicitly_padded()
@@ -140,7 +145,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         grad_input, grad_weight = _run_backward(
             decision.algorithm, grad, x_zero_form, w, zero_params, need_input, need_weight
         )
-        if need_input and params.padding_mode != "zeros":
+        if need_input and explicit:
             grad_input = unpad_gradient_nchw(grad_input, (params.in_h, params.in_w), pads,
                                              params.padding_mode)
         if need_input and not batched:
