@@ -8,7 +8,7 @@ Profiles (tests/conftest.py): "ci" by default, "thorough" with FASTCONV_HYPOTHES
 """
 import numpy as np
 import pytest
-from hypothesis import given, note
+from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 import fastconv
@@ -101,6 +101,11 @@ def test_conv2d_every_backend_matches_naive(problem, dtype, with_bias, rank_one,
 
 
 @given(problem=conv_problems(), dtype=FLOAT_DTYPES, seed=SEEDS)
+# an output that sees only padding: exact 0, FFT rounding noise (see tests/tolerances.py)
+@example(problem=dict(input_shape=(1, 1, 1, 1), weight_shape=(1, 1, 1, 1),
+                      kwargs=dict(stride=(1, 2), padding=1, dilation=(1, 1), groups=1,
+                                  padding_mode="zeros")),
+         dtype=np.float32, seed=0)
 def test_conv2d_backward_every_backend_matches_naive(problem, dtype, seed):
     rng = np.random.default_rng(seed)
     kwargs = problem["kwargs"]
@@ -194,6 +199,10 @@ def _distinct_values(rng, shape, dtype):
 
 
 @given(problem=pool_problems(), dtype=FLOAT_DTYPES, seed=SEEDS)
+# a dilated window that holds only padding routes no gradient
+@example(problem=((1, 1, 1, 1), dict(kernel_size=(1, 2), stride=None, ceil_mode=False,
+                                     padding=(0, 1), dilation=(1, 2))),
+         dtype=np.float32, seed=0)
 def test_max_pool2d_and_backward_match_naive(problem, dtype, seed):
     rng = np.random.default_rng(seed)
     shape, kwargs = problem
@@ -294,6 +303,9 @@ def _signal_data(rng, shape, dtype):
 
 @given(problem=signal_problems(), function=st.sampled_from(["correlate2d", "convolve2d"]),
        rank_one=st.booleans(), seed=SEEDS)
+# found by the thorough run: a zero row in a rank-1 kernel (see tests/tolerances.py)
+@example(problem=((1, 6), (4, 2), "full", "fill", 0, np.dtype(np.float32), np.dtype(np.float32)),
+         function="correlate2d", rank_one=True, seed=810)
 def test_signal_every_backend_matches_naive(problem, function, rank_one, seed):
     rng = np.random.default_rng(seed)
     in1_shape, in2_shape, mode, boundary, fillvalue, dtype1, dtype2 = problem
