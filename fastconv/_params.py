@@ -8,6 +8,7 @@ argument and the shapes involved.
 from __future__ import annotations
 
 import operator
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,6 +17,39 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # Refuse problems whose output alone could never be allocated, before numpy tries.
 _MAX_ELEMENTS = 1 << 40
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return None
+
+
+_PHYSICAL_MEMORY = physical_memory_bytes()
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, with a ValueError naming ``what``, an allocation larger than physical memory.
+
+    Without this a hopeless call either raises a bare MemoryError from deep inside a backend or,
+    with memory overcommit, is killed by the OS halfway through.  ``nbytes`` is a Python int.
+    """
+    if _PHYSICAL_MEMORY is not None and nbytes > _PHYSICAL_MEMORY:
+        raise ValueError(
+            f"{what} needs {nbytes / 2**30:.4g} GiB, more than this machine's "
+            f"{_PHYSICAL_MEMORY / 2**30:.4g} GiB of physical memory"
+        )
+
+
+def check_copy(array: np.ndarray, dtype, name: str) -> None:
+    """Refuse before :func:`contiguous` copies ``array`` when the copy could not fit in memory
+    (a zero-stride broadcast view can describe any number of elements)."""
+    if array.flags.c_contiguous and array.dtype == dtype:
+        return  # no copy
+    check_memory(int(array.size) * np.dtype(dtype).itemsize,
+                 f"a contiguous {np.dtype(dtype).name} copy of {name} of shape {array.shape}")
 
 
 def as_pair(value, name: str, *, minimum: int) -> tuple[int, int]:
@@ -230,6 +264,10 @@ def check_fits(params: ConvParams) -> None:
         )
     if np.prod(params.output_shape, dtype=np.float64) > _MAX_ELEMENTS:
         raise ValueError(f"output of shape {params.output_shape} is too large to allocate")
+    elements = 1
+    for size in params.output_shape:
+        elements *= size
+    check_memory(elements * params.dtype.itemsize, f"the output of shape {params.output_shape}")
 
 
 def describe_conv(
@@ -320,6 +358,8 @@ def make_conv_params(
         input_name=input_name, weight_name=weight_name,
     )
     x4 = x if batched else x[np.newaxis]
+    check_copy(x4, params.dtype, input_name)
+    check_copy(w, params.dtype, weight_name)
     return (
         params,
         contiguous(x4, params.dtype),
@@ -421,6 +461,7 @@ def make_pool_params(input, kernel_size, stride=None, padding=0, dilation=1, cei
         dilation_h=dilation_h, dilation_w=dilation_w, ceil_mode=bool(ceil_mode),
         dtype=compute_dtype(x),
     )
+    check_copy(x4, params.dtype, "input")
     if params.out_h < 1 or params.out_w < 1:
         raise ValueError(
             f"{op}: input of shape {x.shape} is too small for kernel_size {(kernel_h, kernel_w)} "
@@ -543,4 +584,6 @@ def make_signal_params(in_shape, kernel_shape, pads, dtype) -> ConvParams:
         )
     if params.out_h * params.out_w > _MAX_ELEMENTS:
         raise ValueError(f"output of shape {(params.out_h, params.out_w)} is too large to allocate")
+    check_memory(params.out_h * params.out_w * params.dtype.itemsize,
+                 f"the output of shape {(params.out_h, params.out_w)}")
     return params

@@ -9,9 +9,20 @@ from ._params import as_array, make_conv_params
 from .backends import BACKENDS, separable
 
 
-def _zero_padding_form(params, x):
-    """Materialise a non-zero padding mode so that every backend sees implicit zeros only."""
-    if params.padding_mode == "zeros":
+def has_padding(params) -> bool:
+    return any((params.pad_top, params.pad_bottom, params.pad_left, params.pad_right))
+
+
+def _zero_padding_form(params, x, w=None):
+    """Materialise a non-zero padding mode so that every backend sees implicit zeros only.
+
+    Zero padding is materialised too when the weight ``w`` holds NaN or Inf: the definition
+    multiplies every padded zero by its tap, and ``0 * inf`` is NaN (as in PyTorch), but the
+    kernels skip implicit padding.  The check reads the weight only, which is small.
+    """
+    if params.padding_mode == "zeros" and (
+        w is None or not has_padding(params) or np.isfinite(w).all()
+    ):
         return params, x
     pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
     return params.explicitly_padded(), pad_nchw(x, pads, params.padding_mode)
@@ -44,7 +55,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     params, x, w, b, batched = make_conv_params(
         input, weight, bias, stride, padding, dilation, groups, padding_mode
     )
-    params, x = _zero_padding_form(params, x)
+    params, x = _zero_padding_form(params, x, w)
     decision = dispatch.choose_forward(params, x, w, algorithm)
     if decision.algorithm == "separable":
         out = separable.forward(x, w, b, params, factors=decision.factors)

@@ -464,10 +464,17 @@ def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1,
     data-dependent rule for the separable backend; without it, separable is reported as depending on
     the kernels' rank.  NaN/Inf in the data would additionally exclude ``fft`` at call time.
     """
-    from ._params import describe_conv
+    from ._params import as_array, compute_dtype, describe_conv
 
-    params, _ = describe_conv(input_shape, weight_shape, (weight_shape[0],) if bias else None,
-                              np.dtype(dtype), stride, padding, dilation, groups, padding_mode)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from None
+    # the dtype conv2d would compute in (integers in float64; complex refused, naming ``dtype``)
+    dtype = compute_dtype(as_array(np.empty(0, dtype), "dtype"))
+    bias_shape = tuple(weight_shape)[:1] if bias else None
+    params, _ = describe_conv(input_shape, weight_shape, bias_shape, dtype, stride, padding,
+                              dilation, groups, padding_mode)
     zero_form = params.explicitly_padded() if params.padding_mode != "zeros" else params
     ranking = plan(zero_form)
     measured = None

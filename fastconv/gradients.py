@@ -22,7 +22,16 @@ from numba import prange
 from . import dispatch
 from ._config import njit_parallel
 from ._padding import pad_nchw, unpad_gradient_nchw
-from ._params import ConvParams, as_array, as_pair, compute_dtype, contiguous, make_conv_params
+from ._params import (
+    ConvParams,
+    as_array,
+    as_pair,
+    check_copy,
+    check_memory,
+    compute_dtype,
+    contiguous,
+    make_conv_params,
+)
 from .backends import BACKENDS
 
 GRADIENT_NAMES = ("input", "weight", "bias")
@@ -122,7 +131,12 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_input = grad_weight = grad_bias = None
     if need_input or need_weight:
         pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
-        if params.padding_mode == "zeros":
+        # grad_weight multiplies grad_output by every padded zero: with NaN/Inf in grad_output the
+        # definition gives NaN there (0 * inf), which only materialised zeros reproduce
+        explicit = params.padding_mode != "zeros" or (
+            need_weight and any(pads) and not np.isfinite(grad).all()
+        )
+        if not explicit:
             zero_params, x_zero_form = params, x
         else:
             zero_params = params.explicitly_padded()
@@ -137,7 +151,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         grad_input, grad_weight = _run_backward(
             decision.algorithm, grad, x_zero_form, w, zero_params, need_input, need_weight
         )
-        if need_input and params.padding_mode != "zeros":
+        if need_input and explicit:
             grad_input = unpad_gradient_nchw(grad_input, (params.in_h, params.in_w), pads,
                                              params.padding_mode)
         if need_input and not batched:
@@ -202,6 +216,10 @@ def _transpose_params(input, weight, bias, stride, padding, output_padding, grou
             f"{(dilation_h, dilation_w)}, output_padding {(extra_h, extra_w)}"
         )
     dtype = compute_dtype(x, w, b)
+    check_memory(batch * out_channels * out_h * out_w * dtype.itemsize,
+                 f"conv_transpose2d: the output of shape {(batch, out_channels, out_h, out_w)}")
+    check_copy(x4, dtype, "input")
+    check_copy(w, dtype, "weight")
     # The forward conv2d whose input gradient this is maps (N, K, out_h, out_w) -> (N, C, in_h,
     # in_w).  Its bottom/right padding is reduced by output_padding so that it produces exactly
     # in_h x in_w rows (the extra rows are ones no output reads; their gradient is zero).

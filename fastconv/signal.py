@@ -28,6 +28,8 @@ from ._padding import MODE_CODES, pad_nchw, pad_planes
 from ._params import (
     SIGNAL_BOUNDARIES,
     SIGNAL_MODES,
+    check_copy,
+    check_memory,
     make_signal_params,
     signal_compute_dtype,
     signal_fill_value,
@@ -143,6 +145,12 @@ def _signal_2d(function, in1, in2, mode, boundary, fillvalue, algorithm, flip):
             f"{function}: boundary={boundary!r} needs a non-empty in1 to wrap or mirror, got shape "
             f"{in1.shape}"
         )
+
+    # refuse hopeless sizes before the copies below (make_signal_params checks the padded problem)
+    out_bytes = out_shape[0] * out_shape[1] * compute_dtype.itemsize
+    check_memory(out_bytes, f"{function}: the output of shape {out_shape}")
+    check_copy(in1, compute_dtype, "in1")
+    check_copy(in2, compute_dtype, "in2")
 
     if flip:
         kernel = in2[::-1, ::-1]

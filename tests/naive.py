@@ -316,7 +316,9 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
     grad_x = np.zeros(x.shape[:2] + (x.shape[2] * x.shape[3],))
     for n in range(x.shape[0]):
         for c in range(x.shape[1]):
-            np.add.at(grad_x[n, c], indices[n, c].ravel(), grad_out[n, c].ravel())
+            # index -1: a window (dilated, padded) that holds only padding has no input to route to
+            routed = indices[n, c].ravel() >= 0
+            np.add.at(grad_x[n, c], indices[n, c].ravel()[routed], grad_out[n, c].ravel()[routed])
     grad_x = grad_x.reshape(x.shape)
     return grad_x[0] if unbatched else grad_x
 

@@ -120,11 +120,15 @@ def chunk_sizes(params, limit: int | None = None) -> tuple[int, int]:
     spectrum = fft_h * (fft_w // 2 + 1) * 2 * params.dtype.itemsize
     plane = fft_h * fft_w * params.dtype.itemsize
     channels = params.in_channels_per_group
-    # output-channel chunk: its weight spectra take at most half the cap
-    out_chunk = int(max(1, min(params.out_channels, (limit // 2) // (channels * spectrum))))
-    # sample chunk: input spectra + chunk's product spectra + its real planes in the other half
+    # output-channel chunk: its weight spectra take at most half the cap, and fewer channels
+    # where one sample's input spectra plus the chunk's product spectra and planes would not fit
+    # beside them (the floor is one sample and one output channel)
+    out_chunk = min(params.out_channels, (limit // 2) // (channels * spectrum),
+                    (limit - params.in_channels * spectrum) // (channels * spectrum + spectrum + plane))
+    out_chunk = int(max(1, out_chunk))
+    # sample chunk: input spectra + chunk's product spectra + its real planes in the rest
     per_sample = params.in_channels * spectrum + out_chunk * (spectrum + plane)
-    batch_chunk = int(max(1, min(params.batch, (limit // 2) // per_sample)))
+    batch_chunk = int(max(1, min(params.batch, (limit - out_chunk * channels * spectrum) // per_sample)))
     return batch_chunk, out_chunk
 
 

@@ -1,0 +1,174 @@
+"""Threads and processes: correct results, kernels that release the GIL, an intact wisdom file."""
+import json
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import dispatch
+from tests import naive
+from tests.tolerances import assert_matches
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SHAPES = [
+    ((1, 3, 12, 12), (4, 3, 3, 3), {"padding": 1}),
+    ((2, 2, 10, 9), (2, 2, 5, 5), {}),
+    ((1, 4, 11, 11), (4, 2, 3, 3), {"groups": 2, "stride": 2}),
+    ((1, 1, 24, 24), (1, 1, 9, 9), {"padding": 4}),
+]
+
+
+@pytest.fixture
+def autotune(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCONV_WISDOM", str(tmp_path / "wisdom.json"))
+    dispatch.forget_measurements()
+    fastconv.set_autotune(True)
+    yield tmp_path / "wisdom.json"
+    fastconv.set_autotune(False)
+    dispatch.forget_measurements()
+
+
+def test_eight_threads_autotuning_get_correct_results(autotune, rng):
+    problems = []
+    for i in range(32):
+        x_shape, w_shape, kwargs = SHAPES[i % len(SHAPES)]
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        problems.append((x, w, kwargs, naive.conv2d(x, w, **kwargs),
+                         naive.conv2d(np.abs(x), np.abs(w), **kwargs)))
+    barrier = threading.Barrier(8)
+
+    def work(index):
+        if index < 8:
+            barrier.wait()  # the first eight calls start together, all measuring the same shapes
+        x, w, kwargs, _, _ = problems[index]
+        return fastconv.conv2d(x, w, **kwargs)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(len(problems))))
+    for (x, w, kwargs, exact, magnitude), got in zip(problems, results):
+        assert_matches(got, exact, magnitude, np.float32, "fft")
+    stored = json.loads(autotune.read_text())["entries"]
+    assert len(stored) == len(SHAPES)  # one measurement per shape survived the concurrent writes
+
+
+def test_kernels_release_the_gil(rng):
+    """While a long direct convolution runs in one thread, a pure-Python counter in another keeps
+    counting.  With the GIL held for the whole kernel the counter would stall for its duration."""
+    x = rng.standard_normal((4, 64, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 5, 5)).astype(np.float32)
+    fastconv.conv2d(x[:1, :, :8, :8], w, algorithm="direct")  # compile / load outside the window
+    fastconv.set_num_threads(1)
+    try:
+        done = threading.Event()
+        counts = []
+
+        def count():
+            n = 0
+            while not done.is_set():
+                n += 1
+            counts.append(n)
+
+        kernel_seconds = []
+
+        def convolve():
+            start = time.perf_counter()
+            fastconv.conv2d(x, w, algorithm="direct")
+            kernel_seconds.append(time.perf_counter() - start)
+            done.set()
+
+        counter = threading.Thread(target=count)
+        counter.start()
+        worker = threading.Thread(target=convolve)
+        worker.start()
+        worker.join()
+        counter.join()
+    finally:
+        fastconv.set_num_threads(fastconv._config.numba.config.NUMBA_NUM_THREADS)
+    # the kernel takes a good fraction of a second; a stalled counter would count only during the
+    # Python-level set-up around it (a few thousand increments at most)
+    assert kernel_seconds[0] > 0.05
+    assert counts[0] > 100_000
+
+
+def test_decision_cache_is_thread_safe(rng):
+    dispatch.set_cost_coefficients(None)  # clears the plan cache
+    x = rng.standard_normal((1, 2, 9, 9))
+    w = rng.standard_normal((3, 2, 3, 3))
+    barrier = threading.Barrier(8)
+
+    def work(seed):
+        barrier.wait()
+        local = np.random.default_rng(seed)
+        out = []
+        for _ in range(25):
+            stride = int(local.integers(1, 3))
+            padding = int(local.integers(0, 3))
+            out.append((stride, padding, fastconv.conv2d(x, w, stride=stride, padding=padding)))
+        return out
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(8)))
+    for per_thread in results:
+        for stride, padding, got in per_thread:
+            exact = naive.conv2d(x, w, stride=stride, padding=padding)
+            magnitude = naive.conv2d(np.abs(x), np.abs(w), stride=stride, padding=padding)
+            assert_matches(got, exact, magnitude, np.float64, "fft")
+    assert len(dispatch._plans) <= 2 * 3  # one plan per (stride, padding): no torn entries
+
+
+_AUTOTUNE_CHILD = """
+import sys, json
+sys.path.insert(0, {root!r})
+import numpy as np, fastconv
+fastconv.set_autotune(True)
+rng = np.random.default_rng({seed})
+for size in range(8, 8 + {count}):
+    x = rng.standard_normal((1, 2, size, size))
+    w = rng.standard_normal((2, 2, 3, 3))
+    fastconv.conv2d(x, w, padding={seed})
+print("ok")
+"""
+
+
+def test_two_processes_autotuning_never_corrupt_the_wisdom_file(tmp_path):
+    wisdom = tmp_path / "wisdom.json"
+    env = dict(__import__("os").environ, FASTCONV_WISDOM=str(wisdom))
+    children = [
+        subprocess.Popen([sys.executable, "-c", _AUTOTUNE_CHILD.format(root=str(ROOT), seed=seed,
+                                                                       count=6)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in (0, 1)
+    ]
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+        assert "RuntimeWarning" not in err  # no corrupt-file warning was ever raised
+    entries = json.loads(wisdom.read_text())["entries"]
+    assert len(entries) == 12  # 6 shapes x 2 paddings: no process lost the other's entries
+
+
+def test_corrupt_wisdom_is_survived_and_replaced(tmp_path, monkeypatch, rng):
+    """(An unwritable wisdom location is tested in test_dispatch.py.)"""
+    wisdom = tmp_path / "wisdom.json"
+    wisdom.write_text('{"format": 1, "entries": {"forward|x": ')  # truncated by a crash
+    monkeypatch.setenv("FASTCONV_WISDOM", str(wisdom))
+    dispatch.forget_measurements()
+    fastconv.set_autotune(True)
+    x = rng.standard_normal((1, 2, 8, 8))
+    w = rng.standard_normal((2, 2, 3, 3))
+    try:
+        with pytest.warns(RuntimeWarning, match="corrupt"):
+            got = fastconv.conv2d(x, w)
+    finally:
+        fastconv.set_autotune(False)
+        dispatch.forget_measurements()
+    np.testing.assert_allclose(got, naive.conv2d(x, w), rtol=1e-12, atol=1e-12)
+    assert json.loads(wisdom.read_text())["entries"]  # replaced by a valid file
