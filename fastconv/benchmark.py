@@ -304,8 +304,8 @@ def signal_problems(quick: bool) -> list[Problem]:
             kernel = rng.standard_normal((size, size)).astype(dtype)
             reference = correlate2d(image.astype(np.float64), kernel.astype(np.float64), "valid",
                                     algorithm="direct")
-            ours = {
-                name: (lambda name=name, kernel=kernel:
+            ours = {  # default arguments bind this iteration's arrays (the loop rebinds the names)
+                name: (lambda name=name, image=image, kernel=kernel:
                        correlate2d(image, kernel, "valid", algorithm=name))
                 for name in ("auto", "direct", "fft")
             }
