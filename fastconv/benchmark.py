@@ -485,7 +485,12 @@ def format_table(rows) -> str:
         times = row["times"]
         cells = [row["case"], f"{row['gflop']:.3f}" if row["gflop"] else "-"]
         for name in ours + peers:
-            cells.append(f"{times[name] * 1e3:.3f}" if name in times else "-")
+            if name not in times:
+                cells.append("-")
+            elif row["gflop"]:
+                cells.append(f"{times[name] * 1e3:.3f} ({row['gflop'] / times[name]:.0f})")
+            else:
+                cells.append(f"{times[name] * 1e3:.3f}")
         auto = times.get("auto")
         cells.append(row["auto_choice"])
         cells.append(f"{row['gflop'] / auto:.1f}" if auto and row["gflop"] else "-")
@@ -550,8 +555,8 @@ def main(args) -> int:
         suites = suites + ("signal",)  # the plot is the single-image kernel-size sweep
     print(f"fastconv bench ({'quick' if args.quick else 'full'}): median times in ms; "
           f"threads pinned: {', '.join(pinned)}")
-    print("'vs X' = X's time / fastconv auto's time (> 1 means fastconv is faster); every result "
-          "is checked against a float64 reference before it is timed")
+    print("cells: median ms (GFLOP/s); 'vs X' = X's time / fastconv auto's time (> 1 means "
+          "fastconv is faster); every result is checked against a float64 reference before it is timed")
     all_rows = []
     min_time = 0.05 if args.quick else 0.3
     for suite in suites:

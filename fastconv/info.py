@@ -40,6 +40,7 @@ def report() -> str:
 
     from . import __version__
     from ._config import cache_dir, get_num_threads, get_workspace_limit
+    from .dispatch import wisdom_path
 
     blas = [
         f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('num_threads')} threads, "
@@ -56,7 +57,8 @@ def report() -> str:
         "BLAS: " + ("; ".join(blas) if blas else "none found"),
         f"workspace cap: {get_workspace_limit() / 2**20:.0f} MiB (FASTCONV_WORKSPACE_MB)",
         f"JIT cache: {numba.config.CACHE_DIR or 'next to the sources in __pycache__ (NUMBA_CACHE_DIR unset)'}",
-        f"fastconv cache dir (calibration, wisdom): {cache_dir()}",
+        f"fastconv cache dir (calibration): {cache_dir()}",
+        f"autotune wisdom file: {wisdom_path()} (FASTCONV_WISDOM)",
         f"float32 GEMM rate (NumPy 2048² matmul): {gemm_flops_per_second() / 1e9:.1f} GFLOP/s",
     ]
     return "\n".join(lines)
