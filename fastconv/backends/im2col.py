@@ -38,30 +38,38 @@ def supports(params) -> str | None:
     return None
 
 
+@njit_kernel
+def _unfold_tap(image, first_channel, crs, kernel_h, kernel_w, stride_h, stride_w, dilation_h,
+                dilation_w, pad_top, pad_left, first_row, rows, out_w, dest):
+    """Row ``crs`` = (c, r, s) of the column matrix: the input samples tap (c, r, s) meets at each
+    of ``rows`` output rows, zeros where it meets padding."""
+    in_h, in_w = image.shape[1], image.shape[2]
+    taps = kernel_h * kernel_w
+    c = crs // taps
+    r = (crs // kernel_w) % kernel_h
+    s = crs % kernel_w
+    offset = s * dilation_w - pad_left
+    lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
+    for i in range(rows):
+        base = i * out_w
+        ih = (first_row + i) * stride_h - pad_top + r * dilation_h
+        if ih < 0 or ih >= in_h:
+            dest[base:base + out_w] = 0
+            continue
+        in_row = image[first_channel + c, ih]
+        dest[base:base + lo] = 0
+        for ow in range(lo, hi):
+            dest[base + ow] = in_row[ow * stride_w + offset]
+        dest[base + hi:base + out_w] = 0
+
+
 @njit_parallel
 def _unfold(image, first_channel, channels, kernel_h, kernel_w, stride_h, stride_w,
             dilation_h, dilation_w, pad_top, pad_left, first_row, rows, out_w, columns):
     """Fill ``columns`` (channels*R*S, rows*out_w) from ``image`` (C, H, W); one task per tap."""
-    in_h, in_w = image.shape[1], image.shape[2]
-    taps = kernel_h * kernel_w
-    for crs in prange(channels * taps):
-        c = crs // taps
-        r = (crs // kernel_w) % kernel_h
-        s = crs % kernel_w
-        offset = s * dilation_w - pad_left
-        lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
-        dest = columns[crs]
-        for i in range(rows):
-            base = i * out_w
-            ih = (first_row + i) * stride_h - pad_top + r * dilation_h
-            if ih < 0 or ih >= in_h:
-                dest[base:base + out_w] = 0
-                continue
-            in_row = image[first_channel + c, ih]
-            dest[base:base + lo] = 0
-            for ow in range(lo, hi):
-                dest[base + ow] = in_row[ow * stride_w + offset]
-            dest[base + hi:base + out_w] = 0
+    for crs in prange(channels * kernel_h * kernel_w):
+        _unfold_tap(image, first_channel, crs, kernel_h, kernel_w, stride_h, stride_w, dilation_h,
+                    dilation_w, pad_top, pad_left, first_row, rows, out_w, columns[crs])
 
 
 @njit_parallel
@@ -243,36 +251,17 @@ def forward(x, w, bias, params):
 
 
 # --- backward ---------------------------------------------------------------------------------
-# The backward pass alternates our loops with BLAS GEMMs.  Its unfold/fold kernels are *serial*
-# on purpose: on a small machine, a Numba parallel region (TBB or OpenMP workers keep spinning after
-# it ends) followed at once by a multithreaded OpenBLAS call oversubscribes the cores, and the GEMM
-# ran ~40x slower than alone (measured: 44 ms instead of 1.1 ms for a 64x576 @ 576x3136 sgemm on
-# 2 cores).  Serial unfold/fold + threaded BLAS measured ~8x faster than parallel unfold/fold.
+# The unfold/fold kernels of this (general) backward path are serial: on the loaded 2-core machine a
+# parallel region followed at once by a multithreaded OpenBLAS call measured ~40x slower GEMMs
+# (44 ms instead of 1.1 ms for a 64x576 @ 576x3136 sgemm).  An isolated test with Numba's TBB layer
+# later showed no such slowdown, so this choice deserves a re-measurement on a quiet machine.
 @njit_kernel
 def _unfold_serial(image, first_channel, channels, kernel_h, kernel_w, stride_h, stride_w,
                    dilation_h, dilation_w, pad_top, pad_left, first_row, rows, out_w, columns):
-    """``_unfold`` without the parallel loop (see the note above): fill ``columns``
-    (channels*R*S, rows*out_w) from ``image`` (C, H, W), one contiguous row per tap."""
-    in_h, in_w = image.shape[1], image.shape[2]
-    taps = kernel_h * kernel_w
-    for crs in range(channels * taps):
-        c = crs // taps
-        r = (crs // kernel_w) % kernel_h
-        s = crs % kernel_w
-        offset = s * dilation_w - pad_left
-        lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
-        dest = columns[crs]
-        for i in range(rows):
-            base = i * out_w
-            ih = (first_row + i) * stride_h - pad_top + r * dilation_h
-            if ih < 0 or ih >= in_h:
-                dest[base:base + out_w] = 0
-                continue
-            in_row = image[first_channel + c, ih]
-            dest[base:base + lo] = 0
-            for ow in range(lo, hi):
-                dest[base + ow] = in_row[ow * stride_w + offset]
-            dest[base + hi:base + out_w] = 0
+    """``_unfold`` without the parallel loop (see the note above)."""
+    for crs in range(channels * kernel_h * kernel_w):
+        _unfold_tap(image, first_channel, crs, kernel_h, kernel_w, stride_h, stride_w, dilation_h,
+                    dilation_w, pad_top, pad_left, first_row, rows, out_w, columns[crs])
 
 
 @njit_kernel
