@@ -10,9 +10,8 @@ complex multiply-accumulate in a compiled kernel.  Stride subsamples the result;
 kernel's taps in the transform buffer.  Batches and output channels are processed in chunks so the
 spectra stay inside the workspace cap.
 
-Transforms are scipy.fft's pocketfft with ``workers`` threads over whole stacks of planes; this was
-measured faster than rocket-fft's in-``@njit`` transforms for the batched case (see the note in the
-README's algorithm guide).
+Transforms are pocketfft with ``workers`` threads over whole stacks of planes, called from compiled
+code through rocket-fft (``fastconv._transforms``, where the measurement that chose it is noted).
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import numpy as np
 import scipy.fft
 from numba import prange
 
+from .. import _transforms as transforms
 from .._config import get_num_threads, get_workspace_limit, njit_parallel
 
 NAME = "fft"
@@ -147,14 +147,14 @@ def padded_rfft2(planes, fft_shape, workers):
     """``rfft2(planes, s=fft_shape)`` without transforming the zero rows of the padding: the row
     transforms run on the planes' own rows (a kernel has R of them, not fft_h), and only the column
     transforms see the zero-padded height.  Same result, a fraction of the row work for kernels."""
-    rows = scipy.fft.rfft(planes, n=fft_shape[1], axis=-1, workers=workers)
-    return scipy.fft.fft(rows, n=fft_shape[0], axis=-2, workers=workers, overwrite_x=True)
+    rows = transforms.rfft_last(planes, fft_shape[1], workers)
+    return transforms.fft_second_last(rows, fft_shape[0], workers)
 
 
 def padded_fft2(planes, fft_shape, workers):
     """Complex counterpart of :func:`padded_rfft2`."""
-    rows = scipy.fft.fft(planes, n=fft_shape[1], axis=-1, workers=workers)
-    return scipy.fft.fft(rows, n=fft_shape[0], axis=-2, workers=workers, overwrite_x=True)
+    rows = transforms.fft_last(planes, fft_shape[1], workers)
+    return transforms.fft_second_last(rows, fft_shape[0], workers)
 
 
 def forward(x, w, bias, params):
@@ -176,7 +176,7 @@ def forward(x, w, bias, params):
             y_spec = np.empty((n1 - n0, k1 - k0) + x_spec.shape[2:], dtype=x_spec.dtype)
             _spectral_mac(x_spec, w_spec, y_spec, params.out_channels_per_group, k0)
             del x_spec
-            planes = scipy.fft.irfft2(y_spec, s=fft_shape, workers=workers, overwrite_x=True)
+            planes = transforms.irfft2_last(y_spec, fft_shape, workers)
             read_out(planes, bias, out[n0:n1], k0, params)
     return out
 
@@ -269,7 +269,7 @@ def _backward(grad_out, x, w, params, need_input, need_weight):
     spectrum_shape = (fft_shape[0], fft_shape[1] // 2 + 1)
     grad_in = np.empty(params.input_shape, dtype=params.dtype) if need_input else None
     if need_input:
-        w_spec = scipy.fft.rfft2(_dilated(w, params), s=fft_shape, workers=workers)
+        w_spec = transforms.rfft2_last(_dilated(w, params), fft_shape, workers)
     if need_weight:
         complex_dtype = np.result_type(params.dtype, np.complex64)
         gw_spec = np.zeros((params.out_channels, params.in_channels_per_group) + spectrum_shape,
@@ -280,20 +280,20 @@ def _backward(grad_out, x, w, params, need_input, need_weight):
         upsampled = np.empty((n1 - n0, params.out_channels) + fft_shape, dtype=params.dtype)
         _scatter_upsampled(grad_out[n0:n1], upsampled, params.stride_h, params.stride_w,
                            params.pad_top, params.pad_left)
-        u_spec = scipy.fft.rfft2(upsampled, workers=workers, overwrite_x=True)
+        u_spec = transforms.rfft2_last(upsampled, upsampled.shape[-2:], workers)
         del upsampled
         if need_weight:
-            x_spec = scipy.fft.rfft2(x[n0:n1], s=fft_shape, workers=workers)
+            x_spec = transforms.rfft2_last(x[n0:n1], fft_shape, workers)
             _spectral_mac_weight(u_spec, x_spec, gw_spec, params.out_channels_per_group)
             del x_spec
         if need_input:
             g_spec = np.empty((n1 - n0, params.in_channels) + spectrum_shape, dtype=u_spec.dtype)
             _spectral_mac_input(u_spec, w_spec, g_spec, params.out_channels_per_group)
-            planes = scipy.fft.irfft2(g_spec, s=fft_shape, workers=workers, overwrite_x=True)
+            planes = transforms.irfft2_last(g_spec, fft_shape, workers)
             grad_in[n0:n1] = planes[:, :, :params.in_h, :params.in_w]
     grad_w = None
     if need_weight:
-        planes = scipy.fft.irfft2(gw_spec, s=fft_shape, workers=workers, overwrite_x=True)
+        planes = transforms.irfft2_last(gw_spec, fft_shape, workers)
         grad_w = np.ascontiguousarray(
             planes[:, :, :params.dilated_kernel_h:params.dilation_h,
                    :params.dilated_kernel_w:params.dilation_w],
@@ -344,6 +344,6 @@ def _forward_complex(x, w, bias, params):
             y_spec = np.empty((n1 - n0, k1 - k0) + x_spec.shape[2:], dtype=x_spec.dtype)
             _spectral_mac(x_spec, w_spec, y_spec, params.out_channels_per_group, k0)
             del x_spec
-            planes = scipy.fft.ifft2(y_spec, s=fft_shape, workers=workers, overwrite_x=True)
+            planes = transforms.ifft2_last(y_spec, fft_shape, workers)
             read_out(planes, bias, out[n0:n1], k0, params)
     return out
