@@ -55,11 +55,11 @@ FEATURE_NAMES = {
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
-    "direct": (1.21e-05, 1.5e-10, 1.91e-11),
-    "im2col": (0, 0, 8.89e-12, 4.79e-07, 3.1e-10),
-    "fft": (8.56e-05, 7e-11, 1.35e-10, 3.16e-09),
-    "separable": (2.22e-05, 2.73e-10, 0),
-    "winograd": (2.46e-05, 2.47e-09, 5.07e-11, 7.73e-07),
+    "direct": (1.26e-05, 1.37e-10, 1.9e-11),
+    "im2col": (0, 0, 7.81e-12, 2.99e-07, 3.31e-10),
+    "fft": (2.52e-05, 2.91e-11, 1.66e-10, 3.29e-09),
+    "separable": (2.53e-05, 2.58e-10, 0),
+    "winograd": (3.88e-05, 2.26e-09, 4.59e-11, 4.34e-07),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 
