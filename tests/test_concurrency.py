@@ -60,42 +60,47 @@ def test_eight_threads_autotuning_get_correct_results(autotune, rng):
 
 
 def test_kernels_release_the_gil(rng):
-    """While a long direct convolution runs in one thread, a pure-Python counter in another keeps
-    counting.  With the GIL held for the whole kernel the counter would stall for its duration."""
-    x = rng.standard_normal((4, 64, 64, 64)).astype(np.float32)
+    """A pure-Python counter keeps counting while a long compiled call runs in another thread.
+
+    The interpreter's switch interval is raised for the test, so the GIL changes hands only when
+    a thread gives it up: the counter yields it every 1000 increments (``sleep(0)``), and the
+    worker only inside the compiled call.  With the GIL held for the whole call the counter could
+    advance by at most one batch of 1000 while the worker is between reads.  The call is im2col's
+    stride-1 path, whose GEMM driver is a serial kernel (Numba's parallel regions release the GIL
+    on their own, so they would prove nothing)."""
+    x = rng.standard_normal((16, 64, 64, 64)).astype(np.float32)
     w = rng.standard_normal((64, 64, 5, 5)).astype(np.float32)
-    fastconv.conv2d(x[:1, :, :8, :8], w, algorithm="direct")  # compile / load outside the window
+    fastconv.conv2d(x[:1, :, :8, :8], w, padding=2, algorithm="im2col")  # compile/load first
     fastconv.set_num_threads(1)
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
     try:
         done = threading.Event()
-        counts = []
+        counter = [0]
+        advance = []
 
         def count():
-            n = 0
             while not done.is_set():
-                n += 1
-            counts.append(n)
-
-        kernel_seconds = []
+                counter[0] += 1
+                if counter[0] % 1000 == 0:
+                    time.sleep(0)  # let the worker take the GIL back when it needs it
 
         def convolve():
-            start = time.perf_counter()
-            fastconv.conv2d(x, w, algorithm="direct")
-            kernel_seconds.append(time.perf_counter() - start)
+            before = counter[0]
+            fastconv.conv2d(x, w, padding=2, algorithm="im2col")
+            advance.append(counter[0] - before)
             done.set()
 
-        counter = threading.Thread(target=count)
-        counter.start()
+        counting = threading.Thread(target=count)
+        counting.start()
         worker = threading.Thread(target=convolve)
         worker.start()
         worker.join()
-        counter.join()
+        counting.join()
     finally:
+        sys.setswitchinterval(previous_interval)
         fastconv.set_num_threads(fastconv._config.numba.config.NUMBA_NUM_THREADS)
-    # the kernel takes a good fraction of a second; a stalled counter would count only during the
-    # Python-level set-up around it (a few thousand increments at most)
-    assert kernel_seconds[0] > 0.05
-    assert counts[0] > 100_000
+    assert advance[0] > 20_000
 
 
 def test_decision_cache_is_thread_safe(rng):
