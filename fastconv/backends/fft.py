@@ -158,25 +158,40 @@ def padded_fft2(planes, fft_shape, workers):
 
 
 def forward(x, w, bias, params):
-    """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams)."""
+    """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams).
+
+    Real data uses real transforms.  Complex data (scipy.signal's complex correlate2d /
+    convolve2d) uses full fft2 / ifft2, otherwise the same chunked pipeline.  The kernels compute
+    the cross-correlation y[i] = sum_r x[i + r] * w[r] without conjugating w (conv2d's definition;
+    callers that want scipy's conjugating correlation pass conj(w)).  Its DFT is
+
+        Y[f] = sum_r w[r] e^{+2 pi i f r / L} X[f] = X[f] * conj( sum_r conj(w[r]) e^{-2 pi i f r / L} )
+             = X[f] * conj( fft(conj(w))[f] ),
+
+    so the weight spectrum is taken of conj(w) and ``_spectral_mac`` conjugates it back, as it does
+    for real data (where conj(w) == w).
+    """
     if params.dtype.kind == "c":
-        return _forward_complex(x, w, bias, params)
+        transform, inverse = padded_fft2, transforms.ifft2_last
+        kernels = np.conj(_dilated(w, params))
+    else:
+        transform, inverse = padded_rfft2, transforms.irfft2_last
+        kernels = _dilated(w, params)
     fft_shape = transform_shape(params)
     workers = get_num_threads()
     out = np.empty(params.output_shape, dtype=params.dtype)
     bias = np.zeros(params.out_channels, params.dtype) if bias is None else bias
-    kernels = _dilated(w, params)
     batch_chunk, out_chunk = chunk_sizes(params)
     for k0 in range(0, params.out_channels, out_chunk):
         k1 = min(params.out_channels, k0 + out_chunk)
-        w_spec = padded_rfft2(kernels[k0:k1], fft_shape, workers)
+        w_spec = transform(kernels[k0:k1], fft_shape, workers)
         for n0 in range(0, params.batch, batch_chunk):
             n1 = min(params.batch, n0 + batch_chunk)
-            x_spec = padded_rfft2(x[n0:n1], fft_shape, workers)
+            x_spec = transform(x[n0:n1], fft_shape, workers)
             y_spec = np.empty((n1 - n0, k1 - k0) + x_spec.shape[2:], dtype=x_spec.dtype)
             _spectral_mac(x_spec, w_spec, y_spec, params.out_channels_per_group, k0)
             del x_spec
-            planes = transforms.irfft2_last(y_spec, fft_shape, workers)
+            planes = inverse(y_spec, fft_shape, workers)
             read_out(planes, bias, out[n0:n1], k0, params)
     return out
 
@@ -315,35 +330,3 @@ def backward_weight(grad_out, x, params):
 def backward_both(grad_out, x, w, params):
     """Both gradients, sharing the transform of the upsampled grad_out."""
     return _backward(grad_out, x, w, params, True, True)
-
-def _forward_complex(x, w, bias, params):
-    """Complex data (scipy.signal's complex correlate2d / convolve2d): full fft2 / ifft2 instead of
-    the real transforms, otherwise the same chunked pipeline.
-
-    The kernels compute the cross-correlation y[i] = sum_r x[i + r] * w[r] without conjugating w
-    (conv2d's definition; callers that want scipy's conjugating correlation pass conj(w)).  Its DFT is
-
-        Y[f] = sum_r w[r] e^{+2 pi i f r / L} X[f] = X[f] * conj( sum_r conj(w[r]) e^{-2 pi i f r / L} )
-             = X[f] * conj( fft(conj(w))[f] ),
-
-    so the weight spectrum is taken of conj(w) and ``_spectral_mac`` conjugates it back, as it does
-    for real data (where conj(w) == w).
-    """
-    fft_shape = transform_shape(params)
-    workers = get_num_threads()
-    out = np.empty(params.output_shape, dtype=params.dtype)
-    bias = np.zeros(params.out_channels, params.dtype) if bias is None else bias
-    kernels = np.conj(_dilated(w, params))
-    batch_chunk, out_chunk = chunk_sizes(params)
-    for k0 in range(0, params.out_channels, out_chunk):
-        k1 = min(params.out_channels, k0 + out_chunk)
-        w_spec = padded_fft2(kernels[k0:k1], fft_shape, workers)
-        for n0 in range(0, params.batch, batch_chunk):
-            n1 = min(params.batch, n0 + batch_chunk)
-            x_spec = padded_fft2(x[n0:n1], fft_shape, workers)
-            y_spec = np.empty((n1 - n0, k1 - k0) + x_spec.shape[2:], dtype=x_spec.dtype)
-            _spectral_mac(x_spec, w_spec, y_spec, params.out_channels_per_group, k0)
-            del x_spec
-            planes = transforms.ifft2_last(y_spec, fft_shape, workers)
-            read_out(planes, bias, out[n0:n1], k0, params)
-    return out
