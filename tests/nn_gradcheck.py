@@ -1,4 +1,5 @@
-"""Finite-difference gradient check for layers that follow the fastconv.nn protocol."""
+"""Finite-difference gradients (central differences) for every gradient test: the functional ops and
+the layers that follow the fastconv.nn protocol."""
 from __future__ import annotations
 
 import numpy as np

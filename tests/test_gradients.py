@@ -5,6 +5,7 @@ import pytest
 
 import fastconv
 from tests import naive
+from tests.nn_gradcheck import numerical_gradient
 from tests.test_conv2d import CASES, _case_id
 from tests.tolerances import assert_gradient_matches
 
@@ -67,19 +68,6 @@ GRADCHECK_CASES = [
 ]
 
 
-def _finite_difference(function, array, step=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + step
-        plus = function()
-        array[index] = saved - step
-        minus = function()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * step)
-    return grad
-
-
 @pytest.mark.parametrize("case", GRADCHECK_CASES, ids=_case_id)
 def test_backward_finite_differences(case, rng):
     shape, wshape, kwargs = case
@@ -92,9 +80,9 @@ def test_backward_finite_differences(case, rng):
         return float(np.sum(probe * fastconv.conv2d(x, w, b, algorithm="direct", **kwargs)))
 
     grad_x, grad_w, grad_b = fastconv.conv2d_backward(probe, x, w, **kwargs)
-    np.testing.assert_allclose(grad_x, _finite_difference(loss, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(grad_w, _finite_difference(loss, w), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(grad_b, _finite_difference(loss, b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_x, numerical_gradient(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_w, numerical_gradient(loss, w), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_b, numerical_gradient(loss, b), rtol=1e-6, atol=1e-7)
 
 
 def test_input_gradient_is_the_flipped_full_convolution(rng):
@@ -244,7 +232,7 @@ def test_conv_transpose2d_finite_differences(rng):
     def loss():
         return float(np.sum(probe * fastconv.conv_transpose2d(x, w, **kwargs)))
 
-    np.testing.assert_allclose(grad_x, _finite_difference(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_x, numerical_gradient(loss, x), rtol=1e-6, atol=1e-7)
 
 
 def test_conv_transpose2d_unbatched_and_errors(rng):

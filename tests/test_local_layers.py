@@ -4,6 +4,7 @@ import pytest
 
 from fastconv.nn.local_layers import LocallyConnected2D, TiledConv2D, WeightedAvgPool2D
 from tests import naive
+from tests.nn_gradcheck import numerical_gradient
 
 
 def _layers(rng):
@@ -13,19 +14,6 @@ def _layers(rng):
         "tiled": TiledConv2D(2, 3, (2, 3), tiles=(2, 2), padding=(1, 0), dtype=np.float64, rng=rng),
         "pool": WeightedAvgPool2D(3, stride=2, padding=1, sigma=0.8, count_include_pad=False),
     }
-
-
-def _numeric_gradient(loss, array, step=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + step
-        plus = loss()
-        array[index] = saved - step
-        minus = loss()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * step)
-    return grad
 
 
 @pytest.mark.parametrize("kind", ["local", "tiled", "pool"])
@@ -39,10 +27,10 @@ def test_finite_difference_gradients(kind, rng):
 
     layer.forward(x)
     grad_x = layer.backward(probe)
-    np.testing.assert_allclose(grad_x, _numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_x, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
     if layer.weights is not None:
-        np.testing.assert_allclose(layer.grad_w, _numeric_gradient(loss, layer.weights), rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(layer.grad_b, _numeric_gradient(loss, layer.bias), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(layer.grad_w, numerical_gradient(loss, layer.weights), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(layer.grad_b, numerical_gradient(loss, layer.bias), rtol=1e-6, atol=1e-8)
 
 
 def test_forward_is_the_functional_op(rng):
