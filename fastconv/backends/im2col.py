@@ -289,48 +289,59 @@ def _fold(columns, image, first_channel, channels, kernel_h, kernel_w, stride_h,
                     in_row[ow * stride_w + offset] += source[base + ow]
 
 
-def _backward(grad_out, x, w, params, need_input, need_weight):
-    """Per (sample, group, row chunk): ``grad_w_g += grad_chunk @ unfold(x).T`` and
-    ``grad_in += fold(W_g.T @ grad_chunk)``.
-
-    The loop over (sample, group, chunk) is plain Python: it runs a handful of times per call and
-    its work is the GEMMs (NumPy's threaded BLAS, transposed operands passed as strides, no copies)
-    and the serial unfold/fold kernels.
-    """
-    out_per_group = params.out_channels_per_group
-    channels = params.in_channels_per_group
-    depth = channels * params.kernel_h * params.kernel_w
-    out_w = params.out_w
-    grad_out3 = grad_out.reshape(params.batch, params.out_channels, -1)
-    rows = rows_per_chunk(params)
-    columns_buffer = np.empty(depth * rows * out_w, dtype=params.dtype)
-    grad_in = np.zeros(params.input_shape, dtype=params.dtype) if need_input else None
-    if need_input:
-        weight3 = w.reshape(params.groups, out_per_group, depth)
-    if need_weight:
-        grad_w2 = np.zeros((params.out_channels, depth), dtype=params.dtype)
-        weight_product = np.empty((out_per_group, depth), dtype=params.dtype)
-    geometry = (params.kernel_h, params.kernel_w, params.stride_h, params.stride_w,
-                params.dilation_h, params.dilation_w, params.pad_top, params.pad_left)
-    for n in range(params.batch):
-        for g in range(params.groups):
-            block = slice(g * out_per_group, (g + 1) * out_per_group)
-            for first_row in range(0, params.out_h, rows):
-                chunk_rows = min(rows, params.out_h - first_row)
-                width = chunk_rows * out_w
-                columns = columns_buffer[:depth * width].reshape(depth, width)
-                grad_chunk = grad_out3[n, block, first_row * out_w:first_row * out_w + width]
+@njit_kernel
+def _backward_kernel(grad_out3, x, weight3, grad_in, grad_w2, kernel_h, kernel_w, stride_h,
+                     stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w,
+                     rows_per_chunk, columns_buffer, need_input, need_weight):
+    """Per (sample, group, chunk of output rows), with G the chunk of ``grad_out3`` (N, K, P):
+    ``grad_w2[group] += G @ unfold(x)^T`` and ``grad_in += fold(W_group^T @ G)``.  GEMMs read G
+    in place (row stride P) and accumulate into ``grad_w2`` directly (``beta = 1``)."""
+    batch, out_channels, plane = grad_out3.shape
+    groups, out_per_group, depth = weight3.shape[0], grad_w2.shape[0] // weight3.shape[0], grad_w2.shape[1]
+    channels = depth // (kernel_h * kernel_w)
+    for n in range(batch):
+        for g in range(groups):
+            for first_row in range(0, out_h, rows_per_chunk):
+                rows = min(rows_per_chunk, out_h - first_row)
+                width = rows * out_w
+                columns = columns_buffer[:depth * width].reshape((depth, width))
+                grad_offset = (n * out_channels + g * out_per_group) * plane + first_row * out_w
                 if need_weight:
-                    _unfold_serial(x[n], g * channels, channels, *geometry, first_row, chunk_rows, out_w,
-                            columns)
-                    np.matmul(grad_chunk, columns.T, out=weight_product)
-                    grad_w2[block] += weight_product
+                    _unfold_serial(x[n], g * channels, channels, kernel_h, kernel_w, stride_h,
+                                   stride_w, dilation_h, dilation_w, pad_top, pad_left, first_row,
+                                   rows, out_w, columns)
+                    gemm_strided(False, True, out_per_group, depth, width, 1.0,
+                                 grad_out3, grad_offset, plane, columns, 0, width,
+                                 1.0, grad_w2, g * out_per_group * depth, depth)
                 if need_input:
-                    np.matmul(weight3[g].T, grad_chunk, out=columns)
-                    _fold(columns, grad_in[n], g * channels, channels, *geometry, first_row,
-                          chunk_rows, out_w)
+                    gemm_strided(True, False, depth, width, out_per_group, 1.0,
+                                 weight3, g * out_per_group * depth, depth,
+                                 grad_out3, grad_offset, plane, 0.0, columns, 0, width)
+                    _fold(columns, grad_in[n], g * channels, channels, kernel_h, kernel_w,
+                          stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left,
+                          first_row, rows, out_w)
+
+
+def _backward(grad_out, x, w, params, need_input, need_weight):
+    """The general backward: unfold / fold around two GEMMs per (sample, group, row chunk), all in
+    one compiled loop (see :func:`_backward_kernel`)."""
+    depth = params.in_channels_per_group * params.kernel_h * params.kernel_w
+    grad_out3 = np.ascontiguousarray(grad_out).reshape(params.batch, params.out_channels, -1)
+    rows = rows_per_chunk(params)
+    columns_buffer = np.empty(depth * rows * params.out_w, dtype=params.dtype)
+    placeholder = np.zeros((1, 1, 1, 1), dtype=params.dtype)  # for an operand a gradient skips
+    grad_in = np.zeros(params.input_shape, dtype=params.dtype) if need_input else placeholder
+    grad_w2 = np.zeros((params.out_channels, depth), dtype=params.dtype)
+    weight3 = (w.reshape(params.groups, params.out_channels_per_group, depth) if need_input
+               else np.zeros((params.groups, 1, 1), dtype=params.dtype))
+    _backward_kernel(
+        grad_out3, x if need_weight else placeholder, weight3, grad_in, grad_w2,
+        params.kernel_h, params.kernel_w, params.stride_h, params.stride_w, params.dilation_h,
+        params.dilation_w, params.pad_top, params.pad_left, params.out_h, params.out_w, rows,
+        columns_buffer, need_input, need_weight,
+    )
     grad_w = grad_w2.reshape(params.weight_shape) if need_weight else None
-    return grad_in, grad_w
+    return (grad_in if need_input else None), grad_w
 
 
 # --- backward, stride 1: the adjoint of the shifted-tap forward -------------------------------
