@@ -48,18 +48,18 @@ def check_algorithm(algorithm) -> str:
 # coefficients (seconds per unit).  ``python -m fastconv calibrate`` fits the coefficients on this
 # machine; the defaults below were fitted on a 2-core x86-64 (AVX2 OpenBLAS) machine.
 FEATURE_NAMES = {
-    "direct": ("call", "flops", "single_channel_flops"),
+    "direct": ("call", "flops", "single_channel_flops", "blocked_flops", "blocked_passes"),
     "im2col": ("call", "bytes_moved", "gemm_flops", "gemm_calls", "narrow_gemm_flops"),
     "fft": ("call", "transform_flops", "mac_flops", "output_elements"),
     "separable": ("call", "flops", "kernel_factorisations"),
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
-    "direct": (1.26e-05, 1.37e-10, 1.9e-11),
-    "im2col": (0, 0, 7.81e-12, 2.99e-07, 3.31e-10),
-    "fft": (2.52e-05, 2.91e-11, 1.66e-10, 3.29e-09),
-    "separable": (2.53e-05, 2.58e-10, 0),
-    "winograd": (3.88e-05, 2.26e-09, 4.59e-11, 4.34e-07),
+    "direct": (1.28e-05, 9.33e-11, 1.89e-11, 1.02e-11, 3.19e-08),
+    "im2col": (0, 1.22e-11, 9.22e-12, 1.76e-06, 2.06e-10),
+    "fft": (2.51e-05, 2.42e-11, 1.72e-10, 3.71e-09),
+    "separable": (2.38e-05, 2.49e-10, 0),
+    "winograd": (3.96e-05, 2.37e-09, 4.43e-11, 4.77e-07),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 
@@ -84,9 +84,15 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
     if name == "direct":
         # one input channel per output plane at stride 1 runs a separate, register-fused kernel
         if direct.single_channel_stride1_applies(params):
-            return (1.0, 0.0, params.flops * width / threads)
+            return (1.0, 0.0, params.flops * width / threads, 0.0, 0.0)
+        if direct.stride1.applies(params):
+            # channel-blocked kernel on flattened planes: it also computes the discarded columns
+            # and the zero channels that fill the last block; each pass over a task's accumulators
+            # (eight taps) has a fixed cost that dominates on small planes
+            flops, passes = direct.stride1.work(params)
+            return (1.0, 0.0, 0.0, flops * width / threads, passes / threads)
         penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
-        return (1.0, params.flops * width * penalty / threads, 0.0)
+        return (1.0, params.flops * width * penalty / threads, 0.0, 0.0, 0.0)
     if name == "im2col":
         itemsize = params.dtype.itemsize
         if im2col.uses_shifted_taps(params):
@@ -359,16 +365,31 @@ def choose_forward(params, x, w, algorithm: str) -> Decision:
 BACKWARD_ALGORITHMS = ("direct", "im2col", "fft")
 
 
+def _predict(name, features) -> float:
+    return float(sum(c * f for c, f in zip(_coefficients[name], features)))
+
+
 def estimate_backward_seconds(name: str, params, threads: int | None = None) -> float:
-    """Predicted time of both gradients: each costs about one forward of the same backend, except
-    that direct's backward kernels are its general ones (the fused single-channel kernel exists
-    for the forward only)."""
+    """Predicted time of both gradients.  Each costs about one forward of the same backend, except
+    for direct: its input gradient is the forward kernels' problem ``direct.transposed_params``
+    where that exists (stride 1) and its general kernel otherwise; its weight gradient is the
+    channel-blocked reduction where ``stride1.applies`` (costed like the blocked forward) and the
+    general kernel otherwise."""
     threads = get_num_threads() if threads is None else threads
-    features = cost_features(name, params, threads)
-    if name == "direct":
-        call, general, single_channel = features
-        features = (call, general + single_channel, 0.0)
-    return 2.0 * float(sum(c * f for c, f in zip(_coefficients[name], features)))
+    if name != "direct":
+        return 2.0 * _predict(name, cost_features(name, params, threads))
+    width = params.dtype.itemsize / 4.0
+    general = params.flops * width * (STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0) / threads
+    transposed = direct.transposed_params(params)
+    if transposed is not None:
+        input_seconds = _predict("direct", cost_features("direct", transposed, threads))
+    else:
+        input_seconds = _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
+    if direct.stride1.applies(params):
+        weight_seconds = _predict("direct", cost_features("direct", params, threads))
+    else:
+        weight_seconds = _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
+    return input_seconds + weight_seconds
 
 
 def choose_backward(params, algorithm: str, *arrays, runner=None,

@@ -18,6 +18,7 @@ import math
 import numpy as np
 from numba import prange
 
+from . import _pool_tiles
 from ._config import njit_kernel, njit_parallel
 from ._params import as_array, compute_dtype, contiguous, make_pool_params
 from .backends._common import valid_output_range
@@ -268,6 +269,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, dilation, ceil_mode,
                                           op="max_pool2d")
+    if _pool_tiles.applies(params):
+        out, indices = _pool_tiles.max_pool(x, params, bool(return_indices))
+        return (_unbatch(out, batched), _unbatch(indices, batched)) if return_indices else _unbatch(out, batched)
     out = np.empty(params.output_shape, dtype=params.dtype)
     indices = np.empty(params.output_shape if return_indices else (1, 1, 1, 1), dtype=np.int64)
     _max_pool_kernel(x, out, indices, bool(return_indices), params.kernel_h, params.kernel_w,
@@ -286,6 +290,8 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, dilation, ceil_mode,
                                           op="max_pool2d")
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
+    if _pool_tiles.applies(params):
+        return _unbatch(_pool_tiles.max_pool_backward(grad, x, params, dtype), batched)
     grad_in = np.zeros(params.input_shape, dtype=dtype)
     dilated_h = params.dilation_h * (params.kernel_h - 1) + 1
     _max_pool_backward_kernel(grad, x, grad_in, params.kernel_h, params.kernel_w,
@@ -327,6 +333,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     divisor = _check_divisor(divisor_override)
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, 1, ceil_mode,
                                           op="avg_pool2d")
+    if _pool_tiles.applies(params):
+        return _unbatch(_pool_tiles.avg_pool(x, params, divisor), batched)
     out = np.empty(params.output_shape, dtype=params.dtype)
     _avg_pool_kernel(x, out, params.kernel_h, params.kernel_w, params.stride_h, params.stride_w,
                      params.pad_h, params.pad_w, bool(count_include_pad), divisor)
@@ -342,6 +350,8 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, 1, ceil_mode,
                                           op="avg_pool2d")
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
+    if _pool_tiles.applies(params):
+        return _unbatch(_pool_tiles.avg_pool_backward(grad, params, dtype, divisor), batched)
     grad_in = np.zeros(params.input_shape, dtype=dtype)
     _avg_pool_backward_kernel(grad, grad_in, params.kernel_h, params.kernel_w, params.stride_h,
                               params.stride_w, params.pad_h, params.pad_w, bool(count_include_pad),

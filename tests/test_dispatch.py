@@ -209,7 +209,8 @@ def test_explain_validates_like_conv2d():
 
 def test_calibration_fit_recovers_known_coefficients(rng):
     grid = calibration.calibration_grid(quick=True)
-    truth = np.array([5e-6, 1 / 7e9, 1 / 90e9])  # call, general flops, single-channel flops
+    # call, general flops, single-channel flops, channel-blocked flops, channel-blocked passes
+    truth = np.array([5e-6, 1 / 7e9, 1 / 90e9, 1 / 120e9, 5e-8])
     rows = []
     for input_shape, weight_shape, kwargs, dtype in grid:
         params, *_ = make_conv_params(np.zeros(input_shape, dtype), np.zeros(weight_shape, dtype),

@@ -21,6 +21,10 @@ MAX_CASES = [
                       "ceil_mode": True}),
     ((1, 1, 12, 12), {"kernel_size": 3, "dilation": (3, 2)}),
     ((3, 7, 7), {"kernel_size": 2, "stride": 1, "padding": 1}),  # unbatched
+    # the 2x2 / stride 2 kernels (fastconv._pool_tiles): odd sizes leave a row and a column out
+    ((2, 3, 9, 7), {"kernel_size": 2, "stride": 2}),
+    ((1, 5, 6), {"kernel_size": 2}),
+    ((1, 2, 7, 9), {"kernel_size": 2, "ceil_mode": True}),  # an edge window: the general kernel
 ]
 AVG_CASES = [
     (shape, {k: v for k, v in kwargs.items() if k != "dilation"}) for shape, kwargs in MAX_CASES
@@ -159,6 +163,32 @@ def test_max_pool_nan_and_padding_semantics(rng):
     np.testing.assert_array_equal(got, want.numpy())  # NaN == NaN for assert_array_equal
     np.testing.assert_array_equal(indices, want_indices.numpy())
     assert np.isnan(got[0, 0, 0, :2]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_2x2_max_pool_special_values_match_torch_and_the_general_kernel(dtype, rng):
+    """The 2x2 kernels' selects must keep PyTorch's rules exactly: ties to the first in window
+    order, a NaN always takes over (the last NaN wins), -inf windows, +inf, and an odd last row/column out of every window."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 9, 11)).astype(dtype)
+    x[0, 0, 0, :4] = [1.0, 1.0, np.nan, 2.0]  # tie; NaN after a larger value
+    x[0, 0, 1, :4] = [1.0, np.nan, 5.0, np.nan]  # two NaN in one window: the last wins
+    x[0, 1, 2:4, 2:4] = -np.inf
+    x[1, 2, 4:6, 6:8] = [[np.inf, 3.0], [np.inf, -np.inf]]
+    x[1, 0, 6:8, 0:2] = [[0.0, -0.0], [-0.0, 0.0]]
+    got, indices = fastconv.max_pool2d(x, 2, return_indices=True)
+    want, want_indices = torch.nn.functional.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(got, want.numpy())
+    np.testing.assert_array_equal(indices, want_indices.numpy())
+    exact, exact_indices = naive.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(got, exact)
+    np.testing.assert_array_equal(indices, exact_indices)
+    grad = rng.standard_normal(got.shape).astype(dtype)
+    x_t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(x_t, 2).backward(torch.tensor(grad))
+    np.testing.assert_array_equal(fastconv.max_pool2d_backward(grad, x, 2), x_t.grad.numpy())
+    # no-indices forward takes a different (plain max) route: same values, NaN included
+    np.testing.assert_array_equal(fastconv.max_pool2d(x, 2), want.numpy())
 
 
 FD_CASES = [

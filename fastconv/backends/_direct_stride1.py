@@ -1,0 +1,418 @@
+"""Direct stride-1 convolution on flattened planes, blocked over output channels.
+
+The general direct kernel streams one output row through memory per tap, indexing its input with a
+runtime stride, so LLVM cannot vectorise it; a LeNet layer (256 images, 6 -> 16 channels, 5x5,
+10x10 outputs) ran at ~5 GFLOP/s.  For stride 1 and no dilation there is a better form:
+
+* **Flattened planes.**  Pad each input plane once (zeros, as the definition says) and view it as one
+  row of ``padded_h * padded_w`` values.  Output position ``p = oh * padded_w + ow`` then reads input
+  ``p + r * padded_w + s`` for tap (r, s): every tap is one contiguous shifted vector over *all*
+  output rows of the task, whatever the image width.  The ``padded_w - out_w`` columns computed past
+  each row's end are discarded (they cost ``(S - 1) / padded_w`` extra work).
+* **Output-channel blocks.**  Four output channels accumulate together, so every input vector loaded
+  feeds four accumulators, and taps are fused four (or three) at a time along the kernel row, so
+  every accumulator load/store carries up to four multiply-adds: 16 FMAs per 4 input loads and 4
+  accumulator load/stores.
+* **Tasks** are (sample, group, channel block, block of output rows) with the accumulators for one
+  block (``CHANNEL_BLOCK x rows * padded_w``) sized to stay in L1.
+
+The same kernel computes the input gradient (a full correlation of the zero-padded output gradient
+with the flipped, transposed weights).  The weight gradient uses the flattened form too: each tap's
+gradient is a dot product of a widened output-gradient plane (zeros in the discarded columns) with
+the shifted input plane, sixteen (four channels x four taps) reductions per pass, which LLVM keeps in
+vector registers.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
+
+CHANNEL_BLOCK = 4
+"""Output channels accumulated together (weights are packed with zero channels up to a multiple)."""
+
+ACCUMULATOR_BYTES = 16 << 10
+"""Bytes of accumulators per task: CHANNEL_BLOCK rows of output positions, kept in L1."""
+
+
+def applies(params) -> bool:
+    """Stride 1, no dilation, at least two output channels per group (something to block over),
+    real or complex floating point."""
+    return (
+        params.stride_h == params.stride_w == 1
+        and params.dilation_h == params.dilation_w == 1
+        and params.out_channels_per_group >= 2
+        and params.dtype.kind in "fc"
+    )
+
+
+def work(params):
+    """(multiply-add FLOPs actually performed, passes over accumulators) of ``correlate`` for a
+    problem ``applies`` accepts: the cost model's features."""
+    blocks = _channel_blocks(params.out_channels_per_group)
+    padded_w = params.padded_w
+    flops = (2 * params.batch * params.groups * blocks * CHANNEL_BLOCK * params.out_h * padded_w
+             * params.in_channels_per_group * params.kernel_h * params.kernel_w)
+    taps = params.in_channels_per_group * params.kernel_h * params.kernel_w
+    passes_per_task = taps // 8 + (taps % 8) // 4 + taps % 4
+    tasks_without_rows = params.batch * params.groups * blocks
+    chunks = -(-params.out_h // rows_per_task(params.out_h, padded_w, params.dtype.itemsize,
+                                               tasks_without_rows))
+    return float(flops), float(tasks_without_rows * chunks * passes_per_task)
+
+
+# --- padding and packing ----------------------------------------------------------------------
+@njit_parallel
+def _pad_flat_kernel(x, out, pad_top, pad_left, padded_w):
+    """out[n, c, (ih + pad_top) * padded_w + iw + pad_left] = x[n, c, ih, iw]; zeros elsewhere."""
+    batch, channels, in_h, in_w = x.shape
+    for plane_index in prange(batch * channels):
+        n = plane_index // channels
+        c = plane_index % channels
+        flat = out[n, c]
+        flat[:] = 0
+        for ih in range(in_h):
+            start = (ih + pad_top) * padded_w + pad_left
+            flat[start:start + in_w] = x[n, c, ih]
+
+
+def pad_flat(x, pad_top, pad_bottom, pad_left, pad_right):
+    """(N, C, H, W) -> (N, C, (H + pads) * (W + pads)) zero-padded flattened planes."""
+    batch, channels, in_h, in_w = x.shape
+    padded_h, padded_w = in_h + pad_top + pad_bottom, in_w + pad_left + pad_right
+    if pad_top == pad_bottom == pad_left == pad_right == 0:
+        return x.reshape(batch, channels, in_h * in_w)  # a view: C-contiguous input
+    out = np.empty((batch, channels, padded_h * padded_w), dtype=x.dtype)
+    _pad_flat_kernel(x, out, pad_top, pad_left, padded_w)
+    return out
+
+
+def _channel_blocks(per_group: int) -> int:
+    return -(-per_group // CHANNEL_BLOCK)
+
+
+def pack_weight(w, groups):
+    """(K, Cg, R, S) -> (G, blocks, Cg, R, S, CHANNEL_BLOCK): the block's channels innermost, so a
+    tap's four weights are adjacent; channels past the group's end are zero."""
+    out_channels, per_group_in, kernel_h, kernel_w = w.shape
+    per_group_out = out_channels // groups
+    blocks = _channel_blocks(per_group_out)
+    grouped = w.reshape(groups, per_group_out, per_group_in, kernel_h, kernel_w)
+    padded = np.zeros((groups, blocks * CHANNEL_BLOCK, per_group_in, kernel_h, kernel_w), w.dtype)
+    padded[:, :per_group_out] = grouped
+    blocked = padded.reshape(groups, blocks, CHANNEL_BLOCK, per_group_in, kernel_h, kernel_w)
+    return np.ascontiguousarray(blocked.transpose(0, 1, 3, 4, 5, 2))
+
+
+# --- forward: four output channels x up to eight taps per pass -----------------------------------
+# Every tap (c, r, s) of a group is an offset into the group's flattened planes (which are adjacent
+# in memory): ``c * plane_size + r * padded_w + s``.  Taps are taken eight at a time from that one
+# list, across kernel rows and channels alike, so a pass does 32 multiply-adds per accumulator
+# load/store whatever the kernel's shape.  The shifted inputs are sliced before each loop so the loop
+# indexes with ``q`` alone (an index ``base + q`` that Numba cannot prove non-negative gets a
+# wrap-around select that stops LLVM vectorising).  ``taps`` is (taps, CHANNEL_BLOCK).
+@njit_kernel
+def _eight_taps(a0, a1, a2, a3, planes, base, offsets, taps, length):
+    x0, x1 = planes[base + offsets[0]:], planes[base + offsets[1]:]
+    x2, x3 = planes[base + offsets[2]:], planes[base + offsets[3]:]
+    x4, x5 = planes[base + offsets[4]:], planes[base + offsets[5]:]
+    x6, x7 = planes[base + offsets[6]:], planes[base + offsets[7]:]
+    w00, w01, w02, w03 = taps[0, 0], taps[1, 0], taps[2, 0], taps[3, 0]
+    w04, w05, w06, w07 = taps[4, 0], taps[5, 0], taps[6, 0], taps[7, 0]
+    w10, w11, w12, w13 = taps[0, 1], taps[1, 1], taps[2, 1], taps[3, 1]
+    w14, w15, w16, w17 = taps[4, 1], taps[5, 1], taps[6, 1], taps[7, 1]
+    w20, w21, w22, w23 = taps[0, 2], taps[1, 2], taps[2, 2], taps[3, 2]
+    w24, w25, w26, w27 = taps[4, 2], taps[5, 2], taps[6, 2], taps[7, 2]
+    w30, w31, w32, w33 = taps[0, 3], taps[1, 3], taps[2, 3], taps[3, 3]
+    w34, w35, w36, w37 = taps[4, 3], taps[5, 3], taps[6, 3], taps[7, 3]
+    for q in range(length):
+        v0, v1, v2, v3, v4, v5, v6, v7 = x0[q], x1[q], x2[q], x3[q], x4[q], x5[q], x6[q], x7[q]
+        a0[q] += (w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3) + (w04 * v4 + w05 * v5 + w06 * v6 + w07 * v7)
+        a1[q] += (w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3) + (w14 * v4 + w15 * v5 + w16 * v6 + w17 * v7)
+        a2[q] += (w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3) + (w24 * v4 + w25 * v5 + w26 * v6 + w27 * v7)
+        a3[q] += (w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3) + (w34 * v4 + w35 * v5 + w36 * v6 + w37 * v7)
+
+
+@njit_kernel
+def _four_taps(a0, a1, a2, a3, planes, base, offsets, taps, length):
+    x0, x1 = planes[base + offsets[0]:], planes[base + offsets[1]:]
+    x2, x3 = planes[base + offsets[2]:], planes[base + offsets[3]:]
+    w00, w01, w02, w03 = taps[0, 0], taps[1, 0], taps[2, 0], taps[3, 0]
+    w10, w11, w12, w13 = taps[0, 1], taps[1, 1], taps[2, 1], taps[3, 1]
+    w20, w21, w22, w23 = taps[0, 2], taps[1, 2], taps[2, 2], taps[3, 2]
+    w30, w31, w32, w33 = taps[0, 3], taps[1, 3], taps[2, 3], taps[3, 3]
+    for q in range(length):
+        v0, v1, v2, v3 = x0[q], x1[q], x2[q], x3[q]
+        a0[q] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+        a1[q] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+        a2[q] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+        a3[q] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+
+
+@njit_kernel
+def _one_tap(a0, a1, a2, a3, planes, base, offsets, taps, length):
+    x0 = planes[base + offsets[0]:]
+    w0, w1, w2, w3 = taps[0, 0], taps[0, 1], taps[0, 2], taps[0, 3]
+    for q in range(length):
+        v0 = x0[q]
+        a0[q] += w0 * v0
+        a1[q] += w1 * v0
+        a2[q] += w2 * v0
+        a3[q] += w3 * v0
+
+
+@njit_parallel
+def _forward_kernel(planes, packed, offsets, bias, out, kernel_w, padded_w, rows_per_task):
+    """out[n, k] = bias[k] + sum over the group's taps, on flattened padded planes.
+
+    ``planes`` (N, C * plane_size) and ``packed`` (G, blocks, taps, CHANNEL_BLOCK) with ``offsets``
+    (taps,) the offset of each tap within its group's planes."""
+    batch = planes.shape[0]
+    groups, blocks, tap_count, _ = packed.shape
+    out_channels, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    per_group_out = out_channels // groups
+    group_size = planes.shape[1] // groups  # values of one group's planes
+    row_chunks = -(-out_h // rows_per_task)
+    # the last S - 1 positions of the last row are discarded columns whose taps would read past
+    # the plane's end: stop before them
+    readable = out_h * padded_w - (kernel_w - 1)
+    for task in prange(batch * groups * blocks * row_chunks):
+        chunk = task % row_chunks
+        block = (task // row_chunks) % blocks
+        g = (task // (row_chunks * blocks)) % groups
+        n = task // (row_chunks * blocks * groups)
+        oh0 = chunk * rows_per_task
+        oh1 = min(out_h, oh0 + rows_per_task)
+        first = oh0 * padded_w
+        length = min(oh1 * padded_w, readable) - first
+        acc = np.zeros((CHANNEL_BLOCK, rows_per_task * padded_w), dtype=out.dtype)
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+        group_planes = planes[n, g * group_size:(g + 1) * group_size]
+        taps = packed[g, block]
+        t = 0
+        while t + 8 <= tap_count:
+            _eight_taps(a0, a1, a2, a3, group_planes, first, offsets[t:t + 8], taps[t:t + 8], length)
+            t += 8
+        if t + 4 <= tap_count:
+            _four_taps(a0, a1, a2, a3, group_planes, first, offsets[t:t + 4], taps[t:t + 4], length)
+            t += 4
+        while t < tap_count:
+            _one_tap(a0, a1, a2, a3, group_planes, first, offsets[t:t + 1], taps[t:t + 1], length)
+            t += 1
+        for j in range(min(CHANNEL_BLOCK, per_group_out - block * CHANNEL_BLOCK)):
+            k = g * per_group_out + block * CHANNEL_BLOCK + j
+            b = bias[k]
+            for oh in range(oh0, oh1):
+                src = acc[j, (oh - oh0) * padded_w:]
+                dst = out[n, k, oh]
+                for ow in range(out_w):
+                    dst[ow] = src[ow] + b
+
+
+def tap_offsets(channels, plane_size, kernel_h, kernel_w, padded_w):
+    """Offset of tap (c, r, s) from output position 0 in a group's adjacent flattened planes, in
+    (c, r, s) order (the packed weights' order)."""
+    c, r, s = np.meshgrid(np.arange(channels), np.arange(kernel_h), np.arange(kernel_w), indexing="ij")
+    return (c * plane_size + r * padded_w + s).ravel().astype(np.int64)
+
+
+def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows):
+    """Output rows per task: accumulators within ACCUMULATOR_BYTES, and about four tasks per thread
+    when the (sample, group, block) tasks alone are too few."""
+    fit = max(1, ACCUMULATOR_BYTES // (CHANNEL_BLOCK * padded_w * itemsize))
+    wanted_chunks = -(-4 * get_num_threads() // max(1, tasks_without_rows))
+    return int(max(1, min(out_h, fit, -(-out_h // wanted_chunks))))
+
+
+def correlate(x, w, bias, pads, groups):
+    """Stride-1 conv2d of C-contiguous ``x`` (N, C, H, W) with ``w`` (K, C/groups, R, S) under zero
+    padding ``pads`` = (top, bottom, left, right); ``bias`` a (K,) array."""
+    batch, _, in_h, in_w = x.shape
+    out_channels, _, kernel_h, kernel_w = w.shape
+    pad_top, pad_bottom, pad_left, pad_right = pads
+    padded_h, padded_w = in_h + pad_top + pad_bottom, in_w + pad_left + pad_right
+    out = np.empty((batch, out_channels, padded_h - kernel_h + 1, padded_w - kernel_w + 1), x.dtype)
+    if out.size == 0:
+        return out
+    packed = pack_weight(w, groups)
+    per_group_in = packed.shape[2]
+    packed = packed.reshape(groups, packed.shape[1], per_group_in * kernel_h * kernel_w, CHANNEL_BLOCK)
+    offsets = tap_offsets(per_group_in, padded_h * padded_w, kernel_h, kernel_w, padded_w)
+    rows = rows_per_task(out.shape[2], padded_w, x.dtype.itemsize, batch * groups * packed.shape[1])
+    # pad a slice of the batch at a time: the padded copy stays within the workspace cap
+    plane_bytes = x.shape[1] * padded_h * padded_w * x.dtype.itemsize
+    step = max(1, min(batch, get_workspace_limit() // max(1, plane_bytes)))
+    for start in range(0, batch, step):
+        stop = min(batch, start + step)
+        planes = pad_flat(x[start:stop], pad_top, pad_bottom, pad_left, pad_right)
+        _forward_kernel(planes.reshape(stop - start, -1), packed, offsets, bias, out[start:stop],
+                        kernel_w, padded_w, rows)
+    return out
+
+
+def backward_input_pads(params):
+    """Zero padding of grad_output for the input gradient as a stride-1 correlation, or None when
+    the forward padding exceeds the kernel's reach (a cropped full correlation: left to the general
+    kernel)."""
+    pads = (
+        params.kernel_h - 1 - params.pad_top, params.in_h - params.out_h + params.pad_top,
+        params.kernel_w - 1 - params.pad_left, params.in_w - params.out_w + params.pad_left,
+    )
+    return pads if min(pads) >= 0 else None
+
+
+def transposed_flipped_weight(w, groups):
+    """(K, Cg, R, S) -> (C, Kg, R, S): w'[g*Cg + c, k] = w[g*Kg + k, c] rotated by 180 degrees."""
+    out_channels, per_group_in, kernel_h, kernel_w = w.shape
+    per_group_out = out_channels // groups
+    grouped = w.reshape(groups, per_group_out, per_group_in, kernel_h, kernel_w)[..., ::-1, ::-1]
+    return np.ascontiguousarray(grouped.transpose(0, 2, 1, 3, 4)).reshape(
+        groups * per_group_in, per_group_out, kernel_h, kernel_w
+    )
+
+
+# --- weight gradient: sixteen reductions per pass -------------------------------------------------
+@njit_kernel
+def _four_tap_sums(sums, g0, g1, g2, g3, plane, base, length):
+    """sums[s, j] += sum_q g_j[q] * plane[base + s + q] for s < 4, j < 4."""
+    x0, x1, x2, x3 = plane[base:], plane[base + 1:], plane[base + 2:], plane[base + 3:]
+    zero = sums.dtype.type(0)
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+    for q in range(length):
+        v0, v1, v2, v3 = x0[q], x1[q], x2[q], x3[q]
+        h0, h1, h2, h3 = g0[q], g1[q], g2[q], g3[q]
+        s00 += h0 * v0
+        s01 += h1 * v0
+        s02 += h2 * v0
+        s03 += h3 * v0
+        s10 += h0 * v1
+        s11 += h1 * v1
+        s12 += h2 * v1
+        s13 += h3 * v1
+        s20 += h0 * v2
+        s21 += h1 * v2
+        s22 += h2 * v2
+        s23 += h3 * v2
+        s30 += h0 * v3
+        s31 += h1 * v3
+        s32 += h2 * v3
+        s33 += h3 * v3
+    sums[0, 0] += s00
+    sums[0, 1] += s01
+    sums[0, 2] += s02
+    sums[0, 3] += s03
+    sums[1, 0] += s10
+    sums[1, 1] += s11
+    sums[1, 2] += s12
+    sums[1, 3] += s13
+    sums[2, 0] += s20
+    sums[2, 1] += s21
+    sums[2, 2] += s22
+    sums[2, 3] += s23
+    sums[3, 0] += s30
+    sums[3, 1] += s31
+    sums[3, 2] += s32
+    sums[3, 3] += s33
+
+
+@njit_kernel
+def _one_tap_sums(sums, g0, g1, g2, g3, plane, base, length):
+    """sums[0, j] += sum_q g_j[q] * plane[base + q] for j < 4."""
+    x0 = plane[base:]
+    zero = sums.dtype.type(0)
+    s0 = s1 = s2 = s3 = zero
+    for q in range(length):
+        v0 = x0[q]
+        s0 += g0[q] * v0
+        s1 += g1[q] * v0
+        s2 += g2[q] * v0
+        s3 += g3[q] * v0
+    sums[0, 0] += s0
+    sums[0, 1] += s1
+    sums[0, 2] += s2
+    sums[0, 3] += s3
+
+
+@njit_parallel
+def _widen_kernel(grad_out, out, padded_w):
+    """out[n, g, b, j, oh * padded_w + ow] = grad_out[n, g*Kg + b*4 + j, oh, ow]; zeros elsewhere
+    (discarded columns and the zero channels that pad the last block)."""
+    batch, groups, blocks, _, _ = out.shape
+    out_channels, out_h, out_w = grad_out.shape[1], grad_out.shape[2], grad_out.shape[3]
+    per_group_out = out_channels // groups
+    for index in prange(batch * groups * blocks * CHANNEL_BLOCK):
+        j = index % CHANNEL_BLOCK
+        block = (index // CHANNEL_BLOCK) % blocks
+        g = (index // (CHANNEL_BLOCK * blocks)) % groups
+        n = index // (CHANNEL_BLOCK * blocks * groups)
+        flat = out[n, g, block, j]
+        flat[:] = 0
+        k_in_group = block * CHANNEL_BLOCK + j
+        if k_in_group < per_group_out:
+            for oh in range(out_h):
+                flat[oh * padded_w:oh * padded_w + out_w] = grad_out[n, g * per_group_out + k_in_group, oh]
+
+
+@njit_parallel
+def _weight_kernel(planes, wide, partial, padded_w, samples_per_task):
+    """partial[t, g, b, c, r, s, j] = sum over task t's samples of the (r, s) tap's dot product of
+    output-gradient plane (g, b, j) with input plane (g, c) shifted by r * padded_w + s."""
+    batch, groups, blocks, _, span = wide.shape
+    _, _, _, per_group_in, kernel_h, kernel_w, _ = partial.shape
+    sample_chunks = partial.shape[0]
+    # the discarded columns hold zeros in ``wide``; the last S - 1 would read past the plane's end
+    length = span - (kernel_w - 1)
+    for task in prange(sample_chunks * groups * blocks * per_group_in):
+        c = task % per_group_in
+        block = (task // per_group_in) % blocks
+        g = (task // (per_group_in * blocks)) % groups
+        chunk = task // (per_group_in * blocks * groups)
+        sums = partial[chunk, g, block, c]
+        sums[:] = 0
+        for n in range(chunk * samples_per_task, min(batch, (chunk + 1) * samples_per_task)):
+            plane = planes[n, g * per_group_in + c]
+            g0, g1, g2, g3 = wide[n, g, block, 0], wide[n, g, block, 1], wide[n, g, block, 2], wide[n, g, block, 3]
+            for r in range(kernel_h):
+                s = 0
+                while s + 4 <= kernel_w:
+                    _four_tap_sums(sums[r, s:s + 4], g0, g1, g2, g3, plane, r * padded_w + s, length)
+                    s += 4
+                while s < kernel_w:
+                    _one_tap_sums(sums[r, s:s + 1], g0, g1, g2, g3, plane, r * padded_w + s, length)
+                    s += 1
+
+
+def weight_gradient(grad_out, x, params):
+    """grad_w (K, Cg, R, S) of a stride-1, undilated conv2d (``params`` in zero-padding form)."""
+    groups = params.groups
+    per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
+    blocks = _channel_blocks(per_group_out)
+    padded_w = params.padded_w
+    span = params.out_h * padded_w
+    # split the samples when (group, block, channel) tasks alone cannot occupy the threads; each
+    # sample slice writes its own partial sums, added at the end
+    tasks = groups * blocks * per_group_in
+    chunks = max(1, min(params.batch, -(-2 * get_num_threads() // tasks)))
+    samples_per_task = -(-params.batch // chunks)
+    # padded input planes and widened gradients, a slice of the batch at a time within the cap
+    sample_bytes = (params.in_channels * params.padded_h * padded_w
+                    + groups * blocks * CHANNEL_BLOCK * span) * params.dtype.itemsize
+    step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))
+    grad_w = np.zeros((groups, blocks, per_group_in, params.kernel_h, params.kernel_w, CHANNEL_BLOCK),
+                      dtype=params.dtype)
+    for start in range(0, params.batch, step):
+        stop = min(params.batch, start + step)
+        planes = pad_flat(x[start:stop], params.pad_top, params.pad_bottom, params.pad_left,
+                          params.pad_right)
+        wide = np.empty((stop - start, groups, blocks, CHANNEL_BLOCK, span), dtype=params.dtype)
+        _widen_kernel(grad_out[start:stop], wide, padded_w)
+        samples = min(samples_per_task, stop - start)
+        partial = np.empty((-(-(stop - start) // samples),) + grad_w.shape, dtype=params.dtype)
+        _weight_kernel(planes, wide, partial, padded_w, samples)
+        grad_w += partial.sum(axis=0)
+    by_channel = grad_w.transpose(0, 1, 5, 2, 3, 4).reshape(
+        groups, blocks * CHANNEL_BLOCK, per_group_in, params.kernel_h, params.kernel_w
+    )
+    return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
