@@ -95,3 +95,50 @@ def _limit_blas_threads(n: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")
+
+
+# --- small BLAS calls without worker threads ----------------------------------------------------
+# After a multi-threaded call, OpenBLAS's workers spin-wait for a while (2**28 cycles by default,
+# tens of milliseconds) before sleeping; on a machine with as many cores as threads they then compete
+# with the next kernel's threads.  In a LeNet training step the three small Linear layers' GEMMs
+# made the conv kernels after them ~0.6 ms (2x) slower each.  Small GEMMs gain nothing from threads,
+# so they run with one: openblas_set_num_threads on every OpenBLAS loaded, through threadpoolctl's
+# per-library controllers found once (microseconds, unlike a threadpoolctl context), restored after.
+_openblas_setters = None
+
+
+def _openblas_functions():
+    global _openblas_setters
+    if _openblas_setters is None:
+        functions = []
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            for controller in ThreadpoolController().lib_controllers:
+                if controller.internal_api == "openblas":  # (symbol prefixes handled by threadpoolctl)
+                    functions.append((controller.get_num_threads, controller.set_num_threads))
+        except Exception:  # pragma: no cover - no threadpoolctl-visible OpenBLAS: nothing to limit
+            functions = []
+        _openblas_setters = functions
+    return _openblas_setters
+
+
+class single_threaded_blas:
+    """Context manager: OpenBLAS (NumPy's and SciPy's) runs with one thread inside."""
+
+    __slots__ = ("_previous",)
+
+    def __enter__(self):
+        self._previous = []
+        for get, set_ in _openblas_functions():
+            threads = get()
+            self._previous.append((set_, threads))
+            if threads != 1:
+                set_(1)
+        return self
+
+    def __exit__(self, *exc):
+        for set_, threads in self._previous:
+            if threads != 1:
+                set_(threads)
+        return False

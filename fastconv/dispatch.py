@@ -369,31 +369,35 @@ def _predict(name, features) -> float:
     return float(sum(c * f for c, f in zip(_coefficients[name], features)))
 
 
-def estimate_backward_seconds(name: str, params, threads: int | None = None) -> float:
-    """Predicted time of both gradients.  Each costs about one forward of the same backend, except
-    for direct: its input gradient is the forward kernels' problem ``direct.transposed_params``
-    where that exists (stride 1) and its general kernel otherwise; its weight gradient is the
-    channel-blocked reduction where ``stride1.applies`` (costed like the blocked forward) and the
-    general kernel otherwise."""
+def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
+                              need_input: bool = True, need_weight: bool = True) -> float:
+    """Predicted time of the requested gradients.  Each costs about one forward of the same
+    backend, except for direct: its input gradient is the forward kernels' problem
+    ``direct.transposed_params`` where that exists (stride 1) and its general kernel otherwise; its
+    weight gradient is the channel-blocked reduction where ``stride1.applies`` (costed like the
+    blocked forward) and the general kernel otherwise."""
     threads = get_num_threads() if threads is None else threads
     if name != "direct":
-        return 2.0 * _predict(name, cost_features(name, params, threads))
+        return (need_input + need_weight) * _predict(name, cost_features(name, params, threads))
     width = params.dtype.itemsize / 4.0
     general = params.flops * width * (STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0) / threads
-    transposed = direct.transposed_params(params)
-    if transposed is not None:
-        input_seconds = _predict("direct", cost_features("direct", transposed, threads))
-    else:
-        input_seconds = _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
-    if direct.stride1.applies(params):
-        weight_seconds = _predict("direct", cost_features("direct", params, threads))
-    else:
-        weight_seconds = _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
-    return input_seconds + weight_seconds
+    seconds = 0.0
+    if need_input:
+        transposed = direct.transposed_params(params)
+        if transposed is not None:
+            seconds += _predict("direct", cost_features("direct", transposed, threads))
+        else:
+            seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
+    if need_weight:
+        if direct.stride1.applies(params):
+            seconds += _predict("direct", cost_features("direct", params, threads))
+        else:
+            seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
+    return seconds
 
 
 def choose_backward(params, algorithm: str, *arrays, runner=None,
-                    operation: str = "backward") -> Decision:
+                    operation: str = "backward", needs: tuple[bool, bool] = (True, True)) -> Decision:
     """Pick the backend that computes conv2d's input/weight gradients (``params`` in zero-padding
     form; ``arrays`` are the operands, checked for NaN/Inf before choosing ``fft``).
 
@@ -439,7 +443,9 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
         for name in sorted(times, key=times.get):
             if eligible(name):
                 return Decision(name, f"fastest when measured ({times[name] * 1e3:.3g} ms)")
-    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_backward_seconds(name, params))
+    need_input, need_weight = needs
+    ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_backward_seconds(
+        name, params, need_input=need_input, need_weight=need_weight))
     for name in ranking:
         if eligible(name):
             return Decision(name, prefix + "lowest predicted time")

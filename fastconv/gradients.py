@@ -33,6 +33,7 @@ from ._params import (
     make_conv_params,
 )
 from .backends import BACKENDS
+from .backends._common import all_finite
 
 GRADIENT_NAMES = ("input", "weight", "bias")
 
@@ -134,7 +135,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         # grad_weight multiplies grad_output by every padded zero: with NaN/Inf in grad_output the
         # definition gives NaN there (0 * inf), which only materialised zeros reproduce
         explicit = params.padding_mode != "zeros" or (
-            need_weight and any(pads) and not np.isfinite(grad).all()
+            need_weight and any(pads) and not all_finite(grad)
         )
         if not explicit:
             zero_params, x_zero_form = params, x
@@ -147,6 +148,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
             runner=lambda name: _run_backward(name, grad, x_zero_form, w, zero_params,
                                               need_input, need_weight),
             operation="backward:" + ("input" if need_input else "") + ("weight" if need_weight else ""),
+            needs=(need_input, need_weight),
         )
         grad_input, grad_weight = _run_backward(
             decision.algorithm, grad, x_zero_form, w, zero_params, need_input, need_weight
@@ -258,7 +260,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     params, x, w, b, batched = _transpose_params(
         input, weight, bias, stride, padding, output_padding, groups, dilation
     )
-    decision = dispatch.choose_backward(params, "auto", x, w)
+    decision = dispatch.choose_backward(params, "auto", x, w, needs=(True, False))
     out = BACKENDS[decision.algorithm].backward_input(x, w, params)
     if b is not None:
         _add_channel_bias(out.reshape(params.batch, params.in_channels, -1), b)

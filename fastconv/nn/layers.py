@@ -5,8 +5,11 @@ dtype are cast on entry, so a float32 model never silently runs in float64.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
+from .._config import single_threaded_blas
 from ..conv import conv2d
 from ..dispatch import check_algorithm
 from ..gradients import conv2d_backward
@@ -107,6 +110,15 @@ class Conv2D(Layer):
                 f"stride={self.stride}, padding={self.padding})")
 
 
+SMALL_GEMM_MACS = 32 << 20
+"""Below this many multiply-adds a Linear layer's GEMMs run single-threaded (see
+fastconv._config.single_threaded_blas: idle BLAS workers spinning would slow the conv kernels)."""
+
+
+def _blas_threads_for(macs):
+    return single_threaded_blas() if macs < SMALL_GEMM_MACS else contextlib.nullcontext()
+
+
 class Linear(Layer):
     """Fully connected layer ``y = x @ weights.T + bias`` (BLAS), PyTorch layout and init.
 
@@ -135,17 +147,20 @@ class Linear(Layer):
             raise ValueError(f"Linear expects {self.in_features} features, got input of shape {x.shape}")
         x = np.asarray(x, dtype=self.weights.dtype)
         self._input = x
-        out = x @ self.weights.T
+        with _blas_threads_for(x.shape[0] * self.weights.size):
+            out = x @ self.weights.T
         if self.bias is not None:
             out += self.bias
         return out
 
     def backward(self, grad_out):
         grad_out = np.asarray(grad_out, dtype=self.weights.dtype)
-        np.matmul(grad_out.T, self._input, out=self.grad_w)
+        with _blas_threads_for(grad_out.shape[0] * self.weights.size):
+            np.matmul(grad_out.T, self._input, out=self.grad_w)
+            grad_input = grad_out @ self.weights
         if self.bias is not None:
             grad_out.sum(axis=0, out=self.grad_b)
-        return grad_out @ self.weights
+        return grad_input
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features})"
