@@ -142,6 +142,10 @@ BACKWARD_FULL = BACKWARD_QUICK + [
          {"padding": 1, "stride": 2}),
     Case("1x1 N=8 256->64 56x56", (8, 256, 56, 56), (64, 256, 1, 1)),
     Case("Inception 5x5 N=8 32->64 28x28", (8, 32, 28, 28), (64, 32, 5, 5), {"padding": 2}),
+    Case("VGG first N=1 3->64 224x224", (1, 3, 224, 224), (64, 3, 3, 3), {"padding": 1}),
+    Case("AlexNet 11x11 s4 N=4 3->64 224x224", (4, 3, 224, 224), (64, 3, 11, 11),
+         {"padding": 2, "stride": 4}),
+    Case("7x7 N=8 16->16 56x56", (8, 16, 56, 56), (16, 16, 7, 7), {"padding": 3}),
 ]
 
 

@@ -55,11 +55,11 @@ FEATURE_NAMES = {
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
-    "direct": (1.28e-05, 9.33e-11, 1.89e-11, 1.02e-11, 3.19e-08),
-    "im2col": (0, 1.22e-11, 9.22e-12, 1.76e-06, 2.06e-10),
-    "fft": (2.51e-05, 2.42e-11, 1.72e-10, 3.71e-09),
-    "separable": (2.38e-05, 2.49e-10, 0),
-    "winograd": (3.96e-05, 2.37e-09, 4.43e-11, 4.77e-07),
+    "direct": (1.22e-05, 9.2e-11, 1.99e-11, 7.35e-12, 3.9e-08),
+    "im2col": (0, 0, 7.53e-12, 4.97e-07, 3.17e-10),
+    "fft": (2.61e-05, 2.78e-11, 1.69e-10, 3.05e-09),
+    "separable": (2.58e-05, 2.52e-10, 0),
+    "winograd": (3.05e-05, 2.8e-09, 3.84e-11, 4.27e-07),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 
@@ -88,7 +88,7 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         if direct.stride1.applies(params):
             # channel-blocked kernel on flattened planes: it also computes the discarded columns
             # and the zero channels that fill the last block; each pass over a task's accumulators
-            # (eight taps) has a fixed cost that dominates on small planes
+            # (four taps) has a fixed cost that dominates on small planes
             flops, passes = direct.stride1.work(params)
             return (1.0, 0.0, 0.0, flops * width / threads, passes / threads)
         penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
