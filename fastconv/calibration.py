@@ -69,6 +69,9 @@ def calibration_grid(quick: bool = False):
         ((8, 64, 56, 56), (128, 64, 3, 3), {"padding": 1, "stride": 2}),
         ((4, 3, 224, 224), (64, 3, 11, 11), {"padding": 2, "stride": 4}),
         ((8, 256, 28, 28), (64, 256, 1, 1), {}),
+        # the general direct kernel's remaining cases: one output channel per group, strided
+        ((4, 64, 56, 56), (64, 1, 3, 3), {"padding": 1, "stride": 2, "groups": 64}),
+        ((2, 32, 64, 64), (32, 1, 5, 5), {"padding": 2, "stride": 2, "groups": 32}),
     ]
     if quick:
         layers = layers[::2]

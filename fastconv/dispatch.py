@@ -85,11 +85,11 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         # one input channel per output plane at stride 1 runs a separate, register-fused kernel
         if direct.single_channel_stride1_applies(params):
             return (1.0, 0.0, params.flops * width / threads, 0.0, 0.0)
-        if direct.stride1.applies(params):
-            # channel-blocked kernel on flattened planes: it also computes the discarded columns
+        if direct.blocked.applies(params):
+            # channel-blocked kernel on flattened (phase) planes: it also computes the discarded columns
             # and the zero channels that fill the last block; each pass over a task's accumulators
             # (four taps) has a fixed cost that dominates on small planes
-            flops, passes = direct.stride1.work(params)
+            flops, passes = direct.blocked.work(params)
             return (1.0, 0.0, 0.0, flops * width / threads, passes / threads)
         penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
         return (1.0, params.flops * width * penalty / threads, 0.0, 0.0, 0.0)
@@ -374,7 +374,7 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
     """Predicted time of the requested gradients.  Each costs about one forward of the same
     backend, except for direct: its input gradient is the forward kernels' problem
     ``direct.transposed_params`` where that exists (stride 1) and its general kernel otherwise; its
-    weight gradient is the channel-blocked reduction where ``stride1.applies`` (costed like the
+    weight gradient is the channel-blocked reduction where ``blocked.gradients_apply`` (costed like the
     blocked forward) and the general kernel otherwise."""
     threads = get_num_threads() if threads is None else threads
     if name != "direct":
@@ -389,7 +389,7 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
         else:
             seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
     if need_weight:
-        if direct.stride1.applies(params):
+        if direct.blocked.gradients_apply(params):
             seconds += _predict("direct", cost_features("direct", params, threads))
         else:
             seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))

@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from .._config import get_num_threads, njit_kernel, njit_parallel
-from . import _direct_stride1 as stride1
+from . import _direct_blocked as blocked
 from ._common import bias_or_zeros, valid_output_range
 
 NAME = "direct"
@@ -62,10 +62,11 @@ def forward(x, w, bias, params):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams)."""
     if single_channel_stride1_applies(params):
         return single_channel_stride1_forward(x, w, bias, params)
-    if stride1.applies(params):
+    if blocked.applies(params):
         pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
-        return stride1.correlate(x, w, bias_or_zeros(bias, params.out_channels, params.dtype), pads,
-                                 params.groups)
+        return blocked.correlate(x, w, bias_or_zeros(bias, params.out_channels, params.dtype), pads,
+                                 params.groups, (params.stride_h, params.stride_w),
+                                 (params.dilation_h, params.dilation_w))
     out = np.empty(params.output_shape, dtype=params.dtype)
     _direct_kernel(
         x, w, bias_or_zeros(bias, params.out_channels, params.dtype), out,
@@ -153,7 +154,7 @@ def backward_input(grad_out, w, params):
     transposed = transposed_params(params)
     if transposed is not None:
         return forward(np.ascontiguousarray(grad_out),
-                       stride1.transposed_flipped_weight(w, params.groups), None, transposed)
+                       blocked.transposed_flipped_weight(w, params.groups), None, transposed)
     grad_in = np.empty(params.input_shape, dtype=params.dtype)
     _direct_backward_input_kernel(
         grad_out, w, grad_in, params.stride_h, params.stride_w, params.dilation_h,
@@ -167,7 +168,7 @@ def transposed_params(params):
     (strided or dilated, or forward padding beyond the kernel's reach)."""
     if params.stride_h != 1 or params.stride_w != 1 or params.dilation_h != 1 or params.dilation_w != 1:
         return None
-    pads = stride1.backward_input_pads(params)
+    pads = blocked.backward_input_pads(params)
     if pads is None:
         return None
     return replace(
@@ -179,8 +180,8 @@ def transposed_params(params):
 
 def backward_weight(grad_out, x, params):
     """Gradient of conv2d w.r.t. its weight: (K, C/groups, R, S) of ``params.dtype``."""
-    if stride1.applies(params):
-        return stride1.weight_gradient(np.ascontiguousarray(grad_out), x, params)
+    if blocked.gradients_apply(params):
+        return blocked.weight_gradient(np.ascontiguousarray(grad_out), x, params)
     grad_w = np.empty(params.weight_shape, dtype=params.dtype)
     _direct_backward_weight_kernel(
         grad_out, x, grad_w, params.stride_h, params.stride_w, params.dilation_h,
@@ -205,10 +206,10 @@ def backward_weight(grad_out, x, params):
 
 def single_channel_stride1_applies(params) -> bool:
     # with four or more output channels per input channel, the channel-blocked kernel of
-    # _direct_stride1 reuses each input load across them and is faster (LeNet's first layer: 6.7x)
+    # _direct_blocked reuses each input load across them and is faster (LeNet's first layer: 6.7x)
     return (
         params.in_channels_per_group == 1
-        and params.out_channels_per_group < stride1.CHANNEL_BLOCK
+        and params.out_channels_per_group < blocked.CHANNEL_BLOCK
         and params.stride_h == params.stride_w == 1
         and params.dilation_h == params.dilation_w == 1
     )

@@ -27,7 +27,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from typing import NamedTuple
+
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
+from ._common import valid_output_range
 
 CHANNEL_BLOCK = 4
 """Output channels accumulated together (weights are packed with zero channels up to a multiple)."""
@@ -37,13 +40,18 @@ ACCUMULATOR_BYTES = 16 << 10
 
 
 def applies(params) -> bool:
-    """Stride 1, no dilation, at least two output channels per group (something to block over),
+    """Any stride and dilation, at least two output channels per group (something to block over),
     real or complex floating point."""
+    return params.out_channels_per_group >= 2 and params.dtype.kind in "fc"
+
+
+def gradients_apply(params) -> bool:
+    """The weight-gradient kernel (and the input gradient as a forward correlation) need stride 1
+    and no dilation."""
     return (
-        params.stride_h == params.stride_w == 1
+        applies(params)
+        and params.stride_h == params.stride_w == 1
         and params.dilation_h == params.dilation_w == 1
-        and params.out_channels_per_group >= 2
-        and params.dtype.kind in "fc"
     )
 
 
@@ -51,41 +59,96 @@ def work(params):
     """(multiply-add FLOPs actually performed, passes over accumulators) of ``correlate`` for a
     problem ``applies`` accepts: the cost model's features."""
     blocks = _channel_blocks(params.out_channels_per_group)
-    padded_w = params.padded_w
-    flops = (2 * params.batch * params.groups * blocks * CHANNEL_BLOCK * params.out_h * padded_w
+    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w,
+                          (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w))
+    plane_w = layout.plane_w
+    flops = (2 * params.batch * params.groups * blocks * CHANNEL_BLOCK * params.out_h * plane_w
              * params.in_channels_per_group * params.kernel_h * params.kernel_w)
     taps = params.in_channels_per_group * params.kernel_h * params.kernel_w
     passes_per_task = taps // 4 + taps % 4
     tasks_without_rows = params.batch * params.groups * blocks
-    chunks = -(-params.out_h // rows_per_task(params.out_h, padded_w, params.dtype.itemsize,
+    chunks = -(-params.out_h // rows_per_task(params.out_h, plane_w, params.dtype.itemsize,
                                                tasks_without_rows))
     return float(flops), float(tasks_without_rows * chunks * passes_per_task)
 
 
-# --- padding and packing ----------------------------------------------------------------------
+# --- input planes ------------------------------------------------------------------------------
+# A strided (or dilated) layer becomes a stride-1 one on *phase planes*: input channel c splits into
+# one plane per (row phase a, column phase b) that some tap reads, plane[i, j] = padded input
+# [i * stride_h + a, j * stride_w + b], and tap (r, s) reads phase ((r * dh) % sh, (s * dw) % sw) at
+# shift ((r * dh) // sh, (s * dw) // sw).  Every tap is still one contiguous shifted vector, no
+# structural zeros are multiplied, and for stride 1 the phase plane is just the padded plane.
+class PlaneLayout(NamedTuple):
+    row_phases: np.ndarray  # the row phases a that some tap reads (int64)
+    col_phases: np.ndarray
+    plane_h: int  # rows of each phase plane: out_h + the largest row shift
+    plane_w: int
+    reach_w: int  # the largest column shift + 1: positions past out_w that taps read
+
+
+def plane_layout(out_h, out_w, kernel_h, kernel_w, stride, dilation) -> PlaneLayout:
+    (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
+    rows = sorted({(r * dilation_h) % stride_h for r in range(kernel_h)})
+    cols = sorted({(s * dilation_w) % stride_w for s in range(kernel_w)})
+    max_u = (kernel_h - 1) * dilation_h // stride_h
+    max_v = (kernel_w - 1) * dilation_w // stride_w
+    return PlaneLayout(np.array(rows, np.int64), np.array(cols, np.int64), out_h + max_u,
+                       out_w + max_v, max_v + 1)
+
+
 @njit_parallel
-def _pad_flat_kernel(x, out, pad_top, pad_left, padded_w):
-    """out[n, c, (ih + pad_top) * padded_w + iw + pad_left] = x[n, c, ih, iw]; zeros elsewhere."""
+def _phase_planes_kernel(x, out, row_phases, col_phases, stride_h, stride_w, pad_top, pad_left,
+                         plane_h, plane_w):
+    """out[n, c * P + p, i * plane_w + j] = x[n, c, i * sh + a - pad_top, j * sw + b - pad_left] for
+    phase p = (a, b); zero where that is padding or past the input."""
     batch, channels, in_h, in_w = x.shape
-    for plane_index in prange(batch * channels):
-        n = plane_index // channels
-        c = plane_index % channels
-        flat = out[n, c]
+    col_count = col_phases.shape[0]
+    phases = row_phases.shape[0] * col_count
+    for index in prange(batch * channels * phases):
+        phase = index % phases
+        c = (index // phases) % channels
+        n = index // (phases * channels)
+        a = row_phases[phase // col_count]
+        col_offset = col_phases[phase % col_count] - pad_left
+        flat = out[n, c * phases + phase]
         flat[:] = 0
-        for ih in range(in_h):
-            start = (ih + pad_top) * padded_w + pad_left
-            flat[start:start + in_w] = x[n, c, ih]
+        lo, hi = valid_output_range(col_offset, stride_w, in_w, plane_w)
+        if lo >= hi:
+            continue
+        for i in range(plane_h):
+            ih = i * stride_h + a - pad_top
+            if ih < 0 or ih >= in_h:
+                continue
+            # sliced so the loops index from 0 (no wrap-around select: see the forward kernel)
+            row = flat[i * plane_w + lo:i * plane_w + hi]
+            source = x[n, c, ih, lo * stride_w + col_offset:]
+            if stride_w == 1:
+                row[:] = source[:hi - lo]
+            else:
+                for j in range(hi - lo):
+                    row[j] = source[j * stride_w]
+
+
+def phase_planes(x, pads, stride, layout):
+    """(N, C, H, W) -> (N, C * phases, plane_h * plane_w): the flattened (phase) planes."""
+    batch, channels, in_h, in_w = x.shape
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    pad_top, _, pad_left, _ = pads
+    if phases == 1 and stride == (1, 1) and pad_top == pad_left == 0 and (
+            layout.plane_h, layout.plane_w) == (in_h, in_w):
+        return x.reshape(batch, channels, in_h * in_w)  # a view: C-contiguous input
+    out = np.empty((batch, channels * phases, layout.plane_h * layout.plane_w), dtype=x.dtype)
+    _phase_planes_kernel(x, out, layout.row_phases, layout.col_phases, stride[0], stride[1],
+                         pad_top, pad_left, layout.plane_h, layout.plane_w)
+    return out
 
 
 def pad_flat(x, pad_top, pad_bottom, pad_left, pad_right):
     """(N, C, H, W) -> (N, C, (H + pads) * (W + pads)) zero-padded flattened planes."""
-    batch, channels, in_h, in_w = x.shape
+    _, _, in_h, in_w = x.shape
     padded_h, padded_w = in_h + pad_top + pad_bottom, in_w + pad_left + pad_right
-    if pad_top == pad_bottom == pad_left == pad_right == 0:
-        return x.reshape(batch, channels, in_h * in_w)  # a view: C-contiguous input
-    out = np.empty((batch, channels, padded_h * padded_w), dtype=x.dtype)
-    _pad_flat_kernel(x, out, pad_top, pad_left, padded_w)
-    return out
+    layout = PlaneLayout(np.zeros(1, np.int64), np.zeros(1, np.int64), padded_h, padded_w, 1)
+    return phase_planes(x, (pad_top, pad_bottom, pad_left, pad_right), (1, 1), layout)
 
 
 def _channel_blocks(per_group: int) -> int:
@@ -144,7 +207,7 @@ def _one_tap(a0, a1, a2, a3, planes, base, offsets, taps, length):
 
 
 @njit_parallel
-def _forward_kernel(planes, packed, offsets, bias, out, kernel_w, padded_w, rows_per_task):
+def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
     """out[n, k] = bias[k] + sum over the group's taps, on flattened padded planes.
 
     ``planes`` (N, C * plane_size) and ``packed`` (G, blocks, taps, CHANNEL_BLOCK) with ``offsets``
@@ -155,9 +218,9 @@ def _forward_kernel(planes, packed, offsets, bias, out, kernel_w, padded_w, rows
     per_group_out = out_channels // groups
     group_size = planes.shape[1] // groups  # values of one group's planes
     row_chunks = -(-out_h // rows_per_task)
-    # the last S - 1 positions of the last row are discarded columns whose taps would read past
-    # the plane's end: stop before them
-    readable = out_h * padded_w - (kernel_w - 1)
+    # the last reach_w - 1 positions of the last row are discarded columns whose taps would read
+    # past the plane's end: stop before them
+    readable = out_h * padded_w - (reach_w - 1)
     for task in prange(batch * groups * blocks * row_chunks):
         chunk = task % row_chunks
         block = (task // row_chunks) % blocks
@@ -188,11 +251,19 @@ def _forward_kernel(planes, packed, offsets, bias, out, kernel_w, padded_w, rows
                     dst[ow] = src[ow] + b
 
 
-def tap_offsets(channels, plane_size, kernel_h, kernel_w, padded_w):
-    """Offset of tap (c, r, s) from output position 0 in a group's adjacent flattened planes, in
+def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, layout):
+    """Offset of tap (c, r, s) from output position 0 in a group's adjacent phase planes, in
     (c, r, s) order (the packed weights' order)."""
+    (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
     c, r, s = np.meshgrid(np.arange(channels), np.arange(kernel_h), np.arange(kernel_w), indexing="ij")
-    return (c * plane_size + r * padded_w + s).ravel().astype(np.int64)
+    row_in, col_in = r * dilation_h, s * dilation_w
+    row_phase = np.searchsorted(layout.row_phases, row_in % stride_h)
+    col_phase = np.searchsorted(layout.col_phases, col_in % stride_w)
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    plane = c * phases + row_phase * layout.col_phases.shape[0] + col_phase
+    offsets = (plane * layout.plane_h * layout.plane_w
+               + (row_in // stride_h) * layout.plane_w + col_in // stride_w)
+    return offsets.ravel().astype(np.int64)
 
 
 def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows):
@@ -203,29 +274,32 @@ def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows):
     return int(max(1, min(out_h, fit, -(-out_h // wanted_chunks))))
 
 
-def correlate(x, w, bias, pads, groups):
-    """Stride-1 conv2d of C-contiguous ``x`` (N, C, H, W) with ``w`` (K, C/groups, R, S) under zero
-    padding ``pads`` = (top, bottom, left, right); ``bias`` a (K,) array."""
+def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
+    """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w`` (K, C/groups, R, S) under zero padding
+    ``pads`` = (top, bottom, left, right); ``bias`` a (K,) array."""
     batch, _, in_h, in_w = x.shape
     out_channels, _, kernel_h, kernel_w = w.shape
     pad_top, pad_bottom, pad_left, pad_right = pads
-    padded_h, padded_w = in_h + pad_top + pad_bottom, in_w + pad_left + pad_right
-    out = np.empty((batch, out_channels, padded_h - kernel_h + 1, padded_w - kernel_w + 1), x.dtype)
+    out_h = (in_h + pad_top + pad_bottom - (kernel_h - 1) * dilation[0] - 1) // stride[0] + 1
+    out_w = (in_w + pad_left + pad_right - (kernel_w - 1) * dilation[1] - 1) // stride[1] + 1
+    out = np.empty((batch, out_channels, out_h, out_w), x.dtype)
     if out.size == 0:
         return out
+    layout = plane_layout(out_h, out_w, kernel_h, kernel_w, stride, dilation)
     packed = pack_weight(w, groups)
     per_group_in = packed.shape[2]
     packed = packed.reshape(groups, packed.shape[1], per_group_in * kernel_h * kernel_w, CHANNEL_BLOCK)
-    offsets = tap_offsets(per_group_in, padded_h * padded_w, kernel_h, kernel_w, padded_w)
-    rows = rows_per_task(out.shape[2], padded_w, x.dtype.itemsize, batch * groups * packed.shape[1])
-    # pad a slice of the batch at a time: the padded copy stays within the workspace cap
-    plane_bytes = x.shape[1] * padded_h * padded_w * x.dtype.itemsize
-    step = max(1, min(batch, get_workspace_limit() // max(1, plane_bytes)))
+    offsets = tap_offsets(per_group_in, kernel_h, kernel_w, stride, dilation, layout)
+    rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups * packed.shape[1])
+    # a slice of the batch at a time: the planes' copy stays within the workspace cap
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    sample_bytes = x.shape[1] * phases * layout.plane_h * layout.plane_w * x.dtype.itemsize
+    step = max(1, min(batch, get_workspace_limit() // max(1, sample_bytes)))
     for start in range(0, batch, step):
         stop = min(batch, start + step)
-        planes = pad_flat(x[start:stop], pad_top, pad_bottom, pad_left, pad_right)
+        planes = phase_planes(x[start:stop], pads, stride, layout)
         _forward_kernel(planes.reshape(stop - start, -1), packed, offsets, bias, out[start:stop],
-                        kernel_w, padded_w, rows)
+                        layout.reach_w, layout.plane_w, rows)
     return out
 
 

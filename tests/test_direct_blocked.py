@@ -1,0 +1,118 @@
+"""The direct backend's channel-blocked kernel on flattened (phase) planes
+(fastconv.backends._direct_blocked): forward at every stride/dilation, the input gradient through
+the forward kernels, the weight gradient's reductions — on the geometries where its bookkeeping can
+go wrong: output channels not a multiple of the block, groups, phase planes with unused phases,
+row chunks, batch slices under the workspace cap, reads that end exactly at a plane's last value."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import _direct_blocked as blocked
+from fastconv.backends import direct
+from fastconv._params import make_conv_params
+from tests import naive
+from tests.tolerances import assert_gradient_matches, assert_matches
+
+CASES = [
+    ((2, 3, 9, 11), (5, 3, 3, 3), {"padding": 1}),  # 5 = one block + one channel
+    ((3, 1, 12, 12), (6, 1, 5, 5), {"padding": 2}),  # one input channel (LeNet's first layer)
+    ((2, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet's second layer, no padding: planes read in place
+    ((1, 6, 10, 9), (10, 3, 3, 2), {"groups": 2, "padding": (1, 0)}),
+    ((1, 8, 7, 7), (8, 2, 3, 3), {"groups": 4, "padding": 1}),  # 2 output channels per group
+    ((2, 4, 13, 12), (6, 4, 3, 3), {"stride": 2, "padding": 1}),  # ResNet-style downsampling
+    ((1, 3, 23, 25), (4, 3, 11, 11), {"stride": 4, "padding": 2}),  # AlexNet-style
+    ((1, 3, 15, 16), (4, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((2, 4, 9, 10), (4, 4, 1, 1), {"stride": 2}),  # only phase (0, 0) is read
+    ((1, 2, 14, 13), (4, 2, 3, 2), {"dilation": (3, 2), "padding": 2}),
+    ((1, 2, 16, 15), (5, 2, 3, 3), {"dilation": 2, "stride": 3, "padding": 1}),  # phases repeat
+    ((1, 2, 12, 11), (4, 2, 2, 3), {"dilation": (1, 2), "stride": (2, 3)}),
+    ((1, 2, 5, 5), (4, 2, 5, 5), {}),  # one output: the last tap reads the plane's last value
+    ((1, 2, 70, 90), (4, 2, 3, 3), {"padding": 1}),  # several row chunks per plane
+]
+
+
+def _id(case):
+    shape, wshape, kwargs = case
+    return f"x{shape}-w{wshape}-" + ",".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+def _params(x, w, kwargs):
+    return make_conv_params(x, w, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                            kwargs.get("dilation", 1), kwargs.get("groups", 1), "zeros")[0]
+
+
+def test_cases_take_the_blocked_kernel(rng):
+    """Otherwise this file would test the general kernel."""
+    for shape, wshape, kwargs in CASES:
+        params = _params(np.zeros(shape), np.zeros(wshape), kwargs)
+        assert blocked.applies(params) and not direct.single_channel_stride1_applies(params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_forward_matches_naive(case, dtype, rng):
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype)
+    got = fastconv.conv2d(x, w, b, algorithm="direct", **kwargs)
+    exact = naive.conv2d(x, w, b, **kwargs)
+    magnitude = naive.conv2d(np.abs(x), np.abs(w), np.abs(b), **kwargs)
+    assert got.shape == exact.shape and got.dtype == dtype and got.flags.c_contiguous
+    assert_matches(got, exact, magnitude, dtype, "direct")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_backward_matches_naive(case, dtype, rng):
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    grad = rng.standard_normal(naive.conv2d(x, w, **kwargs).shape).astype(dtype)
+    got = fastconv.conv2d_backward(grad, x, w, algorithm="direct", **kwargs)
+    exact = naive.conv2d_backward(grad, x, w, **kwargs)
+    magnitude = naive.conv2d_backward(np.abs(grad), np.abs(x), np.abs(w), **kwargs)
+    for name, value, want, scale in zip(("input", "weight", "bias"), got, exact, magnitude):
+        assert_gradient_matches(value, want, scale, dtype, "direct", what=f"grad_{name}")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_workspace_cap_slices_the_batch(stride, rng):
+    x = rng.standard_normal((5, 16, 20, 20))
+    w = rng.standard_normal((8, 16, 3, 3))
+    grad = rng.standard_normal(naive.conv2d(x, w, padding=1, stride=stride).shape)
+    previous = fastconv.get_workspace_limit()
+    try:
+        fastconv.set_workspace_limit(64 * 1024)  # below one sample's planes
+        got = fastconv.conv2d(x, w, padding=1, stride=stride, algorithm="direct")
+        _, grad_w, _ = fastconv.conv2d_backward(grad, x, w, padding=1, stride=stride,
+                                                algorithm="direct")
+    finally:
+        fastconv.set_workspace_limit(previous)
+    np.testing.assert_allclose(got, naive.conv2d(x, w, padding=1, stride=stride), rtol=1e-10,
+                               atol=1e-10)
+    want_w = naive.conv2d_backward(grad, x, w, padding=1, stride=stride)[1]
+    np.testing.assert_allclose(grad_w, want_w, rtol=1e-10, atol=1e-10)
+
+
+def test_padding_is_materialised_zeros_so_inf_weights_give_nan(rng):
+    """The definition multiplies every padded zero by its weight: 0 * inf = NaN, as PyTorch."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((1, 2, 6, 6))
+    w = rng.standard_normal((4, 2, 3, 3))
+    w[1, 0, 0, 0] = np.inf
+    got = fastconv.conv2d(x, w, padding=1, algorithm="direct")
+    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[0, 1, 0, :]).all() and not np.isnan(got[0, 0]).any()
+
+
+def test_inputs_are_not_modified(rng):
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    grad = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
+    copies = [a.copy() for a in (x, w, grad)]
+    fastconv.conv2d(x, w, stride=2, padding=1, algorithm="direct")
+    fastconv.conv2d_backward(grad, x, w, stride=2, padding=1, algorithm="direct")
+    for original, copy in zip((x, w, grad), copies):
+        np.testing.assert_array_equal(original, copy)
