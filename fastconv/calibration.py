@@ -123,10 +123,18 @@ def fit(rows, threads: int) -> dict:
             continue
         design = np.array([dispatch.cost_features(name, p, threads) for p, _ in mine])
         seconds = np.array([s for _, s in mine])
-        solution, _ = nnls(design / seconds[:, None], np.ones(len(mine)))
+        # a feature that is zero on every timed problem cannot be fitted (direct's general kernel
+        # now runs forward only for integers, but still prices strided gradients): it keeps the
+        # shipped default, and the fit uses the other columns with that term subtracted
+        identifiable = np.any(design != 0, axis=0)
+        defaults = np.array(dispatch.DEFAULT_COEFFICIENTS[name], dtype=float)
+        fixed = design[:, ~identifiable] @ defaults[~identifiable]
+        solution, _ = nnls(design[:, identifiable] / seconds[:, None], 1.0 - fixed / seconds)
         if np.all(solution == 0):
             continue
-        coefficients[name] = [float(c) for c in solution]
+        full = defaults.copy()
+        full[identifiable] = solution
+        coefficients[name] = [float(c) for c in full]
     return coefficients
 
 

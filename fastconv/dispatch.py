@@ -90,6 +90,8 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
             # and the zero channels that fill the last block; each pass over a task's accumulators
             # (four taps) has a fixed cost that dominates on small planes
             flops, passes = direct.blocked.work(params)
+            if params.out_channels_per_group == 1:  # one accumulator: load-bound, like the above
+                return (1.0, 0.0, flops * width / threads, 0.0, passes / threads)
             return (1.0, 0.0, 0.0, flops * width / threads, passes / threads)
         penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
         return (1.0, params.flops * width * penalty / threads, 0.0, 0.0, 0.0)

@@ -217,8 +217,13 @@ def test_calibration_fit_recovers_known_coefficients(rng):
                                       None, **kwargs)
         features = np.array(dispatch.cost_features("direct", params, 2))
         rows.append(("direct", params, float(truth @ features)))
-    fitted = calibration.fit(rows, threads=2)["direct"]
-    np.testing.assert_allclose(fitted, truth, rtol=1e-6)
+    fitted = np.array(calibration.fit(rows, threads=2)["direct"])
+    # the general kernel's FLOP term is not exercised by any float forward on the grid: it keeps
+    # the shipped default; every other coefficient is recovered
+    general = dispatch.FEATURE_NAMES["direct"].index("flops")
+    assert fitted[general] == dispatch.DEFAULT_COEFFICIENTS["direct"][general]
+    keep = np.arange(len(truth)) != general
+    np.testing.assert_allclose(fitted[keep], truth[keep], rtol=1e-6)
 
 
 def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):

@@ -40,16 +40,17 @@ ACCUMULATOR_BYTES = 16 << 10
 
 
 def applies(params) -> bool:
-    """Any stride and dilation, at least two output channels per group (something to block over),
-    real or complex floating point."""
-    return params.out_channels_per_group >= 2 and params.dtype.kind in "fc"
+    """Real or complex floating point, any stride, dilation and groups (one output channel per
+    group runs the one-accumulator kernel)."""
+    return params.dtype.kind in "fc"
 
 
 def gradients_apply(params) -> bool:
-    """The weight-gradient kernel (and the input gradient as a forward correlation) need stride 1
-    and no dilation."""
+    """The weight-gradient kernel (and the input gradient as a forward correlation) need stride 1,
+    no dilation and at least two output channels per group to block over."""
     return (
         applies(params)
+        and params.out_channels_per_group >= 2
         and params.stride_h == params.stride_w == 1
         and params.dilation_h == params.dilation_w == 1
     )
@@ -58,17 +59,19 @@ def gradients_apply(params) -> bool:
 def work(params):
     """(multiply-add FLOPs actually performed, passes over accumulators) of ``correlate`` for a
     problem ``applies`` accepts: the cost model's features."""
-    blocks = _channel_blocks(params.out_channels_per_group)
+    one_channel = params.out_channels_per_group == 1
+    blocks = 1 if one_channel else _channel_blocks(params.out_channels_per_group)
+    channels = 1 if one_channel else CHANNEL_BLOCK
     layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w,
                           (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w))
     plane_w = layout.plane_w
-    flops = (2 * params.batch * params.groups * blocks * CHANNEL_BLOCK * params.out_h * plane_w
+    flops = (2 * params.batch * params.groups * blocks * channels * params.out_h * plane_w
              * params.in_channels_per_group * params.kernel_h * params.kernel_w)
     taps = params.in_channels_per_group * params.kernel_h * params.kernel_w
-    passes_per_task = taps // 4 + taps % 4
+    passes_per_task = taps // 8 + taps % 8 if one_channel else taps // 4 + taps % 4
     tasks_without_rows = params.batch * params.groups * blocks
     chunks = -(-params.out_h // rows_per_task(params.out_h, plane_w, params.dtype.itemsize,
-                                               tasks_without_rows))
+                                               tasks_without_rows, channels))
     return float(flops), float(tasks_without_rows * chunks * passes_per_task)
 
 
@@ -251,6 +254,62 @@ def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_
                     dst[ow] = src[ow] + b
 
 
+# --- one output channel per group (depthwise): one accumulator, eight taps per pass --------------
+@njit_kernel
+def _eight_taps_one_channel(acc, planes, base, offsets, taps, length):
+    x0, x1 = planes[base + offsets[0]:], planes[base + offsets[1]:]
+    x2, x3 = planes[base + offsets[2]:], planes[base + offsets[3]:]
+    x4, x5 = planes[base + offsets[4]:], planes[base + offsets[5]:]
+    x6, x7 = planes[base + offsets[6]:], planes[base + offsets[7]:]
+    w0, w1, w2, w3, w4, w5, w6, w7 = taps[0], taps[1], taps[2], taps[3], taps[4], taps[5], taps[6], taps[7]
+    for q in range(length):
+        acc[q] += ((w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q])
+                   + (w4 * x4[q] + w5 * x5[q] + w6 * x6[q] + w7 * x7[q]))
+
+
+@njit_kernel
+def _one_tap_one_channel(acc, planes, base, offsets, taps, length):
+    x0 = planes[base + offsets[0]:]
+    w0 = taps[0]
+    for q in range(length):
+        acc[q] += w0 * x0[q]
+
+
+@njit_parallel
+def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, rows_per_task):
+    """``_forward_kernel`` for one output channel per group: ``weights`` (G, taps)."""
+    batch = planes.shape[0]
+    groups, tap_count = weights.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    group_size = planes.shape[1] // groups
+    row_chunks = -(-out_h // rows_per_task)
+    readable = out_h * padded_w - (reach_w - 1)
+    for task in prange(batch * groups * row_chunks):
+        chunk = task % row_chunks
+        g = (task // row_chunks) % groups
+        n = task // (row_chunks * groups)
+        oh0 = chunk * rows_per_task
+        oh1 = min(out_h, oh0 + rows_per_task)
+        first = oh0 * padded_w
+        length = min(oh1 * padded_w, readable) - first
+        acc = np.zeros(rows_per_task * padded_w, dtype=out.dtype)
+        group_planes = planes[n, g * group_size:(g + 1) * group_size]
+        taps = weights[g]
+        t = 0
+        while t + 8 <= tap_count:
+            _eight_taps_one_channel(acc, group_planes, first, offsets[t:t + 8], taps[t:t + 8], length)
+            t += 8
+        while t < tap_count:
+            _one_tap_one_channel(acc, group_planes, first, offsets[t:t + 1], taps[t:t + 1], length)
+            t += 1
+        b = bias[g]
+        for oh in range(oh0, oh1):
+            src = acc[(oh - oh0) * padded_w:]
+            dst = out[n, g, oh]
+            for ow in range(out_w):
+                dst[ow] = src[ow] + b
+
+
 def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, layout):
     """Offset of tap (c, r, s) from output position 0 in a group's adjacent phase planes, in
     (c, r, s) order (the packed weights' order)."""
@@ -266,10 +325,10 @@ def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, layout):
     return offsets.ravel().astype(np.int64)
 
 
-def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows):
-    """Output rows per task: accumulators within ACCUMULATOR_BYTES, and about four tasks per thread
-    when the (sample, group, block) tasks alone are too few."""
-    fit = max(1, ACCUMULATOR_BYTES // (CHANNEL_BLOCK * padded_w * itemsize))
+def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, channels=CHANNEL_BLOCK):
+    """Output rows per task: ``channels`` accumulator rows within ACCUMULATOR_BYTES, and about four
+    tasks per thread when the (sample, group, block) tasks alone are too few."""
+    fit = max(1, ACCUMULATOR_BYTES // (channels * padded_w * itemsize))
     wanted_chunks = -(-4 * get_num_threads() // max(1, tasks_without_rows))
     return int(max(1, min(out_h, fit, -(-out_h // wanted_chunks))))
 
@@ -286,11 +345,18 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     if out.size == 0:
         return out
     layout = plane_layout(out_h, out_w, kernel_h, kernel_w, stride, dilation)
-    packed = pack_weight(w, groups)
-    per_group_in = packed.shape[2]
-    packed = packed.reshape(groups, packed.shape[1], per_group_in * kernel_h * kernel_w, CHANNEL_BLOCK)
-    offsets = tap_offsets(per_group_in, kernel_h, kernel_w, stride, dilation, layout)
-    rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups * packed.shape[1])
+    one_channel = out_channels == groups
+    if one_channel:
+        packed = np.ascontiguousarray(w.reshape(groups, -1))
+        rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups, channels=1)
+        offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, layout)
+    else:
+        packed = pack_weight(w, groups)
+        per_group_in = packed.shape[2]
+        packed = packed.reshape(groups, packed.shape[1], per_group_in * kernel_h * kernel_w,
+                                CHANNEL_BLOCK)
+        offsets = tap_offsets(per_group_in, kernel_h, kernel_w, stride, dilation, layout)
+        rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups * packed.shape[1])
     # a slice of the batch at a time: the planes' copy stays within the workspace cap
     phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
     sample_bytes = x.shape[1] * phases * layout.plane_h * layout.plane_w * x.dtype.itemsize
@@ -298,8 +364,9 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     for start in range(0, batch, step):
         stop = min(batch, start + step)
         planes = phase_planes(x[start:stop], pads, stride, layout)
-        _forward_kernel(planes.reshape(stop - start, -1), packed, offsets, bias, out[start:stop],
-                        layout.reach_w, layout.plane_w, rows)
+        kernel = _one_channel_kernel if one_channel else _forward_kernel
+        kernel(planes.reshape(stop - start, -1), packed, offsets, bias, out[start:stop],
+               layout.reach_w, layout.plane_w, rows)
     return out
 
 

@@ -205,13 +205,17 @@ def backward_weight(grad_out, x, params):
 
 
 def single_channel_stride1_applies(params) -> bool:
-    # with four or more output channels per input channel, the channel-blocked kernel of
-    # _direct_blocked reuses each input load across them and is faster (LeNet's first layer: 6.7x)
+    # Floating-point problems with one output channel per group (depthwise layers, single images)
+    # run faster on _direct_blocked's one-accumulator kernel (flattened planes, eight taps per
+    # pass: depthwise 3x3 N=8 128ch 56x56 2.27 -> 1.69 ms), and with four or more output channels
+    # per input channel its channel-blocked kernel reuses each input load (LeNet's first layer:
+    # 6.7x).  This kernel keeps integers (exact integer arithmetic for the signal API) and two or
+    # three output channels per input channel, where a block of four would be half empty.
     return (
         params.in_channels_per_group == 1
-        and params.out_channels_per_group < blocked.CHANNEL_BLOCK
         and params.stride_h == params.stride_w == 1
         and params.dilation_h == params.dilation_w == 1
+        and (not blocked.applies(params) or 2 <= params.out_channels_per_group < blocked.CHANNEL_BLOCK)
     )
 
 
