@@ -55,11 +55,11 @@ FEATURE_NAMES = {
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
-    "direct": (1.22e-05, 9.2e-11, 1.99e-11, 7.35e-12, 3.9e-08),
-    "im2col": (0, 0, 7.53e-12, 4.97e-07, 3.17e-10),
-    "fft": (2.61e-05, 2.78e-11, 1.69e-10, 3.05e-09),
-    "separable": (2.58e-05, 2.52e-10, 0),
-    "winograd": (3.05e-05, 2.8e-09, 3.84e-11, 4.27e-07),
+    "direct": (1.24e-05, 9.2e-11, 1.45e-11, 8.34e-12, 2.22e-08),
+    "im2col": (0, 0, 8.9e-12, 2.31e-06, 2.15e-10),
+    "fft": (2.61e-05, 2.88e-11, 1.62e-10, 3.08e-09),
+    "separable": (3.06e-05, 2.52e-10, 0),
+    "winograd": (1.8e-05, 2.77e-09, 3.57e-11, 3.9e-07),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 

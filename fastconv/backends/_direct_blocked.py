@@ -24,10 +24,11 @@ vector registers.
 """
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 from numba import prange
-
-from typing import NamedTuple
 
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
 from ._common import valid_output_range
@@ -89,14 +90,21 @@ class PlaneLayout(NamedTuple):
     reach_w: int  # the largest column shift + 1: positions past out_w that taps read
 
 
+@functools.lru_cache(maxsize=256)
 def plane_layout(out_h, out_w, kernel_h, kernel_w, stride, dilation) -> PlaneLayout:
+    """Memoised (a repeated layer pays nothing); the arrays are read-only."""
     (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
     rows = sorted({(r * dilation_h) % stride_h for r in range(kernel_h)})
     cols = sorted({(s * dilation_w) % stride_w for s in range(kernel_w)})
     max_u = (kernel_h - 1) * dilation_h // stride_h
     max_v = (kernel_w - 1) * dilation_w // stride_w
-    return PlaneLayout(np.array(rows, np.int64), np.array(cols, np.int64), out_h + max_u,
-                       out_w + max_v, max_v + 1)
+    return PlaneLayout(_read_only(np.array(rows, np.int64)), _read_only(np.array(cols, np.int64)),
+                       out_h + max_u, out_w + max_v, max_v + 1)
+
+
+def _read_only(array):
+    array.flags.writeable = False
+    return array
 
 
 @njit_parallel
@@ -310,9 +318,11 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
                 dst[ow] = src[ow] + b
 
 
-def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, layout):
+@functools.lru_cache(maxsize=256)
+def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, out_h, out_w):
     """Offset of tap (c, r, s) from output position 0 in a group's adjacent phase planes, in
-    (c, r, s) order (the packed weights' order)."""
+    (c, r, s) order (the packed weights' order).  Memoised; read-only."""
+    layout = plane_layout(out_h, out_w, kernel_h, kernel_w, stride, dilation)
     (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
     c, r, s = np.meshgrid(np.arange(channels), np.arange(kernel_h), np.arange(kernel_w), indexing="ij")
     row_in, col_in = r * dilation_h, s * dilation_w
@@ -322,7 +332,7 @@ def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, layout):
     plane = c * phases + row_phase * layout.col_phases.shape[0] + col_phase
     offsets = (plane * layout.plane_h * layout.plane_w
                + (row_in // stride_h) * layout.plane_w + col_in // stride_w)
-    return offsets.ravel().astype(np.int64)
+    return _read_only(offsets.ravel().astype(np.int64))
 
 
 def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, channels=CHANNEL_BLOCK):
@@ -349,13 +359,13 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     if one_channel:
         packed = np.ascontiguousarray(w.reshape(groups, -1))
         rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups, channels=1)
-        offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, layout)
+        offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, out_h, out_w)
     else:
         packed = pack_weight(w, groups)
         per_group_in = packed.shape[2]
         packed = packed.reshape(groups, packed.shape[1], per_group_in * kernel_h * kernel_w,
                                 CHANNEL_BLOCK)
-        offsets = tap_offsets(per_group_in, kernel_h, kernel_w, stride, dilation, layout)
+        offsets = tap_offsets(per_group_in, kernel_h, kernel_w, stride, dilation, out_h, out_w)
         rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups * packed.shape[1])
     # a slice of the batch at a time: the planes' copy stays within the workspace cap
     phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
