@@ -212,7 +212,8 @@ def backward_problem(case: Case) -> Problem:
             return tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
 
         peers["torch"] = run_torch
-    choice = dispatch.choose_backward(params, "auto", x, w, grad_out).algorithm
+    picks = dispatch.choose_gradients(params, "auto", grad_out, x, w, True, True)
+    choice = "/".join(dict.fromkeys(decision.algorithm for decision in picks))
     predicted = {name: dispatch.estimate_seconds(name, params) for name in dispatch.BACKENDS}
     # input and weight gradients: each costs one forward's FLOPs
     return Problem("backward", case.name, 2 * params.flops, reference, ours, peers, choice,

@@ -454,6 +454,27 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
     return Decision("direct", prefix + "fallback")  # unreachable: direct is always finite-safe
 
 
+def choose_gradients(params, algorithm: str, grad, x, w, need_input: bool, need_weight: bool,
+                     runner=None):
+    """(input decision, weight decision) for conv2d_backward, None where not needed.
+
+    The two gradients are different problems — the input gradient a correlation of the output
+    gradient with the flipped weights, the weight gradient a reduction over the batch — and their
+    best backends differ (a strided layer: im2col for the input, the blocked direct kernel for the
+    weight), so each is chosen on its own.  ``runner(name, need_input, need_weight)`` computes the
+    requested gradients with backend ``name`` (for measure mode)."""
+    def choose(operands, operation, needs):
+        return choose_backward(
+            params, algorithm, *operands,
+            runner=None if runner is None else (lambda name: runner(name, *needs)),
+            operation=operation, needs=needs,
+        )
+
+    input_decision = choose((grad, w), "backward:input", (True, False)) if need_input else None
+    weight_decision = choose((grad, x), "backward:weight", (False, True)) if need_weight else None
+    return input_decision, weight_decision
+
+
 # --- explain ----------------------------------------------------------------------------------
 @dataclass
 class Explanation:

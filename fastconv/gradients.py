@@ -74,6 +74,19 @@ def _parse_needs(needs) -> tuple[bool, bool, bool]:
     return tuple(name in names for name in GRADIENT_NAMES)
 
 
+def _run_decided(decisions, grad_out, x, w, params):
+    """Run the backends ``dispatch.choose_gradients`` chose: together when they are the same."""
+    input_decision, weight_decision = decisions
+    if input_decision and weight_decision and input_decision.algorithm == weight_decision.algorithm:
+        return _run_backward(input_decision.algorithm, grad_out, x, w, params, True, True)
+    grad_input = grad_weight = None
+    if input_decision:
+        grad_input, _ = _run_backward(input_decision.algorithm, grad_out, x, w, params, True, False)
+    if weight_decision:
+        _, grad_weight = _run_backward(weight_decision.algorithm, grad_out, x, w, params, False, True)
+    return grad_input, grad_weight
+
+
 def _run_backward(backend, grad_out, x, w, params, need_input, need_weight):
     """(grad_input, grad_weight) from one backend; both at once where the backend shares work."""
     module = BACKENDS[backend]
@@ -142,17 +155,11 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         else:
             zero_params = params.explicitly_padded()
             x_zero_form = pad_nchw(x, pads, params.padding_mode) if need_weight else None
-        operands = [grad] + ([w] if need_input else []) + ([x_zero_form] if need_weight else [])
-        decision = dispatch.choose_backward(
-            zero_params, algorithm, *operands,
-            runner=lambda name: _run_backward(name, grad, x_zero_form, w, zero_params,
-                                              need_input, need_weight),
-            operation="backward:" + ("input" if need_input else "") + ("weight" if need_weight else ""),
-            needs=(need_input, need_weight),
+        decisions = dispatch.choose_gradients(
+            zero_params, algorithm, grad, x_zero_form, w, need_input, need_weight,
+            runner=lambda name, i, wt: _run_backward(name, grad, x_zero_form, w, zero_params, i, wt),
         )
-        grad_input, grad_weight = _run_backward(
-            decision.algorithm, grad, x_zero_form, w, zero_params, need_input, need_weight
-        )
+        grad_input, grad_weight = _run_decided(decisions, grad, x_zero_form, w, zero_params)
         if need_input and explicit:
             grad_input = unpad_gradient_nchw(grad_input, (params.in_h, params.in_w), pads,
                                              params.padding_mode)

@@ -1,7 +1,8 @@
 """The direct backend's channel-blocked kernel on flattened (phase) planes
 (fastconv.backends._direct_blocked): forward at every stride/dilation, the input gradient through
 the forward kernels, the weight gradient's reductions — on the geometries where its bookkeeping can
-go wrong: output channels not a multiple of the block, groups, phase planes with unused phases,
+go wrong: output channels not a multiple of the block, groups (one output channel each too),
+phase planes with unused phases,
 row chunks, batch slices under the workspace cap, reads that end exactly at a plane's last value."""
 import numpy as np
 import pytest
@@ -28,6 +29,11 @@ CASES = [
     ((1, 2, 12, 11), (4, 2, 2, 3), {"dilation": (1, 2), "stride": (2, 3)}),
     ((1, 2, 5, 5), (4, 2, 5, 5), {}),  # one output: the last tap reads the plane's last value
     ((1, 2, 70, 90), (4, 2, 3, 3), {"padding": 1}),  # several row chunks per plane
+    # one output channel per group: the one-accumulator kernels
+    ((2, 5, 9, 10), (5, 1, 3, 3), {"groups": 5, "padding": 1}),  # depthwise
+    ((2, 4, 11, 9), (4, 1, 5, 5), {"groups": 4, "padding": 2, "stride": 2}),
+    ((1, 6, 10, 10), (3, 2, 3, 3), {"groups": 3, "dilation": 2, "padding": 2}),  # 2 in, 1 out
+    ((1, 1, 40, 37), (1, 1, 7, 7), {"padding": 3}),  # a single image
 ]
 
 

@@ -259,6 +259,7 @@ def test_measure_mode_covers_conv2d_backward(wisdom_file, rng):
     for part, reference in zip(got, expected):
         np.testing.assert_allclose(part, reference, rtol=1e-9, atol=1e-9)
     entries = json.loads(wisdom_file.read_text())["entries"]
-    (key,) = entries
-    assert key.startswith("backward:inputweight|")
-    assert set(entries[key]["times"]) == {"direct", "im2col", "fft"}
+    # each gradient is measured (and remembered) on its own: their best backends can differ
+    assert sorted(key.split("|")[0] for key in entries) == ["backward:input", "backward:weight"]
+    for entry in entries.values():
+        assert set(entry["times"]) == {"direct", "im2col", "fft"}

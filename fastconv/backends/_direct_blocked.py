@@ -47,14 +47,8 @@ def applies(params) -> bool:
 
 
 def gradients_apply(params) -> bool:
-    """The weight-gradient kernel (and the input gradient as a forward correlation) need stride 1,
-    no dilation and at least two output channels per group to block over."""
-    return (
-        applies(params)
-        and params.out_channels_per_group >= 2
-        and params.stride_h == params.stride_w == 1
-        and params.dilation_h == params.dilation_w == 1
-    )
+    """The weight-gradient kernel takes what the forward takes."""
+    return applies(params)
 
 
 def work(params):
@@ -401,11 +395,17 @@ def transposed_flipped_weight(w, groups):
     )
 
 
-# --- weight gradient: sixteen reductions per pass -------------------------------------------------
+# --- weight gradient: sixteen (or eight) reductions per pass ------------------------------------
+# grad_w[k, c, tap] = sum over samples and output positions p of grad_out[k, p] * plane[c][p + offset
+# (tap)], with grad_out widened to the planes' row length (zeros in the discarded columns) and the
+# same phase planes and tap offsets as the forward: any stride and dilation.  Four channels x four
+# taps are sixteen scalar reductions in one loop (eight taps for one output channel per group),
+# which LLVM turns into vector accumulators held in registers.
 @njit_kernel
-def _four_tap_sums(sums, g0, g1, g2, g3, plane, base, length):
-    """sums[s, j] += sum_q g_j[q] * plane[base + s + q] for s < 4, j < 4."""
-    x0, x1, x2, x3 = plane[base:], plane[base + 1:], plane[base + 2:], plane[base + 3:]
+def _four_tap_sums(sums, g0, g1, g2, g3, planes, base, offsets, length):
+    """sums[t, j] += sum_q g_j[q] * planes[base + offsets[t] + q] for t < 4, j < 4."""
+    x0, x1 = planes[base + offsets[0]:], planes[base + offsets[1]:]
+    x2, x3 = planes[base + offsets[2]:], planes[base + offsets[3]:]
     zero = sums.dtype.type(0)
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
     s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
@@ -447,9 +447,9 @@ def _four_tap_sums(sums, g0, g1, g2, g3, plane, base, length):
 
 
 @njit_kernel
-def _one_tap_sums(sums, g0, g1, g2, g3, plane, base, length):
-    """sums[0, j] += sum_q g_j[q] * plane[base + q] for j < 4."""
-    x0 = plane[base:]
+def _one_tap_sums(sums, g0, g1, g2, g3, planes, base, offsets, length):
+    """sums[0, j] += sum_q g_j[q] * planes[base + offsets[0] + q] for j < 4."""
+    x0 = planes[base + offsets[0]:]
     zero = sums.dtype.type(0)
     s0 = s1 = s2 = s3 = zero
     for q in range(length):
@@ -464,35 +464,73 @@ def _one_tap_sums(sums, g0, g1, g2, g3, plane, base, length):
     sums[0, 3] += s3
 
 
+@njit_kernel
+def _eight_tap_sums_one_channel(sums, g0, planes, base, offsets, length):
+    """sums[t, 0] += sum_q g0[q] * planes[base + offsets[t] + q] for t < 8."""
+    x0, x1 = planes[base + offsets[0]:], planes[base + offsets[1]:]
+    x2, x3 = planes[base + offsets[2]:], planes[base + offsets[3]:]
+    x4, x5 = planes[base + offsets[4]:], planes[base + offsets[5]:]
+    x6, x7 = planes[base + offsets[6]:], planes[base + offsets[7]:]
+    zero = sums.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    for q in range(length):
+        h = g0[q]
+        s0 += h * x0[q]
+        s1 += h * x1[q]
+        s2 += h * x2[q]
+        s3 += h * x3[q]
+        s4 += h * x4[q]
+        s5 += h * x5[q]
+        s6 += h * x6[q]
+        s7 += h * x7[q]
+    sums[0, 0] += s0
+    sums[1, 0] += s1
+    sums[2, 0] += s2
+    sums[3, 0] += s3
+    sums[4, 0] += s4
+    sums[5, 0] += s5
+    sums[6, 0] += s6
+    sums[7, 0] += s7
+
+
+@njit_kernel
+def _one_tap_sums_one_channel(sums, g0, planes, base, offsets, length):
+    x0 = planes[base + offsets[0]:]
+    total = sums.dtype.type(0)
+    for q in range(length):
+        total += g0[q] * x0[q]
+    sums[0, 0] += total
+
+
 @njit_parallel
 def _widen_kernel(grad_out, out, padded_w):
-    """out[n, g, b, j, oh * padded_w + ow] = grad_out[n, g*Kg + b*4 + j, oh, ow]; zeros elsewhere
-    (discarded columns and the zero channels that pad the last block)."""
-    batch, groups, blocks, _, _ = out.shape
+    """out[n, g, b, j, oh * padded_w + ow] = grad_out[n, g*Kg + b*B + j, oh, ow] (B = the block
+    size, out.shape[3]); zeros elsewhere (discarded columns, and the zero channels that pad the
+    last block)."""
+    batch, groups, blocks, block_size, _ = out.shape
     out_channels, out_h, out_w = grad_out.shape[1], grad_out.shape[2], grad_out.shape[3]
     per_group_out = out_channels // groups
-    for index in prange(batch * groups * blocks * CHANNEL_BLOCK):
-        j = index % CHANNEL_BLOCK
-        block = (index // CHANNEL_BLOCK) % blocks
-        g = (index // (CHANNEL_BLOCK * blocks)) % groups
-        n = index // (CHANNEL_BLOCK * blocks * groups)
+    for index in prange(batch * groups * blocks * block_size):
+        j = index % block_size
+        block = (index // block_size) % blocks
+        g = (index // (block_size * blocks)) % groups
+        n = index // (block_size * blocks * groups)
         flat = out[n, g, block, j]
         flat[:] = 0
-        k_in_group = block * CHANNEL_BLOCK + j
+        k_in_group = block * block_size + j
         if k_in_group < per_group_out:
             for oh in range(out_h):
                 flat[oh * padded_w:oh * padded_w + out_w] = grad_out[n, g * per_group_out + k_in_group, oh]
 
 
 @njit_parallel
-def _weight_kernel(planes, wide, partial, padded_w, samples_per_task):
-    """partial[t, g, b, c, r, s, j] = sum over task t's samples of the (r, s) tap's dot product of
-    output-gradient plane (g, b, j) with input plane (g, c) shifted by r * padded_w + s."""
-    batch, groups, blocks, _, span = wide.shape
-    _, _, _, per_group_in, kernel_h, kernel_w, _ = partial.shape
+def _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples_per_task):
+    """partial[t, g, b, c, tap, j] = sum over task t's samples of the dot product of widened
+    output-gradient plane (g, b, j) with input channel (g, c)'s phase planes at the tap's offset.
+    ``channel_size``: values of one input channel's phase planes."""
+    batch, groups, blocks, block_size, _ = wide.shape
+    per_group_in, tap_count = partial.shape[3], partial.shape[4]
     sample_chunks = partial.shape[0]
-    # the discarded columns hold zeros in ``wide``; the last S - 1 would read past the plane's end
-    length = span - (kernel_w - 1)
     for task in prange(sample_chunks * groups * blocks * per_group_in):
         c = task % per_group_in
         block = (task // per_group_in) % blocks
@@ -500,48 +538,69 @@ def _weight_kernel(planes, wide, partial, padded_w, samples_per_task):
         chunk = task // (per_group_in * blocks * groups)
         sums = partial[chunk, g, block, c]
         sums[:] = 0
+        base = (g * per_group_in + c) * channel_size
         for n in range(chunk * samples_per_task, min(batch, (chunk + 1) * samples_per_task)):
-            plane = planes[n, g * per_group_in + c]
-            g0, g1, g2, g3 = wide[n, g, block, 0], wide[n, g, block, 1], wide[n, g, block, 2], wide[n, g, block, 3]
-            for r in range(kernel_h):
-                s = 0
-                while s + 4 <= kernel_w:
-                    _four_tap_sums(sums[r, s:s + 4], g0, g1, g2, g3, plane, r * padded_w + s, length)
-                    s += 4
-                while s < kernel_w:
-                    _one_tap_sums(sums[r, s:s + 1], g0, g1, g2, g3, plane, r * padded_w + s, length)
-                    s += 1
+            sample = planes[n]
+            grads = wide[n, g, block]
+            t = 0
+            if block_size == 1:
+                while t + 8 <= tap_count:
+                    _eight_tap_sums_one_channel(sums[t:t + 8], grads[0], sample, base,
+                                                offsets[t:t + 8], length)
+                    t += 8
+                while t < tap_count:
+                    _one_tap_sums_one_channel(sums[t:t + 1], grads[0], sample, base,
+                                              offsets[t:t + 1], length)
+                    t += 1
+            else:
+                while t + 4 <= tap_count:
+                    _four_tap_sums(sums[t:t + 4], grads[0], grads[1], grads[2], grads[3], sample,
+                                   base, offsets[t:t + 4], length)
+                    t += 4
+                while t < tap_count:
+                    _one_tap_sums(sums[t:t + 1], grads[0], grads[1], grads[2], grads[3], sample,
+                                  base, offsets[t:t + 1], length)
+                    t += 1
 
 
 def weight_gradient(grad_out, x, params):
-    """grad_w (K, Cg, R, S) of a stride-1, undilated conv2d (``params`` in zero-padding form)."""
+    """grad_w (K, Cg, R, S) of conv2d (``params`` in zero-padding form, ``applies``)."""
     groups = params.groups
     per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
-    blocks = _channel_blocks(per_group_out)
-    padded_w = params.padded_w
-    span = params.out_h * padded_w
+    block_size = 1 if per_group_out == 1 else CHANNEL_BLOCK
+    blocks = -(-per_group_out // block_size)
+    stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
+                          dilation)
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    channel_size = phases * layout.plane_h * layout.plane_w
+    offsets = tap_offsets(1, params.kernel_h, params.kernel_w, stride, dilation, params.out_h,
+                          params.out_w)
+    span = params.out_h * layout.plane_w
+    # the discarded columns hold zeros in ``wide``; the last reach_w - 1 would read past the planes
+    length = span - (layout.reach_w - 1)
     # split the samples when (group, block, channel) tasks alone cannot occupy the threads; each
     # sample slice writes its own partial sums, added at the end
     tasks = groups * blocks * per_group_in
     chunks = max(1, min(params.batch, -(-2 * get_num_threads() // tasks)))
     samples_per_task = -(-params.batch // chunks)
-    # padded input planes and widened gradients, a slice of the batch at a time within the cap
-    sample_bytes = (params.in_channels * params.padded_h * padded_w
-                    + groups * blocks * CHANNEL_BLOCK * span) * params.dtype.itemsize
+    # input planes and widened gradients, a slice of the batch at a time within the cap
+    sample_bytes = (params.in_channels * channel_size
+                    + groups * blocks * block_size * span) * params.dtype.itemsize
     step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))
-    grad_w = np.zeros((groups, blocks, per_group_in, params.kernel_h, params.kernel_w, CHANNEL_BLOCK),
-                      dtype=params.dtype)
+    taps = params.kernel_h * params.kernel_w
+    grad_w = np.zeros((groups, blocks, per_group_in, taps, block_size), dtype=params.dtype)
     for start in range(0, params.batch, step):
         stop = min(params.batch, start + step)
-        planes = pad_flat(x[start:stop], params.pad_top, params.pad_bottom, params.pad_left,
-                          params.pad_right)
-        wide = np.empty((stop - start, groups, blocks, CHANNEL_BLOCK, span), dtype=params.dtype)
-        _widen_kernel(grad_out[start:stop], wide, padded_w)
+        planes = phase_planes(x[start:stop], pads, stride, layout).reshape(stop - start, -1)
+        wide = np.empty((stop - start, groups, blocks, block_size, span), dtype=params.dtype)
+        _widen_kernel(grad_out[start:stop], wide, layout.plane_w)
         samples = min(samples_per_task, stop - start)
         partial = np.empty((-(-(stop - start) // samples),) + grad_w.shape, dtype=params.dtype)
-        _weight_kernel(planes, wide, partial, padded_w, samples)
+        _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples)
         grad_w += partial.sum(axis=0)
-    by_channel = grad_w.transpose(0, 1, 5, 2, 3, 4).reshape(
-        groups, blocks * CHANNEL_BLOCK, per_group_in, params.kernel_h, params.kernel_w
+    by_channel = grad_w.transpose(0, 1, 4, 2, 3).reshape(
+        groups, blocks * block_size, per_group_in, params.kernel_h, params.kernel_w
     )
     return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
