@@ -62,6 +62,10 @@ DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD
     "winograd": (1.8e-05, 2.77e-09, 3.57e-11, 3.9e-07),
 }
 STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
+# im2col's gradients through the unfold path (strided layers, < 8 channels per group) cost more than
+# its forward: fold/unfold passes and GEMMs with the thin operand on the other side.  Measured per
+# gradient / forward: 1.4-1.8 (ResNet stride 2, AlexNet), 2.5-3.6 (LeNet conv2).
+IM2COL_UNFOLD_BACKWARD_FACTOR = 2.0
 
 _coefficients = dict(DEFAULT_COEFFICIENTS)
 
@@ -380,7 +384,10 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
     blocked forward) and the general kernel otherwise."""
     threads = get_num_threads() if threads is None else threads
     if name != "direct":
-        return (need_input + need_weight) * _predict(name, cost_features(name, params, threads))
+        seconds = (need_input + need_weight) * _predict(name, cost_features(name, params, threads))
+        if name == "im2col" and not im2col.uses_shifted_taps(params):
+            seconds *= IM2COL_UNFOLD_BACKWARD_FACTOR
+        return seconds
     width = params.dtype.itemsize / 4.0
     general = params.flops * width * (STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0) / threads
     seconds = 0.0

@@ -115,6 +115,23 @@ def test_needs_selects_gradients_and_unbatched_works(rng):
     assert fastconv.conv2d_backward(grad, x, w, padding=1, needs=()) == (None, None, None)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("needs", [("input",), ("weight",), ("weight", "bias")])
+def test_each_gradient_alone_on_every_backend(backend, needs, rng):
+    """conv2d_backward chooses each gradient's backend separately, so every backend must compute
+    either gradient alone — including im2col's no-unfold path (8+ channels per group, stride 1)."""
+    x = rng.standard_normal((2, 8, 9, 9))
+    w = rng.standard_normal((6, 8, 3, 3))
+    grad = rng.standard_normal((2, 6, 9, 9))
+    got = fastconv.conv2d_backward(grad, x, w, padding=1, needs=needs, algorithm=backend)
+    exact = naive.conv2d_backward(grad, x, w, padding=1)
+    for name, value, want in zip(("input", "weight", "bias"), got, exact):
+        if name in needs:
+            np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-10)
+        else:
+            assert value is None
+
+
 def test_inputs_untouched_noncontiguous_readonly(rng):
     x = np.asfortranarray(rng.standard_normal((2, 3, 9, 8)))
     w = rng.standard_normal((4, 3, 3, 3))[:, :, ::-1]

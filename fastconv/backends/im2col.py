@@ -414,8 +414,11 @@ def _shifted_taps_backward(grad_out, x, w, params, need_input, need_weight):
     samples = int(max(1, min(params.batch,
                              get_workspace_limit() // (per_sample * params.dtype.itemsize))))
     tap_count = params.kernel_h * params.kernel_w
-    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(
-        tap_count, params.out_channels, params.in_channels_per_group)
+    if need_input:
+        taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(
+            tap_count, params.out_channels, params.in_channels_per_group)
+    else:  # the weight gradient alone never reads the weights (the kernel takes its shape only)
+        taps = np.empty((tap_count, params.out_channels, params.in_channels_per_group), params.dtype)
     padded = np.zeros((samples, flat), params.dtype) if need_weight else np.zeros((1, 1), params.dtype)
     grad_padded = np.zeros((samples, flat), params.dtype) if need_input else np.zeros((1, 1), params.dtype)
     expanded = np.empty((samples, params.out_channels * width), params.dtype)
