@@ -379,7 +379,8 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
                               need_input: bool = True, need_weight: bool = True) -> float:
     """Predicted time of the requested gradients.  Each costs about one forward of the same
     backend, except for direct: its input gradient is the forward kernels' problem
-    ``direct.transposed_params`` where that exists (stride 1) and its general kernel otherwise; its
+    ``direct.transposed_params`` where that exists (stride 1), one correlation per input phase on
+    the blocked kernels (strided, dilated) or its general kernel (integers) otherwise; its
     weight gradient is the channel-blocked reduction where ``blocked.gradients_apply`` (costed like the
     blocked forward) and the general kernel otherwise."""
     threads = get_num_threads() if threads is None else threads
@@ -395,6 +396,9 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
         transposed = direct.transposed_params(params)
         if transposed is not None:
             seconds += _predict("direct", cost_features("direct", transposed, threads))
+        elif direct.blocked.applies(params):
+            # one stride-1 correlation per input phase, the forward's multiply-adds in all
+            seconds += _predict("direct", cost_features("direct", params, threads))
         else:
             seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
     if need_weight:

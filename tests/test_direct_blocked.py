@@ -11,6 +11,7 @@ import fastconv
 from fastconv.backends import _direct_blocked as blocked
 from fastconv.backends import direct
 from fastconv._params import make_conv_params
+from fastconv.gradients import _transpose_params
 from tests import naive
 from tests.tolerances import assert_gradient_matches, assert_matches
 
@@ -122,3 +123,23 @@ def test_inputs_are_not_modified(rng):
     fastconv.conv2d_backward(grad, x, w, stride=2, padding=1, algorithm="direct")
     for original, copy in zip((x, w, grad), copies):
         np.testing.assert_array_equal(original, copy)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"stride": 2, "padding": 1, "output_padding": 1},
+    {"stride": (3, 2), "output_padding": (2, 1), "dilation": (1, 2)},
+    {"stride": 1, "dilation": (1, 2), "output_padding": (0, 1), "groups": 2},  # negative padding
+])
+def test_conv_transpose2d_through_the_phase_correlations(kwargs, rng):
+    """conv_transpose2d is the input gradient: strided ones run one correlation per input phase,
+    and output_padding adds rows and columns that no output-gradient value reaches."""
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = rng.standard_normal((4, 6 // kwargs.get("groups", 1), 3, 3))
+    params, xc, wc, _, _ = _transpose_params(
+        x, w, None, kwargs["stride"], kwargs.get("padding", 0), kwargs["output_padding"],
+        kwargs.get("groups", 1), kwargs.get("dilation", 1))
+    assert direct.transposed_params(params) is None  # not the stride-1 route
+    got = direct.backward_input(xc, wc, params)
+    want = naive.conv_transpose2d(x, w, **kwargs)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

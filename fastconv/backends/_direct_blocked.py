@@ -374,6 +374,81 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     return out
 
 
+# --- input gradient of a strided or dilated layer: one stride-1 correlation per input phase ------
+# grad_in at padded position (i * sh + a, j * sw + b) collects grad_out[oh, ow] * w[r, s] over the
+# taps whose input offset (r * dh, s * dw) has phase (a, b), from oh = i - (r * dh) // sh (and the
+# same for columns): for each phase, a stride-1 correlation of the output gradient (zero-padded by
+# the largest shift) with that phase's taps, flipped.  The forward kernels run it with sparse tap
+# lists, so no zero is inserted between output-gradient values and none is multiplied.
+def input_gradient(grad_out, w, params):
+    """grad_in (N, C, H, W) of conv2d at any stride and dilation (``params`` in zero-padding form)."""
+    stride_h, stride_w = params.stride_h, params.stride_w
+    dilation_h, dilation_w = params.dilation_h, params.dilation_w
+    groups, per_group_in = params.groups, params.in_channels_per_group
+    per_group_out = params.out_channels_per_group
+    kernel_h, kernel_w = params.kernel_h, params.kernel_w
+    out_h, out_w = params.out_h, params.out_w
+    # conv_transpose2d's output_padding arrives as negative bottom/right padding: the gradient
+    # still covers every input row and column (the extra ones see no output gradient)
+    padded_h = max(params.padded_h, params.pad_top + params.in_h)
+    padded_w = max(params.padded_w, params.pad_left + params.in_w)
+    max_u = (kernel_h - 1) * dilation_h // stride_h
+    max_v = (kernel_w - 1) * dilation_w // stride_w
+    phase_rows, phase_cols = -(-padded_h // stride_h), -(-padded_w // stride_w)  # phase (0, 0)'s
+    pads = (max_u, max(0, phase_rows - out_h), max_v, max(0, phase_cols - out_w))
+    grad_h, grad_w_ = out_h + pads[0] + pads[1], out_w + pads[2] + pads[3]
+    plane_size = grad_h * grad_w_
+    rows_out, cols_out = grad_h - max_u, grad_w_ - max_v
+    # the transposed problem's weights: output channel c, input channel k (per group)
+    transposed = w.reshape(groups, per_group_out, per_group_in, kernel_h, kernel_w).transpose(0, 2, 1, 3, 4)
+    one_channel = per_group_in == 1
+    grad_in = np.zeros((params.batch, params.in_channels, padded_h, padded_w), dtype=params.dtype)
+    for a in range(stride_h):
+        taps_r = [r for r in range(kernel_h) if (r * dilation_h) % stride_h == a]
+        for b in range(stride_w):
+            taps_s = [s for s in range(kernel_w) if (s * dilation_w) % stride_w == b]
+            if not taps_r or not taps_s:
+                continue  # no tap reaches this phase: its gradient is zero
+            k, r, s = np.meshgrid(np.arange(per_group_out), taps_r, taps_s, indexing="ij")
+            offsets = _read_only((k * plane_size + (max_u - r * dilation_h // stride_h) * grad_w_
+                                  + (max_v - s * dilation_w // stride_w)).ravel().astype(np.int64))
+            phase_weights = transposed[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, Cg, Kg, Ra, Sb)
+            if one_channel:
+                packed = np.ascontiguousarray(phase_weights.reshape(groups, -1))
+            else:
+                packed = pack_weight(phase_weights.reshape(groups * per_group_in, per_group_out,
+                                                           len(taps_r), len(taps_s)), groups)
+                packed = packed.reshape(groups, packed.shape[1], -1, CHANNEL_BLOCK)
+            _phase_gradient(grad_out, packed, offsets, pads, max_v, one_channel,
+                            (rows_out, cols_out), grad_in[:, :, a::stride_h, b::stride_w])
+    return np.ascontiguousarray(grad_in[:, :, params.pad_top:params.pad_top + params.in_h,
+                                        params.pad_left:params.pad_left + params.in_w])
+
+
+def _phase_gradient(grad_out, packed, offsets, pads, max_v, one_channel, out_hw, target):
+    """target[...] = one phase's correlation, a slice of the batch at a time within the cap."""
+    batch, out_channels = grad_out.shape[0], grad_out.shape[1]
+    channels = target.shape[1]
+    rows_out, cols_out = out_hw
+    plane_w = cols_out + max_v
+    itemsize = grad_out.dtype.itemsize
+    groups = packed.shape[0]
+    if one_channel:
+        rows = rows_per_task(rows_out, plane_w, itemsize, batch * groups, channels=1)
+    else:
+        rows = rows_per_task(rows_out, plane_w, itemsize, batch * groups * packed.shape[1])
+    zero_bias = np.zeros(channels, dtype=grad_out.dtype)
+    sample_bytes = (out_channels * (rows_out + pads[0]) * plane_w + channels * rows_out * cols_out) * itemsize
+    step = max(1, min(batch, get_workspace_limit() // max(1, sample_bytes)))
+    kernel = _one_channel_kernel if one_channel else _forward_kernel
+    for start in range(0, batch, step):
+        stop = min(batch, start + step)
+        planes = pad_flat(grad_out[start:stop], *pads).reshape(stop - start, -1)
+        result = np.empty((stop - start, channels, rows_out, cols_out), dtype=grad_out.dtype)
+        kernel(planes, packed, offsets, zero_bias, result, max_v + 1, plane_w, rows)
+        target[start:stop] = result[:, :, :target.shape[2], :target.shape[3]]
+
+
 def backward_input_pads(params):
     """Zero padding of grad_output for the input gradient as a stride-1 correlation, or None when
     the forward padding exceeds the kernel's reach (a cropped full correlation: left to the general

@@ -155,6 +155,8 @@ def backward_input(grad_out, w, params):
     if transposed is not None:
         return forward(np.ascontiguousarray(grad_out),
                        blocked.transposed_flipped_weight(w, params.groups), None, transposed)
+    if blocked.applies(params):  # strided, dilated, or padding beyond the kernel's reach
+        return blocked.input_gradient(np.ascontiguousarray(grad_out), w, params)
     grad_in = np.empty(params.input_shape, dtype=params.dtype)
     _direct_backward_input_kernel(
         grad_out, w, grad_in, params.stride_h, params.stride_w, params.dilation_h,
