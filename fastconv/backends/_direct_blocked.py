@@ -387,31 +387,41 @@ def input_gradient(grad_out, w, params):
     groups, per_group_in = params.groups, params.in_channels_per_group
     per_group_out = params.out_channels_per_group
     kernel_h, kernel_w = params.kernel_h, params.kernel_w
-    out_h, out_w = params.out_h, params.out_w
-    # conv_transpose2d's output_padding arrives as negative bottom/right padding: the gradient
-    # still covers every input row and column (the extra ones see no output gradient)
-    padded_h = max(params.padded_h, params.pad_top + params.in_h)
-    padded_w = max(params.padded_w, params.pad_left + params.in_w)
+    in_h, in_w = params.in_h, params.in_w
     max_u = (kernel_h - 1) * dilation_h // stride_h
     max_v = (kernel_w - 1) * dilation_w // stride_w
-    phase_rows, phase_cols = -(-padded_h // stride_h), -(-padded_w // stride_w)  # phase (0, 0)'s
-    pads = (max_u, max(0, phase_rows - out_h), max_v, max(0, phase_cols - out_w))
-    grad_h, grad_w_ = out_h + pads[0] + pads[1], out_w + pads[2] + pads[3]
-    plane_size = grad_h * grad_w_
-    rows_out, cols_out = grad_h - max_u, grad_w_ - max_v
-    # the transposed problem's weights: output channel c, input channel k (per group)
+    # Padded input row i * sh + a is input row i * sh + a - pad_top: phase a's rows in grad_in
+    # start at i0 = ceil((pad_top - a) / sh).  (conv_transpose2d's output_padding arrives as
+    # negative bottom/right padding; rows past the output gradient's reach just receive zeros.)
+    row_phases = [(a, -(-(params.pad_top - a) // stride_h)) for a in range(stride_h)]
+    col_phases = [(b, -(-(params.pad_left - b) // stride_w)) for b in range(stride_w)]
+    row_starts = {a: i0 * stride_h + a - params.pad_top for a, i0 in row_phases}
+    col_starts = {b: j0 * stride_w + b - params.pad_left for b, j0 in col_phases}
+    # one zero-padded copy of the output gradient serves every phase: max_u rows above (the
+    # largest shift), and below/right enough for the furthest phase's last row plus one (reads of
+    # discarded columns run one row past)
+    need_h = max(i0 + len(range(row_starts[a], in_h, stride_h)) for a, i0 in row_phases)
+    need_w = max(j0 + len(range(col_starts[b], in_w, stride_w)) for b, j0 in col_phases)
+    pads = (max_u, max(0, need_h + 1 - params.out_h), max_v, max(0, need_w + 1 - params.out_w))
+    plane_h = params.out_h + pads[0] + pads[1]
+    plane_w = params.out_w + pads[2] + pads[3]
     transposed = w.reshape(groups, per_group_out, per_group_in, kernel_h, kernel_w).transpose(0, 2, 1, 3, 4)
     one_channel = per_group_in == 1
-    grad_in = np.zeros((params.batch, params.in_channels, padded_h, padded_w), dtype=params.dtype)
-    for a in range(stride_h):
+    grad_in = np.empty(params.input_shape, dtype=params.dtype)
+    phases = []  # (target view, packed weights, tap offsets)
+    for a, i0 in row_phases:
         taps_r = [r for r in range(kernel_h) if (r * dilation_h) % stride_h == a]
-        for b in range(stride_w):
+        for b, j0 in col_phases:
             taps_s = [s for s in range(kernel_w) if (s * dilation_w) % stride_w == b]
+            target = grad_in[:, :, row_starts[a]::stride_h, col_starts[b]::stride_w]
             if not taps_r or not taps_s:
-                continue  # no tap reaches this phase: its gradient is zero
+                target[...] = 0  # no tap reaches this phase
+                continue
+            if target.size == 0:
+                continue
             k, r, s = np.meshgrid(np.arange(per_group_out), taps_r, taps_s, indexing="ij")
-            offsets = _read_only((k * plane_size + (max_u - r * dilation_h // stride_h) * grad_w_
-                                  + (max_v - s * dilation_w // stride_w)).ravel().astype(np.int64))
+            offsets = (k * plane_h * plane_w + (i0 + max_u - r * dilation_h // stride_h) * plane_w
+                       + (j0 + max_v - s * dilation_w // stride_w))
             phase_weights = transposed[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, Cg, Kg, Ra, Sb)
             if one_channel:
                 packed = np.ascontiguousarray(phase_weights.reshape(groups, -1))
@@ -419,34 +429,25 @@ def input_gradient(grad_out, w, params):
                 packed = pack_weight(phase_weights.reshape(groups * per_group_in, per_group_out,
                                                            len(taps_r), len(taps_s)), groups)
                 packed = packed.reshape(groups, packed.shape[1], -1, CHANNEL_BLOCK)
-            _phase_gradient(grad_out, packed, offsets, pads, max_v, one_channel,
-                            (rows_out, cols_out), grad_in[:, :, a::stride_h, b::stride_w])
-    return np.ascontiguousarray(grad_in[:, :, params.pad_top:params.pad_top + params.in_h,
-                                        params.pad_left:params.pad_left + params.in_w])
-
-
-def _phase_gradient(grad_out, packed, offsets, pads, max_v, one_channel, out_hw, target):
-    """target[...] = one phase's correlation, a slice of the batch at a time within the cap."""
-    batch, out_channels = grad_out.shape[0], grad_out.shape[1]
-    channels = target.shape[1]
-    rows_out, cols_out = out_hw
-    plane_w = cols_out + max_v
-    itemsize = grad_out.dtype.itemsize
-    groups = packed.shape[0]
-    if one_channel:
-        rows = rows_per_task(rows_out, plane_w, itemsize, batch * groups, channels=1)
-    else:
-        rows = rows_per_task(rows_out, plane_w, itemsize, batch * groups * packed.shape[1])
-    zero_bias = np.zeros(channels, dtype=grad_out.dtype)
-    sample_bytes = (out_channels * (rows_out + pads[0]) * plane_w + channels * rows_out * cols_out) * itemsize
-    step = max(1, min(batch, get_workspace_limit() // max(1, sample_bytes)))
+            phases.append((target, packed, offsets.ravel().astype(np.int64)))
+    if not phases:
+        return grad_in
+    batch, itemsize = params.batch, params.dtype.itemsize
+    zero_bias = np.zeros(params.in_channels, dtype=params.dtype)
     kernel = _one_channel_kernel if one_channel else _forward_kernel
+    plane_bytes = params.out_channels * plane_h * plane_w * itemsize
+    step = max(1, min(batch, get_workspace_limit() // max(1, plane_bytes)))
     for start in range(0, batch, step):
         stop = min(batch, start + step)
         planes = pad_flat(grad_out[start:stop], *pads).reshape(stop - start, -1)
-        result = np.empty((stop - start, channels, rows_out, cols_out), dtype=grad_out.dtype)
-        kernel(planes, packed, offsets, zero_bias, result, max_v + 1, plane_w, rows)
-        target[start:stop] = result[:, :, :target.shape[2], :target.shape[3]]
+        for target, packed, offsets in phases:
+            out_h = target.shape[2]
+            blocks = 1 if one_channel else packed.shape[1]
+            rows = rows_per_task(out_h, plane_w, itemsize, (stop - start) * groups * blocks,
+                                 channels=1 if one_channel else CHANNEL_BLOCK)
+            # the target is a strided view of grad_in: the kernel writes the phase in place
+            kernel(planes, packed, offsets, zero_bias, target[start:stop], max_v + 1, plane_w, rows)
+    return grad_in
 
 
 def backward_input_pads(params):
