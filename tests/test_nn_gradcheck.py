@@ -56,6 +56,27 @@ def test_sigmoid_is_stable_and_keeps_float32():
     np.testing.assert_array_equal(out, [0.0, 0.5, 1.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_sigmoid_match_torch_on_special_values(dtype):
+    """The compiled element-wise kernels: NaN passes through ReLU, ReLU's gradient is 0 at 0 and
+    passes through at NaN (PyTorch's threshold rule), infinities saturate the sigmoid; large arrays
+    (many parallel chunks) agree too."""
+    torch = pytest.importorskip("torch")
+    special = np.array([np.nan, -np.inf, -1e3, -1.0, -0.0, 0.0, 1e-30, 2.5, 1e3, np.inf], dtype)
+    x = np.concatenate([special, np.random.default_rng(0).standard_normal(100_003).astype(dtype)])
+    grad = np.linspace(-2, 2, x.size).astype(dtype)
+    for layer, function in ((nn.ReLU(), torch.relu), (nn.Sigmoid(), torch.sigmoid)):
+        x_t = torch.tensor(x, requires_grad=True)
+        out_t = function(x_t)
+        out_t.backward(torch.tensor(grad))
+        out = layer.forward(x)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=2 * np.finfo(dtype).eps, atol=0)
+        # sigmoid's 1 - out cancels: a rounding of out near 1 is amplified in the gradient
+        np.testing.assert_allclose(layer.backward(grad), x_t.grad.numpy(),
+                                   rtol=64 * np.finfo(dtype).eps, atol=0)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm_gradients(training, rng):
     layer = nn.BatchNorm2D(3, dtype=np.float64)

@@ -1,35 +1,107 @@
-"""Element-wise activations, NumPy-vectorised; each keeps the dtype of its input."""
+"""Element-wise activations; each keeps the dtype of its input.
+
+ReLU and sigmoid run compiled, multi-threaded single passes (forward: one read, one write; backward:
+the saved output and the incoming gradient in, the gradient out).  NumPy's versions took two or
+three passes and one thread — 1.3 ms of a 10 ms LeNet training step on 2 cores went to ReLU alone.
+"""
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
+from .._config import njit_parallel
 from .module import Layer
+
+# Element-wise work is split into this many values per task: enough to amortise a task, small
+# enough that every thread gets several.
+_CHUNK = 1 << 14
+
+
+@njit_parallel
+def _relu_forward(x, out):
+    zero = x.dtype.type(0)
+    for chunk in prange((x.size + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min(x.size, (chunk + 1) * _CHUNK)):
+            value = x[i]
+            # NaN fails both comparisons and passes through, as torch.relu
+            out[i] = zero if value <= zero else value
+
+
+@njit_parallel
+def _relu_backward(grad_out, out, grad_in):
+    zero = grad_in.dtype.type(0)
+    for chunk in prange((out.size + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min(out.size, (chunk + 1) * _CHUNK)):
+            # PyTorch's threshold rule: 0 where the output is <= 0 (so at x = 0), the gradient
+            # passed through elsewhere (NaN included)
+            grad_in[i] = zero if out[i] <= zero else grad_out[i]
+
+
+@njit_parallel
+def _sigmoid_forward(x, out):
+    one = x.dtype.type(1)
+    for chunk in prange((x.size + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min(x.size, (chunk + 1) * _CHUNK)):
+            value = x[i]
+            # exp(-|x|) never overflows; the two branches are the same function rearranged
+            decay = np.exp(-abs(value))
+            out[i] = one / (one + decay) if value >= 0 else decay / (one + decay)
+
+
+@njit_parallel
+def _sigmoid_backward(grad_out, out, grad_in):
+    one = out.dtype.type(1)
+    for chunk in prange((out.size + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min(out.size, (chunk + 1) * _CHUNK)):
+            value = out[i]
+            grad_in[i] = grad_out[i] * value * (one - value)
+
+
+def _flat_input(x):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return np.ascontiguousarray(x)
+
+
+def _flat_gradient(grad_out, like):
+    grad_out = np.ascontiguousarray(grad_out, dtype=like.dtype)
+    if grad_out.shape != like.shape:
+        raise ValueError(f"grad_out has shape {grad_out.shape}, the forward output {like.shape}")
+    return grad_out
 
 
 class ReLU(Layer):
-    """``max(x, 0)``; NaN propagates and the gradient at 0 is 0, as in PyTorch."""
+    """``max(x, 0)``; NaN propagates, the gradient at 0 is 0 and at NaN passes through, as in
+    PyTorch."""
 
     def forward(self, x):
-        x = np.asarray(x)
-        self._positive = x > 0
-        return np.maximum(x, 0)  # the Python 0 is weakly typed: float32 stays float32
+        x = _flat_input(x)
+        self._out = np.empty_like(x)
+        _relu_forward(x.reshape(-1), self._out.reshape(-1))
+        return self._out
 
     def backward(self, grad_out):
-        return grad_out * self._positive
+        grad_out = _flat_gradient(grad_out, self._out)
+        grad_in = np.empty_like(grad_out)
+        _relu_backward(grad_out.reshape(-1), self._out.reshape(-1), grad_in.reshape(-1))
+        return grad_in
 
 
 class Sigmoid(Layer):
     """``1 / (1 + exp(-x))``, computed without overflow for large ``|x|``."""
 
     def forward(self, x):
-        x = np.asarray(x)
-        # exp(-|x|) never overflows; the two branches are the same function rearranged.
-        decay = np.exp(-np.abs(x))
-        self._out = np.where(x >= 0, 1 / (1 + decay), decay / (1 + decay)).astype(x.dtype, copy=False)
+        x = _flat_input(x)
+        self._out = np.empty_like(x)
+        _sigmoid_forward(x.reshape(-1), self._out.reshape(-1))
         return self._out
 
     def backward(self, grad_out):
-        return grad_out * self._out * (1 - self._out)
+        grad_out = _flat_gradient(grad_out, self._out)
+        grad_in = np.empty_like(grad_out)
+        _sigmoid_backward(grad_out.reshape(-1), self._out.reshape(-1), grad_in.reshape(-1))
+        return grad_in
 
 
 class Tanh(Layer):
