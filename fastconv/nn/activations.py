@@ -1,7 +1,8 @@
 """Element-wise activations; each keeps the dtype of its input.
 
-ReLU and sigmoid run compiled, multi-threaded single passes (forward: one read, one write; backward:
-the saved output and the incoming gradient in, the gradient out).  NumPy's versions took two or
+ReLU and sigmoid run compiled, multi-threaded passes (ReLU forward: one read, one write; backward:
+the saved output and the incoming gradient in, the gradient out; the sigmoid's exponential is
+NumPy's SIMD one).  NumPy's versions took two or
 three passes and one thread — 1.3 ms of a 10 ms LeNet training step on 2 cores went to ReLU alone.
 """
 from __future__ import annotations
@@ -13,7 +14,9 @@ from .._config import njit_parallel
 from .module import Layer
 
 # Element-wise work is split into this many values per task: enough to amortise a task, small
-# enough that every thread gets several.
+# enough that every thread gets several.  Each task slices its chunk first so that the loop indexes
+# from 0: an index Numba cannot prove non-negative gets a wrap-around select that stops LLVM from
+# vectorising (measured 12x slower).
 _CHUNK = 1 << 14
 
 
@@ -21,40 +24,48 @@ _CHUNK = 1 << 14
 def _relu_forward(x, out):
     zero = x.dtype.type(0)
     for chunk in prange((x.size + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min(x.size, (chunk + 1) * _CHUNK)):
-            value = x[i]
-            # NaN fails both comparisons and passes through, as torch.relu
-            out[i] = zero if value <= zero else value
+        src, dst = x[chunk * _CHUNK:(chunk + 1) * _CHUNK], out[chunk * _CHUNK:(chunk + 1) * _CHUNK]
+        for i in range(src.size):
+            value = src[i]
+            # NaN fails the comparison and passes through, as torch.relu
+            dst[i] = zero if value <= zero else value
 
 
 @njit_parallel
 def _relu_backward(grad_out, out, grad_in):
     zero = grad_in.dtype.type(0)
     for chunk in prange((out.size + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min(out.size, (chunk + 1) * _CHUNK)):
+        part = slice(chunk * _CHUNK, (chunk + 1) * _CHUNK)
+        grad, saved, dst = grad_out[part], out[part], grad_in[part]
+        for i in range(dst.size):
             # PyTorch's threshold rule: 0 where the output is <= 0 (so at x = 0), the gradient
             # passed through elsewhere (NaN included)
-            grad_in[i] = zero if out[i] <= zero else grad_out[i]
+            dst[i] = zero if saved[i] <= zero else grad[i]
 
 
 @njit_parallel
-def _sigmoid_forward(x, out):
+def _sigmoid_from_decay(x, decay, out):
+    """out = 1 / (1 + exp(-x)) from decay = exp(-|x|) (which never overflows): the two branches
+    are the same function rearranged.  The exponential itself is NumPy's: its SIMD exp is several
+    times faster than the scalar one a compiled loop gets without Intel's SVML."""
     one = x.dtype.type(1)
     for chunk in prange((x.size + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min(x.size, (chunk + 1) * _CHUNK)):
-            value = x[i]
-            # exp(-|x|) never overflows; the two branches are the same function rearranged
-            decay = np.exp(-abs(value))
-            out[i] = one / (one + decay) if value >= 0 else decay / (one + decay)
+        part = slice(chunk * _CHUNK, (chunk + 1) * _CHUNK)
+        src, decays, dst = x[part], decay[part], out[part]
+        for i in range(dst.size):
+            d = decays[i]
+            dst[i] = one / (one + d) if src[i] >= 0 else d / (one + d)
 
 
 @njit_parallel
 def _sigmoid_backward(grad_out, out, grad_in):
     one = out.dtype.type(1)
     for chunk in prange((out.size + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min(out.size, (chunk + 1) * _CHUNK)):
-            value = out[i]
-            grad_in[i] = grad_out[i] * value * (one - value)
+        part = slice(chunk * _CHUNK, (chunk + 1) * _CHUNK)
+        grad, saved, dst = grad_out[part], out[part], grad_in[part]
+        for i in range(dst.size):
+            value = saved[i]
+            dst[i] = grad[i] * value * (one - value)
 
 
 def _flat_input(x):
@@ -93,8 +104,11 @@ class Sigmoid(Layer):
 
     def forward(self, x):
         x = _flat_input(x)
+        decay = np.abs(x)
+        np.negative(decay, out=decay)
+        np.exp(decay, out=decay)
         self._out = np.empty_like(x)
-        _sigmoid_forward(x.reshape(-1), self._out.reshape(-1))
+        _sigmoid_from_decay(x.reshape(-1), decay.reshape(-1), self._out.reshape(-1))
         return self._out
 
     def backward(self, grad_out):
