@@ -48,20 +48,19 @@ def check_algorithm(algorithm) -> str:
 # coefficients (seconds per unit).  ``python -m fastconv calibrate`` fits the coefficients on this
 # machine; the defaults below were fitted on a 2-core x86-64 (AVX2 OpenBLAS) machine.
 FEATURE_NAMES = {
-    "direct": ("call", "flops", "single_channel_flops", "blocked_flops", "blocked_passes"),
+    "direct": ("call", "one_channel_flops", "blocked_flops", "blocked_passes"),
     "im2col": ("call", "bytes_moved", "gemm_flops", "gemm_calls", "narrow_gemm_flops"),
     "fft": ("call", "transform_flops", "mac_flops", "output_elements"),
     "separable": ("call", "flops", "kernel_factorisations"),
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
-    "direct": (1.24e-05, 9.2e-11, 1.45e-11, 8.34e-12, 2.22e-08),
+    "direct": (1.24e-05, 1.45e-11, 8.34e-12, 2.22e-08),
     "im2col": (0, 0, 8.9e-12, 2.31e-06, 2.15e-10),
     "fft": (2.61e-05, 2.88e-11, 1.62e-10, 3.08e-09),
     "separable": (3.06e-05, 2.52e-10, 0),
     "winograd": (1.8e-05, 2.77e-09, 3.57e-11, 3.9e-07),
 }
-STRIDED_DIRECT_PENALTY = 2.5  # a strided inner loop gathers instead of streaming
 # im2col's gradients through the unfold path (strided layers, < 8 channels per group) cost more than
 # its forward: fold/unfold passes and GEMMs with the thin operand on the other side.  Measured per
 # gradient / forward: 1.4-1.8 (ResNet stride 2, AlexNet), 2.5-3.6 (LeNet conv2).
@@ -86,19 +85,17 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
     """The shape features of backend ``name``'s cost on ``params`` (zero-padding form)."""
     width = params.dtype.itemsize / 4.0
     if name == "direct":
-        # one input channel per output plane at stride 1 runs a separate, register-fused kernel
-        if direct.single_channel_stride1_applies(params):
-            return (1.0, 0.0, params.flops * width / threads, 0.0, 0.0)
         if direct.blocked.applies(params):
-            # channel-blocked kernel on flattened (phase) planes: it also computes the discarded columns
-            # and the zero channels that fill the last block; each pass over a task's accumulators
-            # (four taps) has a fixed cost that dominates on small planes
+            # kernels on flattened (phase) planes: they also compute the discarded columns and the
+            # zero channels that fill the last block; each pass over a task's accumulators (four
+            # taps, eight with one accumulator) has a fixed cost that dominates on small planes
             flops, passes = direct.blocked.work(params)
-            if params.out_channels_per_group == 1:  # one accumulator: load-bound, like the above
-                return (1.0, 0.0, flops * width / threads, 0.0, passes / threads)
-            return (1.0, 0.0, 0.0, flops * width / threads, passes / threads)
-        penalty = STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0
-        return (1.0, params.flops * width * penalty / threads, 0.0, 0.0, 0.0)
+            if params.out_channels_per_group == 1:  # one accumulator per pass: load-bound
+                return (1.0, flops * width / threads, 0.0, passes / threads)
+            return (1.0, 0.0, flops * width / threads, passes / threads)
+        # the fused single-channel kernel (integers; two or three output channels per input
+        # channel), also one accumulator per pass
+        return (1.0, params.flops * width / threads, 0.0, 0.0)
     if name == "im2col":
         itemsize = params.dtype.itemsize
         if im2col.uses_shifted_taps(params):
@@ -379,33 +376,22 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
                               need_input: bool = True, need_weight: bool = True) -> float:
     """Predicted time of the requested gradients.  Each costs about one forward of the same
     backend, except for direct: its input gradient is the forward kernels' problem
-    ``direct.transposed_params`` where that exists (stride 1), one correlation per input phase on
-    the blocked kernels (strided, dilated) or its general kernel (integers) otherwise; its
-    weight gradient is the channel-blocked reduction where ``blocked.gradients_apply`` (costed like the
-    blocked forward) and the general kernel otherwise."""
+    ``direct.transposed_params`` where that exists (stride 1) and one correlation per input phase
+    otherwise (priced as the forward); its weight gradient is the blocked reduction, priced as the
+    blocked forward."""
     threads = get_num_threads() if threads is None else threads
     if name != "direct":
         seconds = (need_input + need_weight) * _predict(name, cost_features(name, params, threads))
         if name == "im2col" and not im2col.uses_shifted_taps(params):
             seconds *= IM2COL_UNFOLD_BACKWARD_FACTOR
         return seconds
-    width = params.dtype.itemsize / 4.0
-    general = params.flops * width * (STRIDED_DIRECT_PENALTY if params.stride_w > 1 else 1.0) / threads
     seconds = 0.0
     if need_input:
         transposed = direct.transposed_params(params)
-        if transposed is not None:
-            seconds += _predict("direct", cost_features("direct", transposed, threads))
-        elif direct.blocked.applies(params):
-            # one stride-1 correlation per input phase, the forward's multiply-adds in all
-            seconds += _predict("direct", cost_features("direct", params, threads))
-        else:
-            seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
+        # otherwise one stride-1 correlation per input phase: the forward's multiply-adds in all
+        seconds += _predict("direct", cost_features("direct", transposed or params, threads))
     if need_weight:
-        if direct.blocked.gradients_apply(params):
-            seconds += _predict("direct", cost_features("direct", params, threads))
-        else:
-            seconds += _predict("direct", (1.0, general, 0.0, 0.0, 0.0))
+        seconds += _predict("direct", cost_features("direct", params, threads))
     return seconds
 
 
@@ -582,9 +568,10 @@ SIGNAL_AUTO_CANDIDATES = ("direct", "fft", "separable")
 # Relative cost of one multiply-add compared with the same-width float one.  A complex MAC is four
 # real multiplies and four adds; 32-bit integer multiplies vectorise (vpmulld), AVX2 has no 64-bit one.
 _DIRECT_ARITHMETIC_FACTOR = {"c": 4.0, "i32": 1.0, "i64": 4.0}
-# The single-channel stride-1 direct kernel (fused taps, unit-stride loads) ran at 3-4x the general
-# direct kernel's FLOP rate on 512x512 with 3x3..7x7 kernels (bench/bench_signal.py, 2 cores).
-_SINGLE_CHANNEL_DIRECT_SPEEDUP = 3.0
+# One large plane runs the one-accumulator direct kernels ~3x faster than the conv2d model's rate
+# (fitted mostly on stacks of small planes, where per-pass costs weigh more): 512x512 with 3x3 to
+# 15x15 kernels (bench/bench_signal.py, 2 cores).  Like _SIGNAL_FFT_FACTOR for the transforms.
+_SINGLE_PLANE_DIRECT_SPEEDUP = 3.0
 # Complex data needs full complex transforms: twice the work of real-input (rfft) transforms.
 _FFT_COMPLEX_FACTOR = 2.0
 # One large plane transforms faster than the conv2d model's per-plane rate (fitted on stacks of
@@ -627,8 +614,8 @@ def estimate_signal_seconds(name: str, params, threads: int | None = None) -> fl
     seconds = estimate_seconds(name, float_params, threads)
     if name == "fft":
         seconds *= _SIGNAL_FFT_FACTOR[float_params.dtype.itemsize]
-    if name == "direct" and BACKENDS["direct"].single_channel_stride1_applies(params):
-        seconds /= _SINGLE_CHANNEL_DIRECT_SPEEDUP
+    if name == "direct":
+        seconds /= _SINGLE_PLANE_DIRECT_SPEEDUP
     if kind == "c":
         factor = _DIRECT_ARITHMETIC_FACTOR["c"] if name != "fft" else _FFT_COMPLEX_FACTOR
         seconds *= factor

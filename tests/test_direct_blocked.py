@@ -4,6 +4,8 @@ the forward kernels, the weight gradient's reductions — on the geometries wher
 go wrong: output channels not a multiple of the block, groups (one output channel each too),
 phase planes with unused phases,
 row chunks, batch slices under the workspace cap, reads that end exactly at a plane's last value."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,13 @@ def test_conv_transpose2d_through_the_phase_correlations(kwargs, rng):
     want = naive.conv_transpose2d(x, w, **kwargs)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_integer_problems_outside_the_signal_api_are_refused_clearly():
+    """No public function produces them (conv2d works in floating point; the signal API's integers
+    have one channel at stride 1), but the backend must say so rather than fail obscurely."""
+    x = np.ones((1, 2, 6, 6), np.int32)
+    w = np.ones((2, 2, 3, 3), np.int32)
+    params = replace(make_conv_params(x, w, None, 1, 0, 1, 1, "zeros")[0], dtype=np.dtype(np.int32))
+    with pytest.raises(ValueError, match="floating-point"):
+        direct.forward(x, w, None, params)

@@ -1,9 +1,16 @@
 """Direct convolution: the defining sum, written out.
 
-Layout: NCHW input, (K, C/groups, R, S) weight, NCHW output.  One parallel task per output row
-(n, k, oh), so a single image parallelises as well as a batch.  Within a task the output row stays in
-L1 and every (r, s, c) tap adds ``w * input_row[ow * stride + offset]`` over the contiguous ``ow``
-range that does not touch padding, which LLVM vectorises; zero padding is never materialised.
+Layout: NCHW input, (K, C/groups, R, S) weight, NCHW output.  Two kernel families:
+
+* ``_direct_blocked``: every floating-point problem, any stride, dilation and groups — flattened
+  (phase) planes, output channels blocked in fours (one accumulator for depthwise and single
+  images); its input and weight gradients run on the same kernels.
+* the fused single-channel stride-1 kernel below: integers (the signal API computes them exactly
+  in integer arithmetic) and two or three output channels per single input channel, where a block
+  of four would be half empty.
+
+Zero padding is materialised by the blocked kernels (as the definition: 0 * inf = NaN) and clipped
+by the single-channel kernel's loops.
 """
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from numba import prange
 
 from .._config import get_num_threads, njit_kernel, njit_parallel
 from . import _direct_blocked as blocked
-from ._common import bias_or_zeros, valid_output_range
+from ._common import bias_or_zeros
 
 NAME = "direct"
 
@@ -24,38 +31,13 @@ def supports(params) -> str | None:
     return None
 
 
-@njit_parallel
-def _direct_kernel(x, w, bias, out, stride_h, stride_w, dilation_h, dilation_w,
-                   pad_top, pad_left, groups):
-    batch, _, in_h, in_w = x.shape
-    out_channels, channels_per_group, kernel_h, kernel_w = w.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    out_per_group = out_channels // groups
-    for task in prange(batch * out_channels * out_h):
-        oh = task % out_h
-        k = (task // out_h) % out_channels
-        n = task // (out_h * out_channels)
-        first_channel = (k // out_per_group) * channels_per_group
-        row = out[n, k, oh]
-        row[:] = bias[k]
-        for r in range(kernel_h):
-            ih = oh * stride_h - pad_top + r * dilation_h
-            if ih < 0 or ih >= in_h:
-                continue
-            for s in range(kernel_w):
-                offset = s * dilation_w - pad_left
-                lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
-                if lo >= hi:
-                    continue
-                # Slice first so the inner loop indexes from 0: an index that Numba cannot prove
-                # non-negative (``ow * stride + offset`` with offset < 0) gets its wrap-around
-                # select, and LLVM then refuses to vectorise the loop.
-                out_part = row[lo:hi]
-                for c in range(channels_per_group):
-                    tap = w[k, c, r, s]
-                    in_part = x[n, first_channel + c, ih, lo * stride_w + offset:]
-                    for j in range(hi - lo):
-                        out_part[j] += tap * in_part[j * stride_w]
+def _unsupported(params, what):
+    # conv2d, conv2d_backward and the signal API never produce such a problem (they compute in
+    # floating point, or in integers with one channel at stride 1)
+    return ValueError(
+        f"direct: {what} needs floating-point data, or integers with one input channel per group "
+        f"at stride 1 and no dilation; got {params.describe()}"
+    )
 
 
 def forward(x, w, bias, params):
@@ -67,84 +49,10 @@ def forward(x, w, bias, params):
         return blocked.correlate(x, w, bias_or_zeros(bias, params.out_channels, params.dtype), pads,
                                  params.groups, (params.stride_h, params.stride_w),
                                  (params.dilation_h, params.dilation_w))
-    out = np.empty(params.output_shape, dtype=params.dtype)
-    _direct_kernel(
-        x, w, bias_or_zeros(bias, params.out_channels, params.dtype), out,
-        params.stride_h, params.stride_w, params.dilation_h, params.dilation_w,
-        params.pad_top, params.pad_left, params.groups,
-    )
-    return out
+    raise _unsupported(params, "conv2d")
 
 
 # --- backward ---------------------------------------------------------------------------------
-@njit_parallel
-def _direct_backward_input_kernel(grad_out, w, grad_in, stride_h, stride_w, dilation_h, dilation_w,
-                                  pad_top, pad_left, groups):
-    """The transpose of ``_direct_kernel``: one parallel task per input row (n, c, ih), so the
-    scattered writes ``grad_in[n, c, ih, ow * stride + offset]`` stay inside the task's own row
-    (no races) while the reads of ``grad_out`` rows are contiguous.  Rows of ``grad_out`` beyond its
-    own shape are absent (conv_transpose2d's output_padding relies on this)."""
-    batch, in_channels, in_h, in_w = grad_in.shape
-    out_channels, channels_per_group, kernel_h, kernel_w = w.shape
-    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
-    out_per_group = out_channels // groups
-    for task in prange(batch * in_channels * in_h):
-        ih = task % in_h
-        c = (task // in_h) % in_channels
-        n = task // (in_h * in_channels)
-        group = c // channels_per_group
-        c_in_group = c % channels_per_group
-        row = grad_in[n, c, ih]
-        row[:] = 0
-        for r in range(kernel_h):
-            shifted = ih + pad_top - r * dilation_h  # = oh * stride_h when tap r reaches row ih
-            if shifted < 0 or shifted % stride_h:
-                continue
-            oh = shifted // stride_h
-            if oh >= out_h:
-                continue
-            for s in range(kernel_w):
-                offset = s * dilation_w - pad_left
-                lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
-                for k in range(group * out_per_group, (group + 1) * out_per_group):
-                    tap = w[k, c_in_group, r, s]
-                    grad_row = grad_out[n, k, oh]
-                    for ow in range(lo, hi):
-                        row[ow * stride_w + offset] += tap * grad_row[ow]
-
-
-@njit_parallel
-def _direct_backward_weight_kernel(grad_out, x, grad_w, stride_h, stride_w, dilation_h, dilation_w,
-                                   pad_top, pad_left, groups):
-    """grad_w[k, c, r, s] = sum over (n, oh, ow) of grad_out[n, k, oh, ow] * x[n, c', ih, iw]: one
-    parallel task per (k, c) pair; every tap is a dot product over a contiguous grad_out row."""
-    batch, _, in_h, in_w = x.shape
-    out_channels, channels_per_group, kernel_h, kernel_w = grad_w.shape
-    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
-    out_per_group = out_channels // groups
-    for task in prange(out_channels * channels_per_group):
-        c = task % channels_per_group
-        k = task // channels_per_group
-        channel = (k // out_per_group) * channels_per_group + c
-        taps = grad_w[k, c]
-        taps[:, :] = 0
-        for n in range(batch):
-            for oh in range(out_h):
-                grad_row = grad_out[n, k, oh]
-                for r in range(kernel_h):
-                    ih = oh * stride_h - pad_top + r * dilation_h
-                    if ih < 0 or ih >= in_h:
-                        continue
-                    in_row = x[n, channel, ih]
-                    for s in range(kernel_w):
-                        offset = s * dilation_w - pad_left
-                        lo, hi = valid_output_range(offset, stride_w, in_w, out_w)
-                        acc = taps.dtype.type(0)
-                        for ow in range(lo, hi):
-                            acc += grad_row[ow] * in_row[ow * stride_w + offset]
-                        taps[r, s] += acc
-
-
 def backward_input(grad_out, w, params):
     """Gradient of conv2d w.r.t. its (zero-padding form) input: (N, C, H, W) of ``params.dtype``.
 
@@ -157,12 +65,7 @@ def backward_input(grad_out, w, params):
                        blocked.transposed_flipped_weight(w, params.groups), None, transposed)
     if blocked.applies(params):  # strided, dilated, or padding beyond the kernel's reach
         return blocked.input_gradient(np.ascontiguousarray(grad_out), w, params)
-    grad_in = np.empty(params.input_shape, dtype=params.dtype)
-    _direct_backward_input_kernel(
-        grad_out, w, grad_in, params.stride_h, params.stride_w, params.dilation_h,
-        params.dilation_w, params.pad_top, params.pad_left, params.groups,
-    )
-    return grad_in
+    raise _unsupported(params, "the input gradient")
 
 
 def transposed_params(params):
@@ -184,17 +87,10 @@ def backward_weight(grad_out, x, params):
     """Gradient of conv2d w.r.t. its weight: (K, C/groups, R, S) of ``params.dtype``."""
     if blocked.gradients_apply(params):
         return blocked.weight_gradient(np.ascontiguousarray(grad_out), x, params)
-    grad_w = np.empty(params.weight_shape, dtype=params.dtype)
-    _direct_backward_weight_kernel(
-        grad_out, x, grad_w, params.stride_h, params.stride_w, params.dilation_h,
-        params.dilation_w, params.pad_top, params.pad_left, params.groups,
-    )
-    return grad_w
+    raise _unsupported(params, "the weight gradient")
 
 # --- single input channel, stride 1, no dilation ---------------------------------------------
-# The general kernel above indexes its input with a runtime stride, which LLVM cannot vectorise, and
-# streams the output row through memory once per tap.  One input channel per output plane (a
-# scipy.signal correlate2d/convolve2d call, a depthwise layer) at stride 1 deserves better:
+# Integers and two or three output channels per input channel (see the module docstring):
 #
 # * input rows are read at unit stride, so every inner loop is a contiguous fused multiply-add;
 # * taps are fused: two (or three) kernel rows and four taps along each (then 3, 2, 1) per pass, so
