@@ -69,7 +69,7 @@ def calibration_grid(quick: bool = False):
         ((8, 64, 56, 56), (128, 64, 3, 3), {"padding": 1, "stride": 2}),
         ((4, 3, 224, 224), (64, 3, 11, 11), {"padding": 2, "stride": 4}),
         ((8, 256, 28, 28), (64, 256, 1, 1), {}),
-        # the general direct kernel's remaining cases: one output channel per group, strided
+        # strided depthwise layers: the one-accumulator kernel on phase planes
         ((4, 64, 56, 56), (64, 1, 3, 3), {"padding": 1, "stride": 2, "groups": 64}),
         ((2, 32, 64, 64), (32, 1, 5, 5), {"padding": 2, "stride": 2, "groups": 32}),
     ]
@@ -123,9 +123,9 @@ def fit(rows, threads: int) -> dict:
             continue
         design = np.array([dispatch.cost_features(name, p, threads) for p, _ in mine])
         seconds = np.array([s for _, s in mine])
-        # a feature that is zero on every timed problem cannot be fitted (direct's general kernel
-        # now runs forward only for integers, but still prices strided gradients): it keeps the
-        # shipped default, and the fit uses the other columns with that term subtracted
+        # a feature that is zero on every timed problem (a kernel the grid never reaches) cannot be
+        # fitted: it keeps the shipped default, and the fit uses the other columns with that term
+        # subtracted
         identifiable = np.any(design != 0, axis=0)
         defaults = np.array(dispatch.DEFAULT_COEFFICIENTS[name], dtype=float)
         fixed = design[:, ~identifiable] @ defaults[~identifiable]

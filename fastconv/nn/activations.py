@@ -82,9 +82,24 @@ def _flat_gradient(grad_out, like):
     return grad_out
 
 
-class ReLU(Layer):
+class _SavedOutputActivation(Layer):
+    """An activation whose gradient is a function of its output: the backward kernel maps
+    (grad_out, saved output) to grad_in."""
+
+    _backward_kernel = None  # set by each subclass (a staticmethod-wrapped compiled kernel)
+
+    def backward(self, grad_out):
+        grad_out = _flat_gradient(grad_out, self._out)
+        grad_in = np.empty_like(grad_out)
+        self._backward_kernel(grad_out.reshape(-1), self._out.reshape(-1), grad_in.reshape(-1))
+        return grad_in
+
+
+class ReLU(_SavedOutputActivation):
     """``max(x, 0)``; NaN propagates, the gradient at 0 is 0 and at NaN passes through, as in
     PyTorch."""
+
+    _backward_kernel = staticmethod(_relu_backward)
 
     def forward(self, x):
         x = _flat_input(x)
@@ -92,15 +107,11 @@ class ReLU(Layer):
         _relu_forward(x.reshape(-1), self._out.reshape(-1))
         return self._out
 
-    def backward(self, grad_out):
-        grad_out = _flat_gradient(grad_out, self._out)
-        grad_in = np.empty_like(grad_out)
-        _relu_backward(grad_out.reshape(-1), self._out.reshape(-1), grad_in.reshape(-1))
-        return grad_in
 
-
-class Sigmoid(Layer):
+class Sigmoid(_SavedOutputActivation):
     """``1 / (1 + exp(-x))``, computed without overflow for large ``|x|``."""
+
+    _backward_kernel = staticmethod(_sigmoid_backward)
 
     def forward(self, x):
         x = _flat_input(x)
@@ -110,12 +121,6 @@ class Sigmoid(Layer):
         self._out = np.empty_like(x)
         _sigmoid_from_decay(x.reshape(-1), decay.reshape(-1), self._out.reshape(-1))
         return self._out
-
-    def backward(self, grad_out):
-        grad_out = _flat_gradient(grad_out, self._out)
-        grad_in = np.empty_like(grad_out)
-        _sigmoid_backward(grad_out.reshape(-1), self._out.reshape(-1), grad_in.reshape(-1))
-        return grad_in
 
 
 class Tanh(Layer):
