@@ -86,15 +86,15 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
     width = params.dtype.itemsize / 4.0
     if name == "direct":
         if direct.blocked.applies(params):
-            # kernels on flattened (phase) planes: they also compute the discarded columns and the
-            # zero channels that fill the last block; each pass over a task's accumulators (four
-            # taps, eight with one accumulator) has a fixed cost that dominates on small planes
+            # kernels on flattened (phase) planes: they also compute the discarded columns, the
+            # zero channels that fill the last block and the lanes of a tile past a task's end;
+            # each pass (a register tile, or a sweep over one accumulator) has a fixed cost that
+            # dominates on small planes
             flops, passes = direct.blocked.work(params)
             if params.out_channels_per_group == 1:  # one accumulator per pass: load-bound
                 return (1.0, flops * width / threads, 0.0, passes / threads)
             return (1.0, 0.0, flops * width / threads, passes / threads)
-        # the fused single-channel kernel (integers; two or three output channels per input
-        # channel), also one accumulator per pass
+        # the fused single-channel kernel (integers), also one accumulator per pass
         return (1.0, params.flops * width / threads, 0.0, 0.0)
     if name == "im2col":
         itemsize = params.dtype.itemsize

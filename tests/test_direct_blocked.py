@@ -32,6 +32,11 @@ CASES = [
     ((1, 2, 12, 11), (4, 2, 2, 3), {"dilation": (1, 2), "stride": (2, 3)}),
     ((1, 2, 5, 5), (4, 2, 5, 5), {}),  # one output: the last tap reads the plane's last value
     ((1, 2, 70, 90), (4, 2, 3, 3), {"padding": 1}),  # several row chunks per plane
+    # register tiles (real values): 8 channels x 128 bytes of positions
+    ((2, 3, 8, 10), (17, 3, 3, 3), {"padding": 1}),  # two channel blocks + one; a masked last tile
+    ((1, 3, 8, 8), (9, 3, 1, 1), {}),  # 64 positions: whole tiles only, no masked tile
+    ((3, 2, 4, 4), (8, 2, 3, 3), {}),  # a plane shorter than one tile: only the masked tile
+    ((2, 16, 30, 31), (24, 16, 3, 3), {"padding": 1}),  # three blocks, row chunks
     # one output channel per group: the one-accumulator kernels
     ((2, 5, 9, 10), (5, 1, 3, 3), {"groups": 5, "padding": 1}),  # depthwise
     ((2, 4, 11, 9), (4, 1, 5, 5), {"groups": 4, "padding": 2, "stride": 2}),

@@ -3,11 +3,10 @@
 Layout: NCHW input, (K, C/groups, R, S) weight, NCHW output.  Two kernel families:
 
 * ``_direct_blocked``: every floating-point problem, any stride, dilation and groups — flattened
-  (phase) planes, output channels blocked in fours (one accumulator for depthwise and single
-  images); its input and weight gradients run on the same kernels.
+  (phase) planes, register tiles of eight output channels (one accumulator for depthwise and
+  single images); its input and weight gradients run on the same kernels.
 * the fused single-channel stride-1 kernel below: integers (the signal API computes them exactly
-  in integer arithmetic) and two or three output channels per single input channel, where a block
-  of four would be half empty.
+  in integer arithmetic).
 
 Zero padding is materialised by the blocked kernels (as the definition: 0 * inf = NaN) and clipped
 by the single-channel kernel's loops.
@@ -90,7 +89,7 @@ def backward_weight(grad_out, x, params):
     raise _unsupported(params, "the weight gradient")
 
 # --- single input channel, stride 1, no dilation ---------------------------------------------
-# Integers and two or three output channels per input channel (see the module docstring):
+# Integers (see the module docstring):
 #
 # * input rows are read at unit stride, so every inner loop is a contiguous fused multiply-add;
 # * taps are fused: two (or three) kernel rows and four taps along each (then 3, 2, 1) per pass, so
@@ -103,17 +102,17 @@ def backward_weight(grad_out, x, params):
 
 
 def single_channel_stride1_applies(params) -> bool:
-    # Floating-point problems with one output channel per group (depthwise layers, single images)
-    # run faster on _direct_blocked's one-accumulator kernel (flattened planes, eight taps per
-    # pass: depthwise 3x3 N=8 128ch 56x56 2.27 -> 1.69 ms), and with four or more output channels
-    # per input channel its channel-blocked kernel reuses each input load (LeNet's first layer:
-    # 6.7x).  This kernel keeps integers (exact integer arithmetic for the signal API) and two or
-    # three output channels per input channel, where a block of four would be half empty.
+    # Floating-point problems run faster on _direct_blocked's kernels: one output channel per group
+    # (depthwise layers, single images) on its one-accumulator kernel (depthwise 3x3 N=8 128ch
+    # 56x56 2.27 -> 1.69 ms), more on its register tiles, even when two or three output channels
+    # per input channel leave most of a tile's eight empty (N=8, 32 -> 64 channels, groups=32, 3x3,
+    # 56x56: 1.09 -> 0.60 ms).  This kernel keeps integers: exact integer arithmetic for the
+    # signal API.
     return (
         params.in_channels_per_group == 1
         and params.stride_h == params.stride_w == 1
         and params.dilation_h == params.dilation_w == 1
-        and (not blocked.applies(params) or 2 <= params.out_channels_per_group < blocked.CHANNEL_BLOCK)
+        and not blocked.applies(params)
     )
 
 

@@ -1,0 +1,182 @@
+"""Explicit SIMD vectors for Numba kernels: a vector type and the five operations a register-blocked
+micro-kernel needs (zeros, load, masked load, broadcast, fused multiply-add, store).
+
+Why: LLVM's loop vectoriser keeps a loop's running values in registers only when they are
+reductions.  A convolution tile that accumulates *many* output vectors across a loop over taps
+(``acc[c][j] += w[t, c] * x[t + j]``) is written in plain Numba as arrays in memory, so every
+multiply-add also loads and stores its accumulator: the arithmetic units wait on L1.  With the
+accumulators as SSA *vector values* (``<32 x float>`` locals), LLVM keeps them in registers for
+the whole tap loop, as a hand-written BLAS micro-kernel does.
+
+A vector is sized in bytes, not lanes, so one kernel serves float32 and float64 with the same
+register footprint: ``load(array, start, 128)`` is 32 float32 or 16 float64 values (two AVX-512
+registers, four AVX2 ones; LLVM splits a wide vector into the target's registers).  The byte
+count must be a compile-time constant (a module-level integer) and a power of two: LLVM's type
+legaliser scalarises odd widths (a ``<48 x float>`` tile ran 10x slower).
+
+Loads and stores are unaligned and unchecked: the caller guarantees ``array[start:start + lanes]``
+lies inside the array (``load_first`` reads only the first ``count`` lanes, for a tail).  Arrays
+must be 1-D, C-contiguous, float32 or float64.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.core.extending import intrinsic, models, register_model
+
+__all__ = ["Vector", "zeros", "load", "load_first", "store", "broadcast", "fma"]
+
+
+class Vector(types.Type):
+    """Numba type of an LLVM vector: ``lanes`` values of ``dtype`` (a float type)."""
+
+    def __init__(self, dtype, lanes):
+        self.dtype = dtype
+        self.lanes = lanes
+        super().__init__(name=f"Vector({dtype}, {lanes})")
+
+
+@register_model(Vector)
+class _VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
+
+
+_I32 = ir.IntType(32)
+
+
+def _vector_of(dtype, nbytes, what):
+    """The Vector type of ``nbytes`` (an integer literal) of ``dtype``, or a TypingError."""
+    if not isinstance(dtype, types.Float):
+        raise TypingError(f"{what}: float32 or float64 values only, got {dtype}")
+    if not isinstance(nbytes, types.IntegerLiteral):
+        raise TypingError(f"{what}: the vector's byte count must be a compile-time constant")
+    size = nbytes.literal_value
+    itemsize = dtype.bitwidth // 8
+    if size < itemsize or size & (size - 1):
+        raise TypingError(f"{what}: the byte count must be a power of two >= {itemsize}, got {size}")
+    return Vector(dtype, size // itemsize)
+
+
+def _check_array(array, what):
+    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"):
+        raise TypingError(f"{what}: needs a 1-D C-contiguous array, got {array}")
+
+
+def _element_pointer(context, builder, array_type, array, index_type, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+
+
+def _splat(builder, vector_type, scalar):
+    lanes = vector_type.count
+    single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(single, ir.Constant(vector_type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+
+
+def _intrinsic_suffix(vector_type):
+    return f"v{vector_type.count}{vector_type.element.intrinsic_name}"
+
+
+@intrinsic
+def zeros(typingctx, dtype, nbytes):
+    """A vector of ``nbytes`` bytes of zeros; ``dtype`` an array's ``.dtype`` or a NumPy float type."""
+    if isinstance(dtype, types.DType):
+        element = dtype.dtype
+    elif isinstance(dtype, types.NumberClass):
+        element = dtype.instance_type
+    else:
+        element = dtype
+    vector = _vector_of(element, nbytes, "zeros")
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(context.get_value_type(vector), None)
+
+    return vector(dtype, nbytes), codegen
+
+
+@intrinsic
+def load(typingctx, array, start, nbytes):
+    """``array[start:start + lanes]`` as a vector (unaligned; not bounds-checked)."""
+    _check_array(array, "load")
+    vector = _vector_of(array.dtype, nbytes, "load")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        llvm_vector = context.get_value_type(vector)
+        return builder.load(builder.bitcast(pointer, llvm_vector.as_pointer()),
+                            align=array.dtype.bitwidth // 8)
+
+    return vector(array, start, nbytes), codegen
+
+
+@intrinsic
+def load_first(typingctx, array, start, nbytes, count):
+    """``array[start:start + count]`` in the first ``count`` lanes, zeros after; the memory behind
+    the other lanes is not touched (a masked load), so a tail can end at the array's end."""
+    _check_array(array, "load_first")
+    vector = _vector_of(array.dtype, nbytes, "load_first")
+    if not isinstance(count, types.Integer):
+        raise TypingError(f"load_first: count must be an integer, got {count}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        count_value = context.cast(builder, args[3], signature.args[3], types.intp)
+        llvm_vector = context.get_value_type(vector)
+        index_vector = ir.VectorType(count_value.type, vector.lanes)
+        mask = builder.icmp_signed("<", ir.Constant(index_vector, list(range(vector.lanes))),
+                                   _splat(builder, index_vector, count_value))
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(llvm_vector, [pointer.type, _I32, mask.type, llvm_vector]),
+            f"llvm.masked.load.{_intrinsic_suffix(llvm_vector)}.p0")
+        alignment = ir.Constant(_I32, array.dtype.bitwidth // 8)
+        return builder.call(function, [pointer, alignment, mask, ir.Constant(llvm_vector, None)])
+
+    return vector(array, start, nbytes, count), codegen
+
+
+@intrinsic
+def store(typingctx, array, start, value):
+    """``array[start:start + lanes] = value`` (unaligned; not bounds-checked)."""
+    _check_array(array, "store")
+    if not isinstance(value, Vector) or value.dtype != array.dtype:
+        raise TypingError(f"store: value must be a vector of {array.dtype}, got {value}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        vector_pointer = builder.bitcast(pointer, args[2].type.as_pointer())
+        builder.store(args[2], vector_pointer, align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(array, start, value), codegen
+
+
+@intrinsic
+def broadcast(typingctx, scalar, nbytes):
+    """A vector of ``nbytes`` bytes with every lane ``scalar``."""
+    vector = _vector_of(scalar, nbytes, "broadcast")
+
+    def codegen(context, builder, signature, args):
+        return _splat(builder, context.get_value_type(vector), args[0])
+
+    return vector(scalar, nbytes), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` lane by lane, fused (one rounding): llvm.fma."""
+    if not (isinstance(a, Vector) and a == b == c):
+        raise TypingError(f"fma: three vectors of one type, got {a}, {b}, {c}")
+
+    def codegen(context, builder, signature, args):
+        llvm_vector = args[0].type
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(llvm_vector, [llvm_vector] * 3),
+            f"llvm.fma.{_intrinsic_suffix(llvm_vector)}")
+        return builder.call(function, args)
+
+    return a(a, b, c), codegen

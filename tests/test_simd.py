@@ -1,0 +1,145 @@
+"""fastconv._simd: the explicit vector values behind the direct backend's register tiles."""
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+from numba.core.errors import TypingError
+
+from fastconv import _simd
+
+VECTOR_BYTES = 128  # what the tiles use: 32 float32 / 16 float64 lanes
+
+
+@numba.njit
+def _copy(src, dst, start):
+    _simd.store(dst, start, _simd.load(src, start, VECTOR_BYTES))
+
+
+@numba.njit
+def _copy_first(src, dst, start, count):
+    _simd.store(dst, 0, _simd.load_first(src, start, VECTOR_BYTES, count))
+
+
+@numba.njit
+def _fma(a, b, c, out):
+    _simd.store(out, 0, _simd.fma(_simd.load(a, 0, VECTOR_BYTES), _simd.load(b, 0, VECTOR_BYTES),
+                                  _simd.load(c, 0, VECTOR_BYTES)))
+
+
+@numba.njit
+def _axpy_from_zero(scalar, x, out):
+    acc = _simd.zeros(out.dtype, VECTOR_BYTES)
+    acc = _simd.fma(_simd.broadcast(scalar, VECTOR_BYTES), _simd.load(x, 0, VECTOR_BYTES), acc)
+    _simd.store(out, 0, acc)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_load_and_store_are_unaligned_lane_copies(dtype):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    src = np.arange(3 * lanes, dtype=dtype)
+    for start in (0, 1, 7, lanes + 3):  # every alignment, not just whole vectors
+        dst = np.full_like(src, -1)
+        _copy(src, dst, start)
+        expected = np.full_like(src, -1)
+        expected[start:start + lanes] = src[start:start + lanes]
+        np.testing.assert_array_equal(dst, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count", [0, 1, 5, "all"])
+def test_load_first_fills_the_other_lanes_with_zeros(dtype, count):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    count = lanes if count == "all" else count
+    src = np.arange(1, 2 * lanes + 1, dtype=dtype)
+    dst = np.full(lanes, -1, dtype=dtype)
+    _copy_first(src, dst, 3, count)
+    expected = np.zeros(lanes, dtype=dtype)
+    expected[:count] = src[3:3 + count]
+    np.testing.assert_array_equal(dst, expected)
+
+
+def test_load_first_never_touches_memory_past_count():
+    """The last value of the array sits right before a page that cannot be read: a masked load
+    ending there must not fault (a plain load of the whole vector would).  Run in a child process
+    so that a fault fails this test instead of killing the test run."""
+    script = textwrap.dedent("""
+        import ctypes, mmap
+        import numba, numpy as np
+        from fastconv import _simd
+
+        @numba.njit
+        def first(src, start, count, dst):
+            _simd.store(dst, 0, _simd.load_first(src, start, 128, count))
+
+        page = mmap.PAGESIZE
+        buffer = mmap.mmap(-1, 2 * page)
+        libc = ctypes.CDLL(None)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+        assert libc.mprotect(ctypes.c_void_p(address + page), page, 0) == 0  # PROT_NONE
+        values = np.frombuffer(buffer, dtype=np.float32, count=page // 4)
+        values[:] = np.arange(page // 4)
+        dst = np.zeros(32, np.float32)
+        first(values, page // 4 - 5, 5, dst)  # the last five values of the readable page
+        assert list(dst[:5]) == list(values[-5:]) and not dst[5:].any()
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_rounds_once(dtype):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(lanes).astype(dtype) for _ in range(3))
+    out = np.empty(lanes, dtype=dtype)
+    _fma(a, b, c, out)
+    if dtype == np.float32:  # the exact product fits a float64: one rounding of the exact sum
+        exact = (a.astype(np.float64) * b + c).astype(np.float32)
+        np.testing.assert_array_equal(out, exact)
+    else:
+        np.testing.assert_allclose(out, a * b + c, rtol=1e-15, atol=1e-15)
+
+
+def test_broadcast_and_zeros():
+    x = np.arange(32, dtype=np.float32)
+    out = np.empty(32, np.float32)
+    _axpy_from_zero(np.float32(2.5), x, out)
+    np.testing.assert_array_equal(out, 2.5 * x)
+
+
+def test_inputs_are_not_modified():
+    src = np.arange(64, dtype=np.float32)
+    before = src.copy()
+    _copy(src, np.empty(64, np.float32), 0)
+    np.testing.assert_array_equal(src, before)
+
+
+def test_byte_count_must_be_a_power_of_two_constant():
+    @numba.njit
+    def odd_width(x):
+        return _simd.load(x, 0, 192)
+
+    @numba.njit
+    def runtime_width(x, nbytes):
+        return _simd.load(x, 0, nbytes)
+
+    x = np.zeros(64, np.float32)
+    with pytest.raises(TypingError, match="power of two"):
+        odd_width(x)
+    with pytest.raises(TypingError, match="compile-time constant"):
+        runtime_width(x, 128)
+
+
+def test_integer_and_strided_arrays_are_refused():
+    @numba.njit
+    def load_any(x):
+        return _simd.load(x, 0, VECTOR_BYTES)
+
+    with pytest.raises(TypingError, match="float32 or float64"):
+        load_any(np.zeros(64, np.int32))
+    with pytest.raises(TypingError, match="C-contiguous"):
+        load_any(np.zeros(128, np.float32)[::2])
