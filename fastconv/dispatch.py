@@ -55,11 +55,11 @@ FEATURE_NAMES = {
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
-    "direct": (1.24e-05, 1.45e-11, 8.34e-12, 2.22e-08),
-    "im2col": (0, 0, 8.9e-12, 2.31e-06, 2.15e-10),
-    "fft": (2.61e-05, 2.88e-11, 1.62e-10, 3.08e-09),
-    "separable": (3.06e-05, 2.52e-10, 0),
-    "winograd": (1.8e-05, 2.77e-09, 3.57e-11, 3.9e-07),
+    "direct": (1.21e-05, 1.71e-11, 4.93e-12, 3.28e-08),
+    "im2col": (0, 0, 9.48e-12, 9.79e-07, 2.69e-10),
+    "fft": (2.42e-05, 4.23e-11, 1.77e-10, 1.73e-09),
+    "separable": (2.75e-05, 2.34e-10, 0),
+    "winograd": (2.78e-05, 2.19e-09, 4.72e-11, 9.94e-07),
 }
 # im2col's gradients through the unfold path (strided layers, < 8 channels per group) cost more than
 # its forward: fold/unfold passes and GEMMs with the thin operand on the other side.  Measured per

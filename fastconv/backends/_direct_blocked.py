@@ -452,6 +452,52 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
                 dst[ow] = src[ow] + b
 
 
+@njit_parallel
+def _one_channel_padding_kernel(x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
+                                padded_w, rows_per_task):
+    """``_one_channel_kernel`` at stride 1 without dilation, reading ``x`` (N, C, H, W) itself: each
+    task zero-pads the input rows it reads into its own small buffer, so no padded copy of the
+    whole input goes through memory (these layers do ~2 FLOPs per byte: that copy was half their
+    memory traffic).  ``offsets``: tap offsets in a buffer of ``rows_per_task + kernel_h - 1`` rows
+    per input channel of the group."""
+    batch, channels, in_h, in_w = x.shape
+    groups, tap_count = weights.shape
+    per_group_in = channels // groups
+    out_h, out_w = out.shape[2], out.shape[3]
+    reach_w = padded_w - out_w + 1
+    channel_size = (rows_per_task + kernel_h - 1) * padded_w
+    row_chunks = -(-out_h // rows_per_task)
+    for task in prange(batch * groups * row_chunks):
+        chunk = task % row_chunks
+        g = (task // row_chunks) % groups
+        n = task // (row_chunks * groups)
+        oh0 = chunk * rows_per_task
+        oh1 = min(out_h, oh0 + rows_per_task)
+        buffer = np.zeros(per_group_in * channel_size, dtype=out.dtype)
+        for c in range(per_group_in):
+            for i in range(oh1 - oh0 + kernel_h - 1):  # padded rows oh0 .. oh1 + kernel_h - 2
+                ih = oh0 + i - pad_top
+                if 0 <= ih < in_h:
+                    start = c * channel_size + i * padded_w + pad_left
+                    buffer[start:start + in_w] = x[n, g * per_group_in + c, ih]
+        length = (oh1 - oh0) * padded_w - (reach_w - 1)
+        acc = np.zeros(rows_per_task * padded_w, dtype=out.dtype)
+        taps = weights[g]
+        t = 0
+        while t + 8 <= tap_count:
+            _eight_taps_one_channel(acc, buffer, 0, offsets[t:t + 8], taps[t:t + 8], length)
+            t += 8
+        while t < tap_count:
+            _one_tap_one_channel(acc, buffer, 0, offsets[t:t + 1], taps[t:t + 1], length)
+            t += 1
+        b = bias[g]
+        for oh in range(oh0, oh1):
+            src = acc[(oh - oh0) * padded_w:]
+            dst = out[n, g, oh]
+            for ow in range(out_w):
+                dst[ow] = src[ow] + b
+
+
 @functools.lru_cache(maxsize=256)
 def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, out_h, out_w):
     """Offset of tap (c, r, s) from output position 0 in a group's adjacent phase planes, in
@@ -495,6 +541,13 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
         kernel = _one_channel_kernel
         packed = np.ascontiguousarray(w.reshape(groups, -1))
         rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups, channels=1)
+        if stride == dilation == (1, 1) and min(pads) >= 0:
+            # padded per task: depthwise 3x3 N=8 128ch 56x56 1.28 -> 0.93 ms, 5x5 N=4 256ch 28x28
+            # 0.46 -> 0.39 ms (a single 512x512 image, 3x3: 42 -> 52 us, 7x7: 174 -> 159 us)
+            local_offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, rows, out_w)
+            _one_channel_padding_kernel(x, packed, local_offsets, bias, out, pad_top, pad_left,
+                                        kernel_h, layout.plane_w, rows)
+            return out
     else:
         kernel, block = forward_kernel(x.dtype)
         packed = pack_weight(w, groups, block)
