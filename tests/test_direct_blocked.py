@@ -43,8 +43,10 @@ CASES = [
     ((1, 6, 10, 10), (3, 2, 3, 3), {"groups": 3, "dilation": 2, "padding": 2}),  # 2 in, 1 out
     ((1, 1, 40, 37), (1, 1, 7, 7), {"padding": 3}),  # a single image
     ((1, 1, 40, 37), (1, 1, 7, 6), {"padding": (0, 2)}),  # rows unpadded, columns padded
-    ((2, 3, 30, 8), (3, 1, 3, 3), {"groups": 3, "padding": (2, 1)}),  # padding past the kernel's reach
-    ((1, 4, 300, 20), (2, 2, 5, 3), {"groups": 2, "padding": 1}),  # row chunks, 2 channels a group
+    # stacks of >= 4 x threads planes (up to 16 threads): each task pads its own rows
+    ((4, 16, 12, 11), (16, 1, 3, 3), {"groups": 16, "padding": (2, 1)}),  # padding past the reach
+    ((1, 64, 12, 1000), (64, 1, 5, 3), {"groups": 64, "padding": 1}),  # wide: row chunks
+    ((4, 32, 10, 9), (16, 2, 3, 3), {"groups": 16, "padding": (0, 1)}),  # 2 channels a group
 ]
 
 

@@ -541,9 +541,11 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
         kernel = _one_channel_kernel
         packed = np.ascontiguousarray(w.reshape(groups, -1))
         rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups, channels=1)
-        if stride == dilation == (1, 1) and min(pads) >= 0:
-            # padded per task: depthwise 3x3 N=8 128ch 56x56 1.28 -> 0.93 ms, 5x5 N=4 256ch 28x28
-            # 0.46 -> 0.39 ms (a single 512x512 image, 3x3: 42 -> 52 us, 7x7: 174 -> 159 us)
+        if stride == dilation == (1, 1) and min(pads) >= 0 and batch * groups >= 4 * get_num_threads():
+            # padded per task, for stacks of planes: depthwise 3x3 N=8 128ch 56x56 1.28 -> 0.93 ms,
+            # 5x5 N=4 256ch 28x28 0.46 -> 0.39 ms.  Not for a few large planes, whose tasks are a
+            # few rows each and would copy their kernel_h - 1 extra rows every time (a 1024x1024
+            # image, 9x9: 0.79 -> 1.2 ms; 512x512, 3x3: 42 -> 52 us)
             local_offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, rows, out_w)
             _one_channel_padding_kernel(x, packed, local_offsets, bias, out, pad_top, pad_left,
                                         kernel_h, layout.plane_w, rows)
