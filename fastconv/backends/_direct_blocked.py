@@ -299,6 +299,20 @@ def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_
 
 
 
+@njit_kernel
+def _task_span(task, groups, row_chunks, rows_per_task, out_h, padded_w, readable):
+    """Task ``task`` of a (sample, group, block of output rows) decomposition: (n, g, oh0, oh1,
+    first flat position, positions to compute) — stopping at ``readable``, past which the taps of
+    the last row's discarded columns would read beyond the plane."""
+    chunk = task % row_chunks
+    g = (task // row_chunks) % groups
+    n = task // (row_chunks * groups)
+    oh0 = chunk * rows_per_task
+    oh1 = min(out_h, oh0 + rows_per_task)
+    first = oh0 * padded_w
+    return n, g, oh0, oh1, first, min(oh1 * padded_w, readable) - first
+
+
 # --- forward, real values: register tiles --------------------------------------------------------
 # A tile is TILE_CHANNELS output channels x one vector of output positions (TILE_BYTES), summed
 # over every tap of the group in registers: per tap, one input vector load (the tap's shifted
@@ -359,13 +373,8 @@ def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per
     # a task is (sample, group, block of rows) and runs every channel block: the input rows it reads
     # stay in L2 across blocks (1x1 256 -> 64 layer: 209 -> 282 GFLOP/s against blocks as tasks)
     for task in prange(batch * groups * row_chunks):
-        chunk = task % row_chunks
-        g = (task // row_chunks) % groups
-        n = task // (row_chunks * groups)
-        oh0 = chunk * rows_per_task
-        oh1 = min(out_h, oh0 + rows_per_task)
-        first = oh0 * padded_w
-        length = min(oh1 * padded_w, readable) - first
+        n, g, oh0, oh1, first, length = _task_span(task, groups, row_chunks, rows_per_task, out_h,
+                                                   padded_w, readable)
         whole = length - length % lanes  # positions in whole tiles
         # room for a whole last tile: its lanes past ``length`` hold zeros and are not copied out
         acc = np.empty((TILE_CHANNELS, rows_per_task * padded_w + lanes), dtype=out.dtype)
@@ -427,13 +436,8 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
     row_chunks = -(-out_h // rows_per_task)
     readable = out_h * padded_w - (reach_w - 1)
     for task in prange(batch * groups * row_chunks):
-        chunk = task % row_chunks
-        g = (task // row_chunks) % groups
-        n = task // (row_chunks * groups)
-        oh0 = chunk * rows_per_task
-        oh1 = min(out_h, oh0 + rows_per_task)
-        first = oh0 * padded_w
-        length = min(oh1 * padded_w, readable) - first
+        n, g, oh0, oh1, first, length = _task_span(task, groups, row_chunks, rows_per_task, out_h,
+                                                   padded_w, readable)
         acc = np.zeros(rows_per_task * padded_w, dtype=out.dtype)
         group_planes = planes[n, g * group_size:(g + 1) * group_size]
         taps = weights[g]
