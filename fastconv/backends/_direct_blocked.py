@@ -215,6 +215,18 @@ def _tasks_without_rows(dtype, batch, groups, blocks):
     return batch * groups * (blocks if dtype.kind == "c" else 1)
 
 
+@njit_kernel
+def _write_rows(src, dst, oh0, oh1, padded_w, b):
+    """dst[oh] = the first out_w values of src's row (oh - oh0) + b, for the task's rows oh0..oh1:
+    accumulators (rows of ``padded_w``, discarded columns included) into one output plane."""
+    out_w = dst.shape[1]
+    for oh in range(oh0, oh1):
+        row = src[(oh - oh0) * padded_w:]
+        target = dst[oh]
+        for ow in range(out_w):
+            target[ow] = row[ow] + b
+
+
 # --- forward, complex values: four output channels x four taps per pass --------------------------
 # Every tap (c, r, s) of a group is an offset into the group's flattened planes (which are adjacent
 # in memory): ``c * plane_size + r * padded_w + s``.  Taps are taken four at a time from that one
@@ -261,7 +273,7 @@ def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_
     (taps,) the offset of each tap within its group's planes."""
     batch = planes.shape[0]
     groups, blocks, tap_count, _ = packed.shape
-    out_channels, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    out_channels, out_h = out.shape[1], out.shape[2]
     per_group_out = out_channels // groups
     group_size = planes.shape[1] // groups  # values of one group's planes
     row_chunks = -(-out_h // rows_per_task)
@@ -290,12 +302,7 @@ def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_
             t += 1
         for j in range(min(CHANNEL_BLOCK, per_group_out - block * CHANNEL_BLOCK)):
             k = g * per_group_out + block * CHANNEL_BLOCK + j
-            b = bias[k]
-            for oh in range(oh0, oh1):
-                src = acc[j, (oh - oh0) * padded_w:]
-                dst = out[n, k, oh]
-                for ow in range(out_w):
-                    dst[ow] = src[ow] + b
+            _write_rows(acc[j], out[n, k], oh0, oh1, padded_w, bias[k])
 
 
 
@@ -363,8 +370,8 @@ def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per
     """``_forward_kernel`` on register tiles, for float32/float64: ``packed`` (G, blocks, taps,
     TILE_CHANNELS)."""
     batch = planes.shape[0]
-    groups, blocks, tap_count, _ = packed.shape
-    out_channels, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    groups, blocks = packed.shape[0], packed.shape[1]
+    out_channels, out_h = out.shape[1], out.shape[2]
     per_group_out = out_channels // groups
     group_size = planes.shape[1] // groups
     row_chunks = -(-out_h // rows_per_task)
@@ -397,12 +404,7 @@ def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per
                 _simd.store(acc[7], start, a7)
             for j in range(min(TILE_CHANNELS, per_group_out - block * TILE_CHANNELS)):
                 k = g * per_group_out + block * TILE_CHANNELS + j
-                b = bias[k]
-                for oh in range(oh0, oh1):
-                    src = acc[j, (oh - oh0) * padded_w:]
-                    dst = out[n, k, oh]
-                    for ow in range(out_w):
-                        dst[ow] = src[ow] + b
+                _write_rows(acc[j], out[n, k], oh0, oh1, padded_w, bias[k])
 
 
 # --- one output channel per group (depthwise): one accumulator, eight taps per pass --------------
@@ -431,7 +433,7 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
     """``_forward_kernel`` for one output channel per group: ``weights`` (G, taps)."""
     batch = planes.shape[0]
     groups, tap_count = weights.shape
-    out_h, out_w = out.shape[2], out.shape[3]
+    out_h = out.shape[2]
     group_size = planes.shape[1] // groups
     row_chunks = -(-out_h // rows_per_task)
     readable = out_h * padded_w - (reach_w - 1)
@@ -448,12 +450,7 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
         while t < tap_count:
             _one_tap_one_channel(acc, group_planes, first, offsets[t:t + 1], taps[t:t + 1], length)
             t += 1
-        b = bias[g]
-        for oh in range(oh0, oh1):
-            src = acc[(oh - oh0) * padded_w:]
-            dst = out[n, g, oh]
-            for ow in range(out_w):
-                dst[ow] = src[ow] + b
+        _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
 
 
 @njit_parallel
@@ -494,12 +491,7 @@ def _one_channel_padding_kernel(x, weights, offsets, bias, out, pad_top, pad_lef
         while t < tap_count:
             _one_tap_one_channel(acc, buffer, 0, offsets[t:t + 1], taps[t:t + 1], length)
             t += 1
-        b = bias[g]
-        for oh in range(oh0, oh1):
-            src = acc[(oh - oh0) * padded_w:]
-            dst = out[n, g, oh]
-            for ow in range(out_w):
-                dst[ow] = src[ow] + b
+        _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
 
 
 @functools.lru_cache(maxsize=256)
