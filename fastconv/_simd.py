@@ -24,9 +24,13 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.core.extending import intrinsic, models, register_model
+from numba.core.extending import (NativeValue, intrinsic, models, overload_attribute, register_model,
+                                    typeof_impl, unbox)
 
-__all__ = ["Vector", "zeros", "load", "load_first", "store", "broadcast", "fma"]
+from ._cpu import TileShape
+
+__all__ = ["Vector", "zeros", "load", "load_first", "store", "broadcast", "fma",
+           "Tile", "TileGeometry", "tile_zeros", "tile_fma", "tile_fma_first", "tile_store"]
 
 
 class Vector(types.Type):
@@ -180,3 +184,182 @@ def fma(typingctx, a, b, c):
         return builder.call(function, args)
 
     return a(a, b, c), codegen
+
+
+# --- register tiles ------------------------------------------------------------------------------
+# A tile is ``channels x vectors`` accumulator vectors: output channel c's positions p * lanes ..
+# (p + 1) * lanes - 1 in vector (c, p).  Its shape is part of its *type*: a ``TileShape`` passed to a
+# kernel is typed ``TileGeometry(channels, vectors, bytes)``, so each shape is its own compiled and
+# cached specialisation (a module-level constant would be frozen into Numba's cache).  The tile is an
+# LLVM array of vectors whose elements are only ever addressed by constant indices: after inlining,
+# LLVM's SROA turns it into ``channels * vectors`` separate registers, as in a hand-written
+# micro-kernel.  One update is an outer product: ``vectors`` position loads, ``channels`` weight
+# broadcasts, ``channels * vectors`` fused multiply-adds.
+class TileGeometry(types.Type):
+    """Numba type of a ``fastconv._cpu.TileShape`` argument: the shape lives in the type."""
+
+    def __init__(self, channels, vectors, vector_bytes):
+        self.channels, self.vectors, self.vector_bytes = channels, vectors, vector_bytes
+        super().__init__(name=f"TileGeometry({channels}x{vectors}x{vector_bytes})")
+
+
+@typeof_impl.register(TileShape)
+def _typeof_tile_shape(value, context):
+    return TileGeometry(value.channels, value.vectors, value.vector_bytes)
+
+
+register_model(TileGeometry)(models.OpaqueModel)
+
+
+@unbox(TileGeometry)
+def _unbox_tile_geometry(typ, obj, c):
+    return NativeValue(c.context.get_constant_null(typ))  # nothing to carry: the type says it all
+
+
+class Tile(types.Type):
+    """Numba type of a register tile of ``dtype``: ``channels x vectors`` vectors of ``lanes``."""
+
+    def __init__(self, dtype, channels, vectors, lanes):
+        self.dtype, self.channels, self.vectors, self.lanes = dtype, channels, vectors, lanes
+        super().__init__(name=f"Tile({dtype}, {channels}x{vectors}x{lanes})")
+
+
+@register_model(Tile)
+class _TileModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        vector = ir.VectorType(element, fe_type.lanes)
+        super().__init__(dmm, fe_type, ir.ArrayType(vector, fe_type.channels * fe_type.vectors))
+
+
+@intrinsic
+def tile_zeros(typingctx, dtype, geometry):
+    """A tile of zeros of ``dtype`` (an array's ``.dtype``) shaped by ``geometry`` (a TileShape)."""
+    element = dtype.dtype if isinstance(dtype, types.DType) else dtype
+    if not isinstance(geometry, TileGeometry):
+        raise TypingError(f"tile_zeros: geometry must be a TileShape, got {geometry}")
+    vector = _vector_of(element, types.IntegerLiteral(geometry.vector_bytes), "tile_zeros")
+    tile = Tile(element, geometry.channels, geometry.vectors, vector.lanes)
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(context.get_value_type(tile), None)
+
+    return tile(dtype, geometry), codegen
+
+
+def _check_tile_operands(tile, x, w, what):
+    if not isinstance(tile, Tile):
+        raise TypingError(f"{what}: needs a tile, got {tile}")
+    _check_array(x, what)
+    _check_array(w, what)
+    if x.dtype != tile.dtype or w.dtype != tile.dtype:
+        raise TypingError(f"{what}: positions, weights and tile must share a dtype, got "
+                          f"{x.dtype}, {w.dtype}, {tile.dtype}")
+
+
+def _outer_fma(context, builder, tile_type, accumulators, x_vectors, w_pointer):
+    """accumulators[c, p] += broadcast(w[c]) * x_vectors[p], as a new tile value."""
+    vector_type = x_vectors[0].type
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
+        f"llvm.fma.{_intrinsic_suffix(vector_type)}")
+    result = accumulators
+    for c in range(tile_type.channels):
+        scalar = builder.load(builder.gep(w_pointer, [ir.Constant(ir.IntType(64), c)]))
+        weight = _splat(builder, vector_type, scalar)
+        for p in range(tile_type.vectors):
+            index = c * tile_type.vectors + p
+            updated = builder.call(function, [x_vectors[p], weight, builder.extract_value(result, index)])
+            result = builder.insert_value(result, updated, index)
+    return result
+
+
+@intrinsic
+def tile_fma(typingctx, tile, x, x_start, w, w_start):
+    """One tap: tile[c, p] += w[w_start + c] * x[x_start + p * lanes:][:lanes] (unchecked loads)."""
+    _check_tile_operands(tile, x, w, "tile_fma")
+
+    def codegen(context, builder, signature, args):
+        accumulators, x_array, x_index, w_array, w_index = args
+        sig_args = signature.args
+        x_pointer = _element_pointer(context, builder, sig_args[1], x_array, sig_args[2], x_index)
+        w_pointer = _element_pointer(context, builder, sig_args[3], w_array, sig_args[4], w_index)
+        vector_type = accumulators.type.element
+        vectors = []
+        for p in range(tile.vectors):
+            pointer = builder.gep(x_pointer, [ir.Constant(ir.IntType(64), p * tile.lanes)])
+            vectors.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
+                                        align=tile.dtype.bitwidth // 8))
+        return _outer_fma(context, builder, tile, accumulators, vectors, w_pointer)
+
+    return tile(tile, x, x_start, w, w_start), codegen
+
+
+@intrinsic
+def tile_fma_first(typingctx, tile, x, x_start, count, w, w_start):
+    """``tile_fma`` reading only the first ``count`` positions (masked loads: nothing past them is
+    touched, the other lanes read as zeros), for the last tile of a run."""
+    _check_tile_operands(tile, x, w, "tile_fma_first")
+    if not isinstance(count, types.Integer):
+        raise TypingError(f"tile_fma_first: count must be an integer, got {count}")
+
+    def codegen(context, builder, signature, args):
+        accumulators, x_array, x_index, count_value, w_array, w_index = args
+        sig_args = signature.args
+        x_pointer = _element_pointer(context, builder, sig_args[1], x_array, sig_args[2], x_index)
+        w_pointer = _element_pointer(context, builder, sig_args[4], w_array, sig_args[5], w_index)
+        count_value = context.cast(builder, count_value, sig_args[3], types.intp)
+        vector_type = accumulators.type.element
+        index_vector = ir.VectorType(count_value.type, tile.lanes)
+        masked_load = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vector_type, [x_pointer.type, _I32, ir.VectorType(ir.IntType(1), tile.lanes),
+                                          vector_type]),
+            f"llvm.masked.load.{_intrinsic_suffix(vector_type)}.p0")
+        vectors = []
+        for p in range(tile.vectors):
+            pointer = builder.gep(x_pointer, [ir.Constant(ir.IntType(64), p * tile.lanes)])
+            lane_positions = ir.Constant(index_vector, [p * tile.lanes + i for i in range(tile.lanes)])
+            mask = builder.icmp_signed("<", lane_positions, _splat(builder, index_vector, count_value))
+            vectors.append(builder.call(masked_load, [pointer, ir.Constant(_I32, tile.dtype.bitwidth // 8),
+                                                      mask, ir.Constant(vector_type, None)]))
+        return _outer_fma(context, builder, tile, accumulators, vectors, w_pointer)
+
+    return tile(tile, x, x_start, count, w, w_start), codegen
+
+
+@intrinsic
+def tile_store(typingctx, tile, out, start, row_stride):
+    """out[start + c * row_stride + p * lanes:][:lanes] = tile[c, p] (unchecked stores)."""
+    if not isinstance(tile, Tile):
+        raise TypingError(f"tile_store: needs a tile, got {tile}")
+    _check_array(out, "tile_store")
+    if out.dtype != tile.dtype:
+        raise TypingError(f"tile_store: a tile of {tile.dtype} into an array of {out.dtype}")
+
+    def codegen(context, builder, signature, args):
+        accumulators, out_array, start_value, stride_value = args
+        sig_args = signature.args
+        base = _element_pointer(context, builder, sig_args[1], out_array, sig_args[2], start_value)
+        stride_value = context.cast(builder, stride_value, sig_args[3], types.intp)
+        vector_pointer_type = accumulators.type.element.as_pointer()
+        for c in range(tile.channels):
+            row = builder.gep(base, [builder.mul(stride_value, ir.Constant(stride_value.type, c))])
+            for p in range(tile.vectors):
+                pointer = builder.gep(row, [ir.Constant(ir.IntType(64), p * tile.lanes)])
+                builder.store(builder.extract_value(accumulators, c * tile.vectors + p),
+                              builder.bitcast(pointer, vector_pointer_type), align=tile.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(tile, out, start, row_stride), codegen
+
+
+def _geometry_attribute(name):
+    @overload_attribute(TileGeometry, name)
+    def _attribute(geometry):
+        value = getattr(geometry, name)
+        return lambda geometry: value
+
+
+for _name in ("channels", "vectors", "vector_bytes"):
+    _geometry_attribute(_name)

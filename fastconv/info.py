@@ -23,14 +23,17 @@ def gemm_flops_per_second(size: int = 2048, dtype=np.float32, repeats: int = 3) 
 
 
 def _cpu_features() -> str:
-    try:
-        import llvmlite.binding as llvm
+    """The CPU the kernels are compiled for (NUMBA_CPU_NAME/NUMBA_CPU_FEATURES, else the host), its
+    vector registers and the register tile that follows."""
+    from ._cpu import target_cpu, tile_shape
 
-        features = llvm.get_host_cpu_features().flatten()
-        wanted = [f for f in ("avx512f", "avx2", "fma", "sse4.2") if f"+{f}" in features]
-        return f"{llvm.get_host_cpu_name()} ({', '.join(wanted) or 'baseline'})"
-    except Exception as error:  # pragma: no cover - depends on llvmlite internals
-        return f"unknown ({error})"
+    cpu = target_cpu()
+    wanted = [f for f in ("avx512f", "avx2", "fma", "sse4.2", "neon") if f in cpu.features]
+    restricted = " (restricted by NUMBA_CPU_NAME/NUMBA_CPU_FEATURES)" if os.environ.get(
+        "NUMBA_CPU_FEATURES") or os.environ.get("NUMBA_CPU_NAME") else ""
+    return (f"{cpu.name} ({', '.join(wanted) or 'baseline'}){restricted}; ISA {cpu.isa}: "
+            f"{cpu.vector_registers} vector registers of {cpu.vector_bytes} bytes; "
+            f"register tile {tile_shape()} (channels x vectors x bytes; FASTCONV_TILE)")
 
 
 def report() -> str:

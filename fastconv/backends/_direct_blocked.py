@@ -10,11 +10,12 @@ runtime stride, so LLVM could not vectorise it; a LeNet layer (256 images, 6 -> 
   ``p + r * padded_w + s`` for tap (r, s): every tap is one contiguous shifted vector over *all*
   output rows of the task, whatever the image width.  The ``padded_w - out_w`` columns computed past
   each row's end are discarded (they cost ``(S - 1) / padded_w`` extra work).
-* **Register tiles** (float32/float64): eight output channels x one 128-byte vector of positions,
-  summed over every tap in vector registers (explicit LLVM vectors, ``fastconv._simd``), so each
-  input vector loaded feeds eight fused multiply-adds and the accumulators are stored once per
-  tile.  Complex values keep a loop kernel (four channels x four taps per pass over accumulators
-  in L1).
+* **Register tiles** (float32/float64): a few output channels x a few vectors of positions, summed
+  over every tap in vector registers (explicit LLVM vectors, ``fastconv._simd``), so each input
+  vector loaded feeds one fused multiply-add per channel and the accumulators are stored once per
+  tile.  The tile's shape follows the register file of the CPU the kernel is compiled for
+  (``fastconv._cpu``: 8 x 3 zmm on AVX-512, 6 x 2 ymm on AVX2).  Complex values keep a loop kernel
+  (four channels x four taps per pass over accumulators in L1).
 * **Phase planes** for strides and dilations (see ``plane_layout``); a one-accumulator variant for
   one output channel per group (depthwise layers, single images).
 * **Tasks** are (sample, group, block of output rows), each running every channel block so the
@@ -36,21 +37,12 @@ from numba import prange
 
 from .. import _simd
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
+from .._cpu import tile_shape
 from ._common import valid_output_range
 
 CHANNEL_BLOCK = 4
 """Output channels accumulated together by the complex forward kernel and the weight gradient
 (weights are packed with zero channels up to a multiple)."""
-
-TILE_CHANNELS = 8
-"""Output channels of one register tile (the real forward kernel)."""
-
-TILE_BYTES = 128
-"""Bytes of output positions per accumulator of a register tile: 32 float32 or 16 float64 values,
-two AVX-512 registers.  TILE_CHANNELS x TILE_BYTES = 16 accumulator registers of the 32, leaving
-room for the two input registers and the broadcast weights.  Measured on Zen 5 (ResNet 3x3 layer,
-float32): 8 channels x 32 values 409 GFLOP/s; 4 x 64 389; 4 x 96 402; 12 x 32 347; 4 x 128 spilled
-(194)."""
 
 ACCUMULATOR_BYTES = 16 << 10
 """Bytes of accumulators per task: CHANNEL_BLOCK rows of output positions, kept in L1."""
@@ -90,7 +82,7 @@ def work(params):
         passes_per_task = taps // 8 + taps % 8 if one_channel else taps // 4 + taps % 4
         passes = planes * chunks * passes_per_task
     else:  # whole tiles: each task's positions rounded up to the tile's lanes
-        lanes = TILE_BYTES // params.dtype.itemsize
+        lanes = tile_shape().position_bytes // params.dtype.itemsize
         tiles_per_plane = chunks * -(-min(positions, rows * plane_w) // lanes)
         positions = tiles_per_plane * lanes
         passes = planes * tiles_per_plane
@@ -203,10 +195,20 @@ def pack_weight(w, groups, block=CHANNEL_BLOCK):
 
 def forward_kernel(dtype):
     """(kernel, output channels per packed block) of the forward pass for ``dtype``: register tiles
-    for real values; complex values (no LLVM vector type) take the four-channel loop kernel."""
+    of the target CPU's shape for real values; complex values (no LLVM vector type) take the
+    four-channel loop kernel.  Both kernels take the same arguments."""
     if dtype.kind == "c":
         return _forward_kernel, CHANNEL_BLOCK
-    return _tile_kernel, TILE_CHANNELS
+    shape = tile_shape()
+    return _tile_kernels(shape), shape.channels
+
+
+@functools.lru_cache(maxsize=16)
+def _tile_kernels(shape):
+    """``_tile_kernel`` with its tile shape bound, called like ``_forward_kernel``."""
+    def run(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
+        _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task, shape)
+    return run
 
 
 def _tasks_without_rows(dtype, batch, groups, blocks):
@@ -266,7 +268,7 @@ def _one_tap(a0, a1, a2, a3, planes, base, offsets, taps, length):
 
 
 @njit_parallel
-def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
+def _forward_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):  # complex
     """out[n, k] = bias[k] + sum over the group's taps, on flattened padded planes.
 
     ``planes`` (N, C * plane_size) and ``packed`` (G, blocks, taps, CHANNEL_BLOCK) with ``offsets``
@@ -321,90 +323,55 @@ def _task_span(task, groups, row_chunks, rows_per_task, out_h, padded_w, readabl
 
 
 # --- forward, real values: register tiles --------------------------------------------------------
-# A tile is TILE_CHANNELS output channels x one vector of output positions (TILE_BYTES), summed
-# over every tap of the group in registers: per tap, one input vector load (the tap's shifted
-# positions), TILE_CHANNELS weight broadcasts and TILE_CHANNELS fused multiply-adds; the
-# accumulators are stored once per tile.  The loop kernel above stores its accumulators to L1
-# every four taps, which held it at 110-300 GFLOP/s; the tiles run at ~400 (the FMA units' peak
-# is ~530 on this machine).  The last tile of a task loads only the positions the task reads
-# (``count``): a masked load, so nothing past the planes is touched.
-@njit_kernel
-def _eight_channel_fma(x, w, a0, a1, a2, a3, a4, a5, a6, a7):
-    """One tap of a tile: accumulator j += x * w[j] (w: the tap's TILE_CHANNELS weights)."""
-    return (_simd.fma(x, _simd.broadcast(w[0], TILE_BYTES), a0),
-            _simd.fma(x, _simd.broadcast(w[1], TILE_BYTES), a1),
-            _simd.fma(x, _simd.broadcast(w[2], TILE_BYTES), a2),
-            _simd.fma(x, _simd.broadcast(w[3], TILE_BYTES), a3),
-            _simd.fma(x, _simd.broadcast(w[4], TILE_BYTES), a4),
-            _simd.fma(x, _simd.broadcast(w[5], TILE_BYTES), a5),
-            _simd.fma(x, _simd.broadcast(w[6], TILE_BYTES), a6),
-            _simd.fma(x, _simd.broadcast(w[7], TILE_BYTES), a7))
-
-
-@njit_kernel
-def _tile(planes, base, offsets, taps):
-    """The TILE_CHANNELS accumulators of the tile at flat position ``base``: channel j's vector is
-    the sum over taps t of taps[t, j] * planes[base + offsets[t]:][:lanes]."""
-    a0 = _simd.zeros(planes.dtype, TILE_BYTES)
-    a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
-    for t in range(offsets.shape[0]):
-        x = _simd.load(planes, base + offsets[t], TILE_BYTES)
-        a0, a1, a2, a3, a4, a5, a6, a7 = _eight_channel_fma(x, taps[t], a0, a1, a2, a3, a4, a5, a6, a7)
-    return a0, a1, a2, a3, a4, a5, a6, a7
-
-
-@njit_kernel
-def _last_tile(planes, base, offsets, taps, count):
-    """``_tile`` reading only the first ``count`` positions (masked loads): the task's last tile,
-    which may end where the planes end.  The other lanes hold zeros."""
-    a0 = _simd.zeros(planes.dtype, TILE_BYTES)
-    a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
-    for t in range(offsets.shape[0]):
-        x = _simd.load_first(planes, base + offsets[t], TILE_BYTES, count)
-        a0, a1, a2, a3, a4, a5, a6, a7 = _eight_channel_fma(x, taps[t], a0, a1, a2, a3, a4, a5, a6, a7)
-    return a0, a1, a2, a3, a4, a5, a6, a7
-
-
+# A tile is ``shape.channels`` output channels x ``shape.vectors`` vectors of output positions,
+# summed over every tap of the group in registers (``fastconv._simd``): per tap, ``vectors`` input
+# loads (the tap's shifted positions), ``channels`` weight broadcasts and ``channels * vectors``
+# fused multiply-adds; the accumulators are stored once per tile.  The shape comes from the CPU the
+# kernel is compiled for (``fastconv._cpu.tile_shape``) and is part of the kernel's signature, so
+# each shape is its own cached specialisation.  The last tile of a run loads only the positions
+# the task reads (masked loads), so nothing past the planes is touched; it is a separate loop
+# because a runtime branch inside the tap loop is not unswitched by LLVM.
 @njit_parallel
-def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
+def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task, shape):
     """``_forward_kernel`` on register tiles, for float32/float64: ``packed`` (G, blocks, taps,
-    TILE_CHANNELS)."""
+    shape.channels)."""
     batch = planes.shape[0]
-    groups, blocks = packed.shape[0], packed.shape[1]
+    groups, blocks, tap_count, channels = packed.shape
+    weights = packed.reshape(packed.size)
     out_channels, out_h = out.shape[1], out.shape[2]
     per_group_out = out_channels // groups
     group_size = planes.shape[1] // groups
     row_chunks = -(-out_h // rows_per_task)
     readable = out_h * padded_w - (reach_w - 1)
-    lanes = TILE_BYTES // planes.itemsize
+    positions = shape.vectors * shape.vector_bytes // planes.itemsize  # per tile and channel
+    # room for a whole last tile: its lanes past ``length`` hold zeros and are not copied out
+    row_stride = rows_per_task * padded_w + positions
     # a task is (sample, group, block of rows) and runs every channel block: the input rows it reads
-    # stay in L2 across blocks (1x1 256 -> 64 layer: 209 -> 282 GFLOP/s against blocks as tasks)
+    # stay in L2 across blocks
     for task in prange(batch * groups * row_chunks):
         n, g, oh0, oh1, first, length = _task_span(task, groups, row_chunks, rows_per_task, out_h,
                                                    padded_w, readable)
-        whole = length - length % lanes  # positions in whole tiles
-        # room for a whole last tile: its lanes past ``length`` hold zeros and are not copied out
-        acc = np.empty((TILE_CHANNELS, rows_per_task * padded_w + lanes), dtype=out.dtype)
+        whole = length - length % positions  # positions in whole tiles
+        acc = np.empty(channels * row_stride, dtype=out.dtype)
         group_planes = planes[n, g * group_size:(g + 1) * group_size]
         for block in range(blocks):
-            taps = packed[g, block]
-            for start in range(0, length, lanes):
-                if start < whole:
-                    a0, a1, a2, a3, a4, a5, a6, a7 = _tile(group_planes, first + start, offsets, taps)
-                else:
-                    a0, a1, a2, a3, a4, a5, a6, a7 = _last_tile(group_planes, first + start, offsets,
-                                                                taps, length - start)
-                _simd.store(acc[0], start, a0)
-                _simd.store(acc[1], start, a1)
-                _simd.store(acc[2], start, a2)
-                _simd.store(acc[3], start, a3)
-                _simd.store(acc[4], start, a4)
-                _simd.store(acc[5], start, a5)
-                _simd.store(acc[6], start, a6)
-                _simd.store(acc[7], start, a7)
-            for j in range(min(TILE_CHANNELS, per_group_out - block * TILE_CHANNELS)):
-                k = g * per_group_out + block * TILE_CHANNELS + j
-                _write_rows(acc[j], out[n, k], oh0, oh1, padded_w, bias[k])
+            block_weights = (g * blocks + block) * tap_count * channels
+            for start in range(0, whole, positions):
+                tile = _simd.tile_zeros(planes.dtype, shape)
+                for t in range(tap_count):
+                    tile = _simd.tile_fma(tile, group_planes, first + start + offsets[t], weights,
+                                          block_weights + t * channels)
+                _simd.tile_store(tile, acc, start, row_stride)
+            if whole < length:
+                tile = _simd.tile_zeros(planes.dtype, shape)
+                for t in range(tap_count):
+                    tile = _simd.tile_fma_first(tile, group_planes, first + whole + offsets[t],
+                                                length - whole, weights, block_weights + t * channels)
+                _simd.tile_store(tile, acc, whole, row_stride)
+            for j in range(min(channels, per_group_out - block * channels)):
+                k = g * per_group_out + block * channels + j
+                _write_rows(acc[j * row_stride:(j + 1) * row_stride], out[n, k], oh0, oh1, padded_w,
+                            bias[k])
 
 
 # --- one output channel per group (depthwise): one accumulator, eight taps per pass --------------
