@@ -13,6 +13,10 @@ def _add_bench_parser(subparsers):
     bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret"),
                        help="which benchmarks to run (default: all; 'regret' times every backend "
                             "on 60+ shapes to score the dispatcher)")
+    bench.add_argument("--isa", default="native", choices=("native", "avx2"),
+                       help="run every library restricted to this instruction set (on an AVX-512 "
+                            "host, 'avx2' measures what AVX2 machines get: Numba, PyTorch/oneDNN "
+                            "and OpenBLAS alike, in a child process)")
     bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="write time vs kernel size per algorithm (needs matplotlib)")
@@ -32,9 +36,31 @@ def _run_calibrate(args) -> int:
 
 
 def _run_bench(args) -> int:
+    import os
+    import subprocess
+
+    from ._cpu import restricted_environment
+
+    restriction = restricted_environment(args.isa)
+    if any(os.environ.get(name) != value for name, value in restriction.items()):
+        # the target ISA is fixed when Numba, PyTorch and OpenBLAS load: rerun in a child process
+        command = [sys.executable, "-m", "fastconv"] + sys.argv[1:] if sys.argv[0].endswith(
+            "__main__.py") else [sys.executable, "-m", "fastconv", "bench"] + _bench_argv(args)
+        return subprocess.call(command, env=dict(os.environ, **restriction))
     from . import benchmark
 
     return benchmark.main(args)
+
+
+def _bench_argv(args) -> list:
+    """``args`` back as command-line options (for a child process started from ``main(argv)``)."""
+    argv = ["--suite", args.suite, "--isa", args.isa]
+    if args.quick:
+        argv.append("--quick")
+    for option in ("threads", "json", "plot"):
+        if getattr(args, option) is not None:
+            argv += [f"--{option}", str(getattr(args, option))]
+    return argv
 
 
 def _run_info(args) -> int:

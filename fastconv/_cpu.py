@@ -165,3 +165,55 @@ def set_tile_shape(shape: TileShape | str | None) -> None:
     elif shape is not None and not isinstance(shape, TileShape):
         raise TypeError(f"set_tile_shape: a TileShape, a string like '4x3' or None, got {shape!r}")
     _forced_tile = shape
+
+
+# --- measuring another ISA on this host -----------------------------------------------------------
+ISA_CHOICES = ("native", "avx2")
+
+
+def restricted_environment(isa: str) -> dict:
+    """Environment variables that make every library in a *new* process run ``isa`` on this host:
+    Numba (target CPU name + host features with every AVX-512 feature off: the name alone keeps the
+    host's features, so zmm registers and 32 of them), PyTorch's convolutions (oneDNN) and its own
+    kernels (ATen), and OpenBLAS.  Empty for ``native``.  ValueError if the host cannot run ``isa``."""
+    if isa == "native":
+        return {}
+    if isa != "avx2":
+        raise ValueError(f"isa must be one of {ISA_CHOICES}, got {isa!r}")
+    import llvmlite.binding as llvm
+
+    host_name = llvm.get_host_cpu_name()
+    host_features = llvm.get_host_cpu_features().flatten().split(",")
+    if "+avx2" not in host_features or "+fma" not in host_features:
+        raise ValueError(f"isa='avx2': this CPU ({host_name}) has no AVX2+FMA to restrict to")
+    features = ",".join("-" + item[1:] if item[1:].startswith("avx512") else item
+                        for item in host_features)
+    return {
+        "NUMBA_CPU_NAME": "znver3" if host_name.startswith("znver") else "haswell",
+        "NUMBA_CPU_FEATURES": features,
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "OPENBLAS_CORETYPE": "Haswell",
+    }
+
+
+def what_each_library_runs() -> str:
+    """One line: the ISA Numba compiles for, PyTorch's CPU capability, OpenBLAS's core type."""
+    parts = [f"numba {target_cpu().name}/{target_cpu().isa}"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.backends.cpu.get_cpu_capability()}"
+                     f" (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})")
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        cores = sorted({entry.get("architecture") or "?" for entry in threadpool_info()
+                        if entry.get("internal_api") == "openblas"})
+        if cores:
+            parts.append("OpenBLAS " + "/".join(cores))
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+    return ", ".join(parts)

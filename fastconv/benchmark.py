@@ -558,8 +558,11 @@ def main(args) -> int:
     suites = SUITES if args.suite == "all" else (args.suite,)
     if args.plot and "signal" not in suites:
         suites = suites + ("signal",)  # the plot is the single-image kernel-size sweep
+    from ._cpu import what_each_library_runs
+
     print(f"fastconv bench ({'quick' if args.quick else 'full'}): median times in ms; "
           f"threads pinned: {', '.join(pinned)}")
+    print(f"instruction set (--isa {getattr(args, 'isa', 'native')}): {what_each_library_runs()}")
     print("cells: median ms (GFLOP/s); 'vs X' = X's time / fastconv auto's time (> 1 means "
           "fastconv is faster); every result is checked against a float64 reference before it is timed")
     all_rows = []
