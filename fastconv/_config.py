@@ -8,10 +8,53 @@ Environment variables (read once, at import):
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from pathlib import Path
 
 import numba
+
+
+# --- threading layer ----------------------------------------------------------------------------
+# Numba prefers TBB (safe for concurrent callers, e.g. Dask workers running tasks in threads, and its
+# workers do not spin against OpenBLAS's).  pip installs the ``tbb`` wheel's libtbb into the
+# environment's lib/ directory, which is not on the loader's path, so Numba's TBB extension fails to
+# load and Numba silently falls back to OpenMP.  Loading the library by its full path first (global
+# symbols) satisfies the extension's dependency: the loader reuses an already-loaded soname.
+_TBB_SONAMES = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib"}
+
+
+def _tbb_library_path():
+    soname = _TBB_SONAMES.get(sys.platform)
+    if soname is None:
+        return None
+    try:
+        from importlib import metadata
+
+        for file in metadata.files("tbb") or ():
+            if file.name == soname:
+                return Path(metadata.distribution("tbb").locate_file(file)).resolve()
+    except metadata.PackageNotFoundError:
+        pass
+    candidate = Path(sys.prefix) / "lib" / soname
+    return candidate if candidate.exists() else None
+
+
+def _load_tbb() -> str | None:
+    """Make libtbb loadable for Numba; returns its path, or None when it is not installed here."""
+    path = _tbb_library_path()
+    if path is None or not path.exists():
+        return None
+    try:
+        ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return None
+    return str(path)
+
+
+TBB_LIBRARY = _load_tbb()
+"""Where the TBB runtime Numba's threading layer uses was loaded from (None: not installed)."""
 
 # Numba flags for every kernel.  ``fastmath`` is restricted to the flags that keep IEEE semantics for
 # non-finite values: 'nnan'/'ninf' would let LLVM assume NaN/Inf never occur, and the direct definition

@@ -56,7 +56,8 @@ def report() -> str:
         f"numba {numba.__version__}",
         f"CPU: {_cpu_features()}, {os.cpu_count()} logical cores",
         f"threads: numba {get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}, "
-        f"layer {numba.threading_layer() if _threading_layer_ready() else 'not yet chosen'})",
+        f"layer {numba.threading_layer() if _threading_layer_ready() else 'not yet chosen'}; "
+        f"TBB runtime {_tbb_library()})",
         "BLAS: " + ("; ".join(blas) if blas else "none found"),
         f"workspace cap: {get_workspace_limit() / 2**20:.0f} MiB (FASTCONV_WORKSPACE_MB)",
         f"JIT cache: {numba.config.CACHE_DIR or 'next to the sources in __pycache__ (NUMBA_CACHE_DIR unset)'}",
@@ -67,9 +68,23 @@ def report() -> str:
     return "\n".join(lines)
 
 
+def _tbb_library() -> str:
+    from ._config import TBB_LIBRARY
+
+    return TBB_LIBRARY or "not installed"
+
+
 def _threading_layer_ready() -> bool:
+    """Numba chooses its threading layer at the first parallel launch: make one (a tiny conv2d)."""
     import numba
 
+    try:
+        numba.threading_layer()
+        return True
+    except ValueError:
+        from .conv import conv2d
+
+        conv2d(np.ones((2, 2, 4, 4), np.float32), np.ones((4, 2, 3, 3), np.float32), algorithm="direct")
     try:
         numba.threading_layer()
         return True

@@ -177,3 +177,22 @@ def test_corrupt_wisdom_is_survived_and_replaced(tmp_path, monkeypatch, rng):
         dispatch.forget_measurements()
     np.testing.assert_allclose(got, naive.conv2d(x, w), rtol=1e-12, atol=1e-12)
     assert json.loads(wisdom.read_text())["entries"]  # replaced by a valid file
+
+
+def test_the_tbb_threading_layer_loads_where_tbb_is_installed():
+    """pip puts libtbb in the environment's lib/, off the loader's path: without fastconv loading it
+    first Numba falls back to OpenMP without a word.  Checked in a fresh process, whose first
+    parallel launch chooses the layer."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tbb")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the tbb package is not installed: Numba uses another threading layer")
+    code = ("import numpy as np, numba, fastconv; "
+            "fastconv.conv2d(np.ones((4, 2, 9, 9), np.float32), np.ones((8, 2, 3, 3), np.float32), "
+            "algorithm='direct'); print(numba.threading_layer())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tbb"
