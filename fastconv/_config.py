@@ -3,6 +3,7 @@
 Environment variables (read once, at import):
 
 ``FASTCONV_WORKSPACE_MB``   cap on scratch memory one call may allocate (im2col columns, FFT spectra); 256.
+``FASTCONV_SERIAL_MACS``    multiply-adds below which a kernel runs on the calling thread; 65536.
 ``FASTCONV_CACHE_DIR``      where fastconv keeps calibration and wisdom files; default: the user cache dir.
 ``NUMBA_CACHE_DIR``         Numba's own setting for where compiled kernels are cached (see ``info``).
 """
@@ -86,6 +87,29 @@ def _workspace_from_env() -> int:
 
 
 _workspace_bytes = _workspace_from_env()
+
+
+# --- the latency path ---------------------------------------------------------------------------
+# Waking the other threads for a parallel region costs a few microseconds (and a task per thread
+# gains nothing on a few thousand multiply-adds), so small problems run on the calling thread.  The
+# threshold is about what one core does in the time a parallel launch costs, several times over.
+def _serial_macs_from_env() -> int:
+    raw = os.environ.get("FASTCONV_SERIAL_MACS", "65536")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"FASTCONV_SERIAL_MACS must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"FASTCONV_SERIAL_MACS must be >= 0, got {raw!r}")
+    return value
+
+
+SERIAL_MACS = _serial_macs_from_env()
+
+
+def runs_serially(multiply_adds: int) -> bool:
+    """Whether a kernel call of this many multiply-adds runs on the calling thread."""
+    return multiply_adds < SERIAL_MACS
 
 
 def get_workspace_limit() -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import dispatch
+from . import _fast_paths, dispatch
 from ._padding import pad_nchw
 from ._params import as_array, make_conv_params
 from .backends import BACKENDS, separable
@@ -51,6 +51,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ndarray (N, K, H', W') or (K, H', W'), C-contiguous, float32 or float64 (see the README's dtype
     rules).  Inputs are never modified.
     """
+    out = _fast_paths.conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                             algorithm)
+    if out is not None:
+        return out
     dispatch.check_algorithm(algorithm)
     params, x, w, b, batched = make_conv_params(
         input, weight, bias, stride, padding, dilation, groups, padding_mode

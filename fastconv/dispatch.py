@@ -77,8 +77,25 @@ def set_cost_coefficients(coefficients: dict | None) -> None:
         if name in FEATURE_NAMES and len(values) == len(FEATURE_NAMES[name]):
             merged[name] = tuple(float(v) for v in values)
     _coefficients = merged
+    _forget_plans()
+
+
+_plan_forgetters: list = []
+
+
+def on_model_change(forget) -> None:
+    """Call ``forget()`` whenever the cost model changes: for memos of decisions kept elsewhere
+    (``fastconv._fast_paths``)."""
+    _plan_forgetters.append(forget)
+
+
+def _forget_plans() -> None:
+    """One reset for every memoised decision: forward plans, signal rankings, registered memos."""
     with _plans_lock:
         _plans.clear()
+        _signal_rankings.clear()
+    for forget in _plan_forgetters:
+        forget()
 
 
 def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
@@ -155,8 +172,7 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
 def estimate_seconds(name: str, params, threads: int | None = None) -> float:
     """Predicted wall time of backend ``name`` on ``params`` (zero-padding form)."""
     threads = get_num_threads() if threads is None else threads
-    features = cost_features(name, params, threads)
-    return float(sum(c * f for c, f in zip(_coefficients[name], features)))
+    return _predict(name, cost_features(name, params, threads))
 
 
 # --- decisions --------------------------------------------------------------------------------
@@ -258,6 +274,7 @@ def set_autotune(enabled: bool) -> None:
     problem times every eligible backend and remembers the winner (in memory and in the wisdom file)."""
     global _autotune
     _autotune = bool(enabled)
+    _forget_plans()  # memos of model decisions must not bypass the measurements
 
 
 def get_autotune() -> bool:
@@ -369,6 +386,7 @@ BACKWARD_ALGORITHMS = ("direct", "im2col", "fft")
 
 
 def _predict(name, features) -> float:
+    _load_calibration_once()
     return float(sum(c * f for c, f in zip(_coefficients[name], features)))
 
 
@@ -675,6 +693,7 @@ def _signal_ranking(params) -> tuple[str, ...]:
     key = (params.key, get_num_threads())
     ranking = _signal_rankings.get(key)
     if ranking is None:
+        _load_calibration_once()
         candidates = [
             name for name in SIGNAL_AUTO_CANDIDATES
             if name != "separable" or params.kernel_h * params.kernel_w >= SIGNAL_SEPARABLE_MIN_TAPS
@@ -716,3 +735,9 @@ def choose_signal(params, x, w, algorithm: str) -> Decision:
         if name == "fft" and _all_finite(x, w):
             return Decision(name, "lowest predicted time")
     return Decision("direct", "fallback")
+
+
+def signal_ranking(params) -> tuple[str, ...]:
+    """``auto``'s candidates for a single-plane signal problem, cheapest predicted first, before
+    any look at the data (memoised per problem and thread count)."""
+    return _signal_ranking(params)

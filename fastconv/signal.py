@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import dispatch
+from . import _fast_paths, dispatch
 from ._padding import MODE_CODES, pad_nchw, pad_planes
 from ._params import (
     SIGNAL_BOUNDARIES,
@@ -74,6 +74,9 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, algorith
         the other, unknown mode/boundary, non-scalar or uncastable ``fillvalue``, unsupported dtype),
         and when the requested ``algorithm`` cannot give scipy's result.
     """
+    out = _fast_paths.signal(in1, in2, mode, boundary, fillvalue, algorithm, flip=False)
+    if out is not None:
+        return out
     return _signal_2d("correlate2d", in1, in2, mode, boundary, fillvalue, algorithm, flip=False)
 
 
@@ -85,6 +88,9 @@ def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, algorithm
     errors are those of :func:`correlate2d`; in ``valid`` mode swapping the inputs needs no reversal
     because convolution is commutative.
     """
+    out = _fast_paths.signal(in1, in2, mode, boundary, fillvalue, algorithm, flip=True)
+    if out is not None:
+        return out
     return _signal_2d("convolve2d", in1, in2, mode, boundary, fillvalue, algorithm, flip=True)
 
 

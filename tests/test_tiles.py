@@ -159,7 +159,7 @@ def test_avx2_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
         assert (cpu.isa, shape.vector_bytes) == ("avx2", 32), (cpu, shape)
         f32 = types.float32
         signature = (f32[:, ::1], f32[:, :, :, ::1], types.int64[::1], f32[::1], f32[:, :, :, ::1],
-                     types.int64, types.int64, types.int64,
+                     types.int64, types.int64, types.int64, types.int64,
                      _simd.TileGeometry(shape.channels, shape.vectors, shape.vector_bytes))
         blocked._tile_kernel.compile(signature)
         assembly = "\\n".join(blocked._tile_kernel.inspect_asm().values())

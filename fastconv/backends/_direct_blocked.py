@@ -36,7 +36,7 @@ import numpy as np
 from numba import prange
 
 from .. import _simd
-from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
+from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
 from .._cpu import tile_shape
 from ._common import valid_output_range
 
@@ -74,7 +74,10 @@ def work(params):
     plane_w = layout.plane_w
     taps = params.in_channels_per_group * params.kernel_h * params.kernel_w
     tasks = _tasks_without_rows(params.dtype, params.batch, params.groups, blocks)
-    rows = rows_per_task(params.out_h, plane_w, params.dtype.itemsize, tasks, block)
+    if one_channel or params.dtype.kind == "c":
+        rows = rows_per_task(params.out_h, plane_w, params.dtype.itemsize, tasks, block)
+    else:
+        rows = tile_rows_per_task(params.out_h, plane_w, params.dtype.itemsize, tasks, params.dtype)
     chunks = -(-params.out_h // rows)
     positions = params.out_h * plane_w  # per plane, with the discarded columns
     planes = params.batch * params.groups * blocks  # (sample, group, channel block) planes
@@ -182,32 +185,52 @@ def _channel_blocks(per_group: int, block: int = CHANNEL_BLOCK) -> int:
 
 def pack_weight(w, groups, block=CHANNEL_BLOCK):
     """(K, Cg, R, S) -> (G, blocks, Cg, R, S, block): the block's channels innermost, so a tap's
-    weights for the block are adjacent; channels past the group's end are zero."""
+    weights for the block are adjacent; channels past the group's end are zero.  Compiled: NumPy's
+    copy through a six-axis transpose cost more than a small layer's convolution."""
     out_channels, per_group_in, kernel_h, kernel_w = w.shape
-    per_group_out = out_channels // groups
-    blocks = _channel_blocks(per_group_out, block)
-    grouped = w.reshape(groups, per_group_out, per_group_in, kernel_h, kernel_w)
-    padded = np.zeros((groups, blocks * block, per_group_in, kernel_h, kernel_w), w.dtype)
-    padded[:, :per_group_out] = grouped
-    blocked = padded.reshape(groups, blocks, block, per_group_in, kernel_h, kernel_w)
-    return np.ascontiguousarray(blocked.transpose(0, 1, 3, 4, 5, 2))
+    blocks = _channel_blocks(out_channels // groups, block)
+    packed = np.empty((groups, blocks, per_group_in, kernel_h, kernel_w, block), w.dtype)
+    _pack_weight_kernel(w.reshape(groups, out_channels // groups, -1), packed.reshape(
+        groups, blocks, -1, block))
+    return packed
 
 
-def forward_kernel(dtype):
+@njit_kernel
+def _pack_weight_kernel(grouped, packed):
+    """packed[g, b, t, j] = grouped[g, b * block + j, t], zero past the group's channels."""
+    groups, per_group_out, taps = grouped.shape
+    blocks, block = packed.shape[1], packed.shape[3]
+    for g in range(groups):
+        for b in range(blocks):
+            for t in range(taps):
+                for j in range(block):
+                    k = b * block + j
+                    packed[g, b, t, j] = grouped[g, k, t] if k < per_group_out else 0
+
+
+def forward_kernel(dtype, serial=False):
     """(kernel, output channels per packed block) of the forward pass for ``dtype``: register tiles
-    of the target CPU's shape for real values; complex values (no LLVM vector type) take the
-    four-channel loop kernel.  Both kernels take the same arguments."""
+    of the target CPU's shape for real values (on the calling thread when ``serial``); complex
+    values (no LLVM vector type) take the four-channel loop kernel.  Both kernels take the same
+    arguments."""
     if dtype.kind == "c":
         return _forward_kernel, CHANNEL_BLOCK
     shape = tile_shape()
-    return _tile_kernels(shape), shape.channels
+    return _tile_kernels(shape, serial), shape.channels
 
 
-@functools.lru_cache(maxsize=16)
-def _tile_kernels(shape):
-    """``_tile_kernel`` with its tile shape bound, called like ``_forward_kernel``."""
-    def run(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
-        _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task, shape)
+@functools.lru_cache(maxsize=32)
+def _tile_kernels(shape, serial):
+    """The tile kernel with its tile shape bound, called like ``_forward_kernel``."""
+    if serial:
+        def run(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
+            _tile_kernel_serial(planes, packed, offsets, bias, out, reach_w, padded_w,
+                                rows_per_task, 1, shape)
+    else:
+        def run(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task):
+            tasks = planes.shape[0] * packed.shape[0] * -(-out.shape[2] // rows_per_task)
+            _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
+                         _block_chunks(tasks, packed.shape[1]), shape)
     return run
 
 
@@ -331,11 +354,12 @@ def _task_span(task, groups, row_chunks, rows_per_task, out_h, padded_w, readabl
 # each shape is its own cached specialisation.  The last tile of a run loads only the positions
 # the task reads (masked loads), so nothing past the planes is touched; it is a separate loop
 # because a runtime branch inside the tap loop is not unswitched by LLVM.
-@njit_parallel
-def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task, shape):
-    """``_forward_kernel`` on register tiles, for float32/float64: ``packed`` (G, blocks, taps,
-    shape.channels)."""
-    batch = planes.shape[0]
+@njit_kernel
+def _tile_task(task, planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
+               block_chunks, shape):
+    """Task ``task`` of ``_tile_kernel``: one (sample, group, block of rows) and its share of the
+    channel blocks — all of them unless the other tasks are too few (the input rows a task reads
+    stay in L2 across its blocks)."""
     groups, blocks, tap_count, channels = packed.shape
     weights = packed.reshape(packed.size)
     out_channels, out_h = out.shape[1], out.shape[2]
@@ -346,32 +370,51 @@ def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per
     positions = shape.vectors * shape.vector_bytes // planes.itemsize  # per tile and channel
     # room for a whole last tile: its lanes past ``length`` hold zeros and are not copied out
     row_stride = rows_per_task * padded_w + positions
-    # a task is (sample, group, block of rows) and runs every channel block: the input rows it reads
-    # stay in L2 across blocks
-    for task in prange(batch * groups * row_chunks):
-        n, g, oh0, oh1, first, length = _task_span(task, groups, row_chunks, rows_per_task, out_h,
-                                                   padded_w, readable)
-        whole = length - length % positions  # positions in whole tiles
-        acc = np.empty(channels * row_stride, dtype=out.dtype)
-        group_planes = planes[n, g * group_size:(g + 1) * group_size]
-        for block in range(blocks):
-            block_weights = (g * blocks + block) * tap_count * channels
-            for start in range(0, whole, positions):
-                tile = _simd.tile_zeros(planes.dtype, shape)
-                for t in range(tap_count):
-                    tile = _simd.tile_fma(tile, group_planes, first + start + offsets[t], weights,
-                                          block_weights + t * channels)
-                _simd.tile_store(tile, acc, start, row_stride)
-            if whole < length:
-                tile = _simd.tile_zeros(planes.dtype, shape)
-                for t in range(tap_count):
-                    tile = _simd.tile_fma_first(tile, group_planes, first + whole + offsets[t],
-                                                length - whole, weights, block_weights + t * channels)
-                _simd.tile_store(tile, acc, whole, row_stride)
-            for j in range(min(channels, per_group_out - block * channels)):
-                k = g * per_group_out + block * channels + j
-                _write_rows(acc[j * row_stride:(j + 1) * row_stride], out[n, k], oh0, oh1, padded_w,
-                            bias[k])
+    n, g, oh0, oh1, first, length = _task_span(task // block_chunks, groups, row_chunks,
+                                               rows_per_task, out_h, padded_w, readable)
+    share = task % block_chunks
+    whole = length - length % positions  # positions in whole tiles
+    acc = np.empty(channels * row_stride, dtype=out.dtype)
+    group_planes = planes[n, g * group_size:(g + 1) * group_size]
+    for block in range(share * blocks // block_chunks, (share + 1) * blocks // block_chunks):
+        block_weights = (g * blocks + block) * tap_count * channels
+        for start in range(0, whole, positions):
+            tile = _simd.tile_zeros(planes.dtype, shape)
+            for t in range(tap_count):
+                tile = _simd.tile_fma(tile, group_planes, first + start + offsets[t], weights,
+                                      block_weights + t * channels)
+            _simd.tile_store(tile, acc, start, row_stride)
+        if whole < length:
+            tile = _simd.tile_zeros(planes.dtype, shape)
+            for t in range(tap_count):
+                tile = _simd.tile_fma_first(tile, group_planes, first + whole + offsets[t],
+                                            length - whole, weights, block_weights + t * channels)
+            _simd.tile_store(tile, acc, whole, row_stride)
+        for j in range(min(channels, per_group_out - block * channels)):
+            k = g * per_group_out + block * channels + j
+            _write_rows(acc[j * row_stride:(j + 1) * row_stride], out[n, k], oh0, oh1, padded_w,
+                        bias[k])
+
+
+@njit_parallel
+def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
+                 block_chunks, shape):
+    """``_forward_kernel`` on register tiles, for float32/float64: ``packed`` (G, blocks, taps,
+    shape.channels); each (sample, group, rows) task split ``block_chunks`` ways over blocks."""
+    tasks = planes.shape[0] * packed.shape[0] * -(-out.shape[2] // rows_per_task) * block_chunks
+    for task in prange(tasks):
+        _tile_task(task, planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
+                   block_chunks, shape)
+
+
+@njit_kernel
+def _tile_kernel_serial(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
+                        block_chunks, shape):
+    """``_tile_kernel`` on the calling thread, for problems too small to repay waking the others."""
+    tasks = planes.shape[0] * packed.shape[0] * -(-out.shape[2] // rows_per_task) * block_chunks
+    for task in range(tasks):
+        _tile_task(task, planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
+                   block_chunks, shape)
 
 
 # --- one output channel per group (depthwise): one accumulator, eight taps per pass --------------
@@ -420,6 +463,42 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
         _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
 
 
+@njit_kernel
+def _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
+                             padded_w, rows_per_task):
+    """Task ``task`` of ``_one_channel_padding_kernel``: one (sample, group, block of rows)."""
+    in_h, in_w = x.shape[2], x.shape[3]
+    groups, tap_count = weights.shape
+    per_group_in = x.shape[1] // groups
+    out_h, out_w = out.shape[2], out.shape[3]
+    reach_w = padded_w - out_w + 1
+    channel_size = (rows_per_task + kernel_h - 1) * padded_w
+    row_chunks = -(-out_h // rows_per_task)
+    chunk = task % row_chunks
+    g = (task // row_chunks) % groups
+    n = task // (row_chunks * groups)
+    oh0 = chunk * rows_per_task
+    oh1 = min(out_h, oh0 + rows_per_task)
+    buffer = np.zeros(per_group_in * channel_size, dtype=out.dtype)
+    for c in range(per_group_in):
+        for i in range(oh1 - oh0 + kernel_h - 1):  # padded rows oh0 .. oh1 + kernel_h - 2
+            ih = oh0 + i - pad_top
+            if 0 <= ih < in_h:
+                start = c * channel_size + i * padded_w + pad_left
+                buffer[start:start + in_w] = x[n, g * per_group_in + c, ih]
+    length = (oh1 - oh0) * padded_w - (reach_w - 1)
+    acc = np.zeros(rows_per_task * padded_w, dtype=out.dtype)
+    taps = weights[g]
+    t = 0
+    while t + 8 <= tap_count:
+        _eight_taps_one_channel(acc, buffer, 0, offsets[t:t + 8], taps[t:t + 8], length)
+        t += 8
+    while t < tap_count:
+        _one_tap_one_channel(acc, buffer, 0, offsets[t:t + 1], taps[t:t + 1], length)
+        t += 1
+    _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
+
+
 @njit_parallel
 def _one_channel_padding_kernel(x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
                                 padded_w, rows_per_task):
@@ -428,37 +507,26 @@ def _one_channel_padding_kernel(x, weights, offsets, bias, out, pad_top, pad_lef
     whole input goes through memory (these layers do ~2 FLOPs per byte: that copy was half their
     memory traffic).  ``offsets``: tap offsets in a buffer of ``rows_per_task + kernel_h - 1`` rows
     per input channel of the group."""
-    batch, channels, in_h, in_w = x.shape
-    groups, tap_count = weights.shape
-    per_group_in = channels // groups
-    out_h, out_w = out.shape[2], out.shape[3]
-    reach_w = padded_w - out_w + 1
-    channel_size = (rows_per_task + kernel_h - 1) * padded_w
-    row_chunks = -(-out_h // rows_per_task)
-    for task in prange(batch * groups * row_chunks):
-        chunk = task % row_chunks
-        g = (task // row_chunks) % groups
-        n = task // (row_chunks * groups)
-        oh0 = chunk * rows_per_task
-        oh1 = min(out_h, oh0 + rows_per_task)
-        buffer = np.zeros(per_group_in * channel_size, dtype=out.dtype)
-        for c in range(per_group_in):
-            for i in range(oh1 - oh0 + kernel_h - 1):  # padded rows oh0 .. oh1 + kernel_h - 2
-                ih = oh0 + i - pad_top
-                if 0 <= ih < in_h:
-                    start = c * channel_size + i * padded_w + pad_left
-                    buffer[start:start + in_w] = x[n, g * per_group_in + c, ih]
-        length = (oh1 - oh0) * padded_w - (reach_w - 1)
-        acc = np.zeros(rows_per_task * padded_w, dtype=out.dtype)
-        taps = weights[g]
-        t = 0
-        while t + 8 <= tap_count:
-            _eight_taps_one_channel(acc, buffer, 0, offsets[t:t + 8], taps[t:t + 8], length)
-            t += 8
-        while t < tap_count:
-            _one_tap_one_channel(acc, buffer, 0, offsets[t:t + 1], taps[t:t + 1], length)
-            t += 1
-        _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
+    tasks = x.shape[0] * weights.shape[0] * -(-out.shape[2] // rows_per_task)
+    for task in prange(tasks):
+        _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
+                                 padded_w, rows_per_task)
+
+
+@njit_kernel
+def one_channel_padding_serial(x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
+                               padded_w, rows_per_task):
+    """``_one_channel_padding_kernel`` on the calling thread: for problems too small to repay
+    waking the other threads."""
+    tasks = x.shape[0] * weights.shape[0] * -(-out.shape[2] // rows_per_task)
+    for task in range(tasks):
+        _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
+                                 padded_w, rows_per_task)
+
+
+def one_channel_padding_kernel(serial):
+    """The per-task-padding one-channel kernel, serial or parallel (same arguments)."""
+    return one_channel_padding_serial if serial else _one_channel_padding_kernel
 
 
 @functools.lru_cache(maxsize=256)
@@ -478,12 +546,30 @@ def tap_offsets(channels, kernel_h, kernel_w, stride, dilation, out_h, out_w):
     return _read_only(offsets.ravel().astype(np.int64))
 
 
-def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, channels=CHANNEL_BLOCK):
+def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, channels=CHANNEL_BLOCK,
+                  min_positions=1):
     """Output rows per task: ``channels`` accumulator rows within ACCUMULATOR_BYTES, and about four
-    tasks per thread when the (sample, group, block) tasks alone are too few."""
+    tasks per thread when the (sample, group, block) tasks alone are too few — but no task smaller
+    than ``min_positions`` positions where the plane allows (a register tile's positions are
+    computed whole, so tasks of a few rows would be mostly masked lanes)."""
     fit = max(1, ACCUMULATOR_BYTES // (channels * padded_w * itemsize))
     wanted_chunks = -(-4 * get_num_threads() // max(1, tasks_without_rows))
-    return int(max(1, min(out_h, fit, -(-out_h // wanted_chunks))))
+    sizable_chunks = max(1, out_h * padded_w // min_positions)
+    chunks = max(1, min(out_h, wanted_chunks, sizable_chunks))
+    return int(max(1, min(fit, -(-out_h // chunks))))
+
+
+def tile_rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, dtype):
+    """``rows_per_task`` for the register-tile kernel: tasks of at least four tiles."""
+    positions = tile_shape().position_bytes // dtype.itemsize
+    return rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, tile_shape().channels,
+                         min_positions=4 * positions)
+
+
+def _block_chunks(tasks, blocks):
+    """Channel blocks are split over tasks only when (sample, group, rows) tasks are too few to keep
+    every thread busy (small images, batch 1)."""
+    return max(1, min(blocks, -(-4 * get_num_threads() // max(1, tasks))))
 
 
 def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
@@ -503,22 +589,30 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     if one_channel:
         kernel = _one_channel_kernel
         packed = np.ascontiguousarray(w.reshape(groups, -1))
-        rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups, channels=1)
-        if stride == dilation == (1, 1) and min(pads) >= 0 and batch * groups >= 4 * get_num_threads():
-            # padded per task, for stacks of planes: depthwise 3x3 N=8 128ch 56x56 1.28 -> 0.93 ms,
-            # 5x5 N=4 256ch 28x28 0.46 -> 0.39 ms.  Not for a few large planes, whose tasks are a
-            # few rows each and would copy their kernel_h - 1 extra rows every time (a 1024x1024
-            # image, 9x9: 0.79 -> 1.2 ms; 512x512, 3x3: 42 -> 52 us)
+        serial = runs_serially(out.size * offsets.shape[0])
+        rows = out_h if serial else rows_per_task(out_h, layout.plane_w, x.dtype.itemsize,
+                                                  batch * groups, channels=1)
+        if stride == dilation == (1, 1) and min(pads) >= 0 and (
+                serial or batch * groups >= 4 * get_num_threads()):
+            # padded per task, for stacks of planes (no padded copy of the whole input through
+            # memory) and for problems too small to split.  Not for a few large planes, whose
+            # tasks are a few rows each and would copy their kernel_h - 1 extra rows every time.
             local_offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, rows, out_w)
-            _one_channel_padding_kernel(x, packed, local_offsets, bias, out, pad_top, pad_left,
-                                        kernel_h, layout.plane_w, rows)
+            one_channel_padding_kernel(serial)(x, packed, local_offsets, bias, out, pad_top,
+                                               pad_left, kernel_h, layout.plane_w, rows)
             return out
     else:
-        kernel, block = forward_kernel(x.dtype)
+        serial = runs_serially(out.size * offsets.shape[0])
+        kernel, block = forward_kernel(x.dtype, serial)
         packed = pack_weight(w, groups, block)
         packed = packed.reshape(groups, packed.shape[1], -1, block)
         tasks = _tasks_without_rows(x.dtype, batch, groups, packed.shape[1])
-        rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, tasks, block)
+        if serial:
+            rows = out_h
+        elif x.dtype.kind == "c":
+            rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, tasks, block)
+        else:
+            rows = tile_rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, tasks, x.dtype)
     # a slice of the batch at a time: the planes' copy stays within the workspace cap
     phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
     sample_bytes = x.shape[1] * phases * layout.plane_h * layout.plane_w * x.dtype.itemsize
@@ -601,7 +695,10 @@ def input_gradient(grad_out, w, params):
             out_h = target.shape[2]
             blocks = 1 if one_channel else packed.shape[1]
             tasks = _tasks_without_rows(params.dtype, stop - start, groups, blocks)
-            rows = rows_per_task(out_h, plane_w, itemsize, tasks, block)
+            if one_channel or params.dtype.kind == "c":
+                rows = rows_per_task(out_h, plane_w, itemsize, tasks, block)
+            else:
+                rows = tile_rows_per_task(out_h, plane_w, itemsize, tasks, params.dtype)
             # the target is a strided view of grad_in: the kernel writes the phase in place
             kernel(planes, packed, offsets, zero_bias, target[start:stop], max_v + 1, plane_w, rows)
     return grad_in
