@@ -148,8 +148,9 @@ def test_batchnorm_matches_torch_in_train_and_eval(rng):
 
 
 def test_layers_keep_their_dtype_and_never_modify_inputs(rng):
+    """(A float64 input into this float32 model is a TypeError: tests/test_nn_dtypes.py.)"""
     model = nn.Sequential(nn.Linear(5, 4, rng=0), nn.Sigmoid(), nn.Linear(4, 2, rng=1))
-    x = rng.standard_normal((3, 5))  # float64 into a float32 model
+    x = rng.standard_normal((3, 5)).astype(np.float32)
     x_before = x.copy()
     out = model.forward(x)
     assert out.dtype == np.float32
@@ -178,10 +179,11 @@ def test_eval_switches_dropout_and_batchnorm():
 
 
 @pytest.mark.parametrize("make, x, message", [
-    (lambda: nn.Linear(4, 2), np.zeros((3, 5)), r"4 features.*\(3, 5\)"),
-    (lambda: nn.Linear(4, 2), np.zeros(4), r"\(N, in_features\)"),
-    (lambda: nn.Conv2D(3, 2, 3), np.zeros((1, 2, 5, 5)), r"3 input channels.*\(1, 2, 5, 5\)"),
-    (lambda: nn.BatchNorm2D(2), np.zeros((1, 3, 2, 2)), r"2 channels"),
+    (lambda: nn.Linear(4, 2), np.zeros((3, 5), np.float32), r"4 features.*\(3, 5\)"),
+    (lambda: nn.Linear(4, 2), np.zeros(4, np.float32), r"\(N, in_features\)"),
+    (lambda: nn.Conv2D(3, 2, 3), np.zeros((1, 2, 5, 5), np.float32),
+     r"3 input channels.*\(1, 2, 5, 5\)"),
+    (lambda: nn.BatchNorm2D(2), np.zeros((1, 3, 2, 2), np.float32), r"2 channels"),
 ])
 def test_bad_input_shapes_name_the_shapes(make, x, message):
     with pytest.raises(ValueError, match=message):
