@@ -493,7 +493,7 @@ class Explanation:
 
     def __str__(self) -> str:
         lines = [f"conv2d {self.problem}", f"mode: {self.mode}", ""]
-        width = max(len(c["algorithm"]) for c in self.candidates)
+        width = max((len(c["algorithm"]) for c in self.candidates), default=0)
         for c in self.candidates:
             if c["eligible"]:
                 timing = f"{c['seconds'] * 1e3:10.3f} ms {c['source']}"
@@ -525,6 +525,10 @@ def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1,
     bias_shape = tuple(weight_shape)[:1] if bias else None
     params, _ = describe_conv(input_shape, weight_shape, bias_shape, dtype, stride, padding,
                               dilation, groups, padding_mode)
+    if params.batch == 0:
+        return Explanation(problem=params.describe(), candidates=[], choice="none",
+                           reason="a batch of zero samples: the empty output is returned without "
+                           "running a backend", mode="no computation")
     zero_form = params.explicitly_padded() if params.padding_mode != "zeros" else params
     ranking = plan(zero_form)
     measured = None
