@@ -2,12 +2,7 @@
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import nn
-
-needs_issue4 = pytest.mark.skipif(
-    not all(hasattr(fastconv, name) for name in ("conv2d_backward", "max_pool2d_backward")),
-    reason="fastconv.conv2d_backward / pooling kernels not in this build (issue 4)")
 
 
 class Square:  # deliberately not derived from nn.Layer: only the protocol
@@ -71,7 +66,6 @@ def test_mlp_overfits_tiny_batch_with_adam(rng):
     assert np.array_equal(model.forward(x).argmax(axis=1), y)
 
 
-@needs_issue4
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_small_cnn_overfits_tiny_batch(dtype, rng):
     x = rng.standard_normal((8, 1, 12, 12)).astype(dtype)
@@ -89,7 +83,6 @@ def test_small_cnn_overfits_tiny_batch(dtype, rng):
     assert model.forward(x).dtype == dtype
 
 
-@needs_issue4
 def test_lenet5_shapes_and_first_layer_skips_input_grad(rng):
     model = nn.lenet5("sigmoid", "avg", rng=0)
     x = rng.random((3, 1, 28, 28), dtype=np.float32)
@@ -211,7 +204,6 @@ def test_lenet5_xavier_init_bounds():
     assert np.abs(fc1.bias).max() <= 1 / np.sqrt(400) and np.any(fc1.bias != 0)  # default bias init kept
 
 
-@needs_issue4
 def test_conv2d_algorithm_choice_gives_the_same_gradients(rng):
     x = rng.standard_normal((2, 3, 7, 7))
     results = []
