@@ -519,6 +519,19 @@ def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, channels=CHANNE
     return int(max(1, min(out_h, fit, -(-out_h // wanted_chunks))))
 
 
+def pads_per_task(batch, groups, stride, dilation, pads, threads) -> bool:
+    """Whether a one-output-channel-per-group layer runs ``_one_channel_padding_kernel`` (each task
+    zero-pads the rows it reads) instead of one padded copy of the whole input.
+
+    Only for stacks of planes (at least four per thread): their tasks span whole planes or long
+    row blocks, and skipping the copy halves the memory traffic of these ~2 FLOPs-per-byte layers.
+    A few large planes are split into tasks of a few rows each, and every task would copy its
+    ``kernel_h - 1`` extra rows again: there the shared copy is cheaper (the measurements are in
+    the README's notes on the direct backend)."""
+    return (stride == dilation == (1, 1) and min(pads) >= 0
+            and batch * groups >= 4 * threads)
+
+
 def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w`` (K, C/groups, R, S) under zero padding
     ``pads`` = (top, bottom, left, right); ``bias`` a (K,) array."""
@@ -537,11 +550,7 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
         kernel = _one_channel_kernel
         packed = np.ascontiguousarray(w.reshape(groups, -1))
         rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups, channels=1)
-        if stride == dilation == (1, 1) and min(pads) >= 0 and batch * groups >= 4 * get_num_threads():
-            # padded per task, for stacks of planes: depthwise 3x3 N=8 128ch 56x56 1.28 -> 0.93 ms,
-            # 5x5 N=4 256ch 28x28 0.46 -> 0.39 ms.  Not for a few large planes, whose tasks are a
-            # few rows each and would copy their kernel_h - 1 extra rows every time (a 1024x1024
-            # image, 9x9: 0.79 -> 1.2 ms; 512x512, 3x3: 42 -> 52 us)
+        if pads_per_task(batch, groups, stride, dilation, pads, get_num_threads()):
             local_offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, rows, out_w)
             _one_channel_padding_kernel(x, packed, local_offsets, bias, out, pad_top, pad_left,
                                         kernel_h, layout.plane_w, rows)
