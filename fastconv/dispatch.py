@@ -575,16 +575,16 @@ SIGNAL_AUTO_CANDIDATES = ("direct", "fft", "separable")
 # Relative cost of one multiply-add compared with the same-width float one.  A complex MAC is four
 # real multiplies and four adds; 32-bit integer multiplies vectorise (vpmulld), AVX2 has no 64-bit one.
 _DIRECT_ARITHMETIC_FACTOR = {"c": 4.0, "i32": 1.0, "i64": 4.0}
-# One large plane runs the one-accumulator direct kernels ~2x faster than the conv2d model's rate
+# One large plane runs the one-accumulator direct kernels faster than the conv2d model's rate
 # (fitted mostly on stacks of small planes, where per-pass costs weigh more): 512x512 with 9x9 to
-# 31x31 kernels measured 1.7-2.3x below the model's time (`bench --suite signal`, 2 cores).  Like
-# _SIGNAL_FFT_FACTOR for the transforms.
+# 31x31 kernels measured 1.7-2.3 times below the model's time (`bench --suite signal`).  Like
+# _SIGNAL_FFT_FACTOR for the transforms.  Both scale the work part of a prediction only.
 _SINGLE_PLANE_DIRECT_SPEEDUP = 2.0
 # Complex data needs full complex transforms: twice the work of real-input (rfft) transforms.
 _FFT_COMPLEX_FACTOR = 2.0
 # One large plane transforms faster than the conv2d model's per-plane rate (fitted on stacks of
-# small planes): measured 512x512 'valid' FFT correlations took ~0.45-0.6x (float32) and ~0.4-0.6x
-# (float64) of its prediction (`bench --suite signal`, 2 cores, noisy shared machine).
+# small planes): measured 512x512 'valid' FFT correlations took ~0.45-0.6 (float32) and ~0.4-0.6
+# (float64) of its prediction (`bench --suite signal`, a noisy shared machine).
 _SIGNAL_FFT_FACTOR = {4: 0.45, 8: 0.45}
 
 # FFT results for integer inputs are rounded to the nearest integer.  That is exact when the float64

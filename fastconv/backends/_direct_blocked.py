@@ -2,8 +2,8 @@
 backend's kernels for every floating-point problem.
 
 The first direct kernel streamed one output row through memory per tap, indexing its input with a
-runtime stride, so LLVM could not vectorise it; a LeNet layer (256 images, 6 -> 16 channels, 5x5,
-10x10 outputs) ran at ~5 GFLOP/s.  This form runs it at ~270 and CNN layers at 330-440:
+runtime stride, so LLVM could not vectorise it; this form vectorises every tap (the speed-ups are
+in docs/measurements.md):
 
 * **Flattened planes.**  Pad each input plane once (zeros, as the definition says) and view it as one
   row of ``padded_h * padded_w`` values.  Output position ``p = oh * padded_w + ow`` then reads input
@@ -48,9 +48,8 @@ TILE_CHANNELS = 8
 TILE_BYTES = 128
 """Bytes of output positions per accumulator of a register tile: 32 float32 or 16 float64 values,
 two AVX-512 registers.  TILE_CHANNELS x TILE_BYTES = 16 accumulator registers of the 32, leaving
-room for the two input registers and the broadcast weights.  Measured on Zen 5 (ResNet 3x3 layer,
-float32): 8 channels x 32 values 409 GFLOP/s; 4 x 64 389; 4 x 96 402; 12 x 32 347; 4 x 128 spilled
-(194)."""
+room for the two input registers and the broadcast weights; the other shapes tried were slower or
+spilled (docs/measurements.md)."""
 
 ACCUMULATOR_BYTES = 16 << 10
 """Bytes of accumulators per task: CHANNEL_BLOCK rows of output positions, kept in L1."""
@@ -233,8 +232,8 @@ def _write_rows(src, dst, oh0, oh1, padded_w, b):
 # list, across kernel rows and channels alike, so a pass does 16 multiply-adds per four input loads
 # and four accumulator load/stores whatever the kernel's shape.  Four is measured, not guessed: the
 # 16 weights stay in vector registers (with eight taps, 32 weights did not fit beside the inputs
-# and accumulators, became memory operands, and the loop ran load-bound: ResNet 3x3 layer 209 vs
-# 235 GFLOP/s, Inception 5x5 218 vs 284).  The shifted inputs are sliced before each loop so the loop
+# and accumulators, became memory operands, and the loop ran load-bound; docs/measurements.md).
+# The shifted inputs are sliced before each loop so the loop
 # indexes with ``q`` alone (an index ``base + q`` that Numba cannot prove non-negative gets a
 # wrap-around select that stops LLVM vectorising).  ``taps`` is (taps, CHANNEL_BLOCK).
 @njit_kernel
@@ -325,8 +324,8 @@ def _task_span(task, groups, row_chunks, rows_per_task, out_h, padded_w, readabl
 # over every tap of the group in registers: per tap, one input vector load (the tap's shifted
 # positions), TILE_CHANNELS weight broadcasts and TILE_CHANNELS fused multiply-adds; the
 # accumulators are stored once per tile.  The loop kernel above stores its accumulators to L1
-# every four taps, which held it at 110-300 GFLOP/s; the tiles run at ~400 (the FMA units' peak
-# is ~530 on this machine).  The last tile of a task loads only the positions the task reads
+# every four taps, which keeps it well below the FMA units' peak; the tiles come close to it
+# (docs/measurements.md).  The last tile of a task loads only the positions the task reads
 # (``count``): a masked load, so nothing past the planes is touched.
 @njit_kernel
 def _eight_channel_fma(x, w, a0, a1, a2, a3, a4, a5, a6, a7):
@@ -378,7 +377,7 @@ def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per
     readable = out_h * padded_w - (reach_w - 1)
     lanes = TILE_BYTES // planes.itemsize
     # a task is (sample, group, block of rows) and runs every channel block: the input rows it reads
-    # stay in L2 across blocks (1x1 256 -> 64 layer: 209 -> 282 GFLOP/s against blocks as tasks)
+    # stay in L2 across blocks (faster than channel blocks as tasks: docs/measurements.md)
     for task in prange(batch * groups * row_chunks):
         n, g, oh0, oh1, first, length = _task_span(task, groups, row_chunks, rows_per_task, out_h,
                                                    padded_w, readable)
@@ -526,8 +525,7 @@ def pads_per_task(batch, groups, stride, dilation, pads, threads) -> bool:
     Only for stacks of planes (at least four per thread): their tasks span whole planes or long
     row blocks, and skipping the copy halves the memory traffic of these ~2 FLOPs-per-byte layers.
     A few large planes are split into tasks of a few rows each, and every task would copy its
-    ``kernel_h - 1`` extra rows again: there the shared copy is cheaper (the measurements are in
-    the README's notes on the direct backend)."""
+    ``kernel_h - 1`` extra rows again: there the shared copy is cheaper (docs/measurements.md)."""
     return (stride == dilation == (1, 1) and min(pads) >= 0
             and batch * groups >= 4 * threads)
 

@@ -3,8 +3,8 @@ are a TypeError: fastconv.nn never converts silently).
 
 ReLU and sigmoid run compiled, multi-threaded passes (ReLU forward: one read, one write; backward:
 the saved output and the incoming gradient in, the gradient out; the sigmoid's exponential is
-NumPy's SIMD one).  NumPy's versions took two or
-three passes and one thread — 1.3 ms of a 10 ms LeNet training step on 2 cores went to ReLU alone.
+NumPy's SIMD one).  NumPy's versions took two or three passes and one thread, a noticeable share
+of a LeNet training step (docs/measurements.md).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .module import Layer, checked_array
 # Element-wise work is split into this many values per task: enough to amortise a task, small
 # enough that every thread gets several.  Each task slices its chunk first so that the loop indexes
 # from 0: an index Numba cannot prove non-negative gets a wrap-around select that stops LLVM from
-# vectorising (measured 12x slower).
+# vectorising (an order of magnitude slower: docs/measurements.md).
 _CHUNK = 1 << 14
 
 
