@@ -370,7 +370,6 @@ def _auto_decision(function, in1, in2, mode):
         in1, in2 = in2, in1  # scipy's swap, as fastconv.signal does
     dtype = np.result_type(in1, in2)
     pads = signal_padding(mode, in1.shape, in2.shape, function == "convolve2d")
-    params = make_signal_params(in1.shape, in2.shape, pads, dtype)
     x = np.pad(in1.astype(dtype), ((pads[0], pads[1]), (pads[2], pads[3])))[None, None]
     params = make_signal_params(x.shape[2:], in2.shape, (0, 0, 0, 0), dtype)
     return dispatch.choose_signal(params, x, in2.astype(dtype)[None, None], "auto")
