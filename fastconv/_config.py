@@ -167,8 +167,8 @@ def _limit_blas_threads(n: int) -> None:
 # --- small BLAS calls without worker threads ----------------------------------------------------
 # After a multi-threaded call, OpenBLAS's workers spin-wait for a while (2**28 cycles by default,
 # tens of milliseconds) before sleeping; on a machine with as many cores as threads they then compete
-# with the next kernel's threads.  In a LeNet training step the three small Linear layers' GEMMs
-# made the conv kernels after them ~0.6 ms (2x) slower each.  Small GEMMs gain nothing from threads,
+# with the next kernel's threads: the small Linear layers' GEMMs of a LeNet training step slowed
+# the conv kernels after them (docs/measurements.md).  Small GEMMs gain nothing from threads,
 # so they run with one: openblas_set_num_threads on every OpenBLAS loaded, through threadpoolctl's
 # per-library controllers found once (microseconds, unlike a threadpoolctl context), restored after.
 _openblas_setters = None

@@ -253,6 +253,16 @@ def check_padding_mode(padding_mode, pads, in_h, in_w) -> str:
     return padding_mode
 
 
+def check_not_empty(shape, name: str, batched: bool, op: str = "") -> None:
+    """Only the batch axis may be 0: an empty batch has a well-defined (empty) result, as in PyTorch;
+    zero channels or an empty plane stay errors (PyTorch refuses them too)."""
+    shape = tuple(shape)
+    if 0 in (shape[1:] if batched else shape):
+        prefix = f"{op}: " if op else ""
+        batch_note = " (only the batch may be 0)" if batched else ""
+        raise ValueError(f"{prefix}{name} must not be empty{batch_note}, got shape {shape}")
+
+
 def check_fits(params: ConvParams) -> None:
     """The (dilated) kernel must fit in the padded input; the output must be allocatable."""
     if params.dilated_kernel_h > params.padded_h or params.dilated_kernel_w > params.padded_w:
@@ -289,8 +299,7 @@ def describe_conv(
         raise ValueError(
             f"{weight_name} must be 4-D (K, C/groups, R, S), got shape {weight_shape}"
         )
-    if 0 in input_shape:
-        raise ValueError(f"{input_name} must not be empty, got shape {input_shape}")
+    check_not_empty(input_shape, input_name, batched)
     if 0 in weight_shape:
         raise ValueError(f"{weight_name} must not be empty, got shape {weight_shape}")
     if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
@@ -425,8 +434,7 @@ def _pool_input(input, name="input") -> tuple[np.ndarray, bool]:
     x = as_array(input, name)
     if x.ndim not in (3, 4):
         raise ValueError(f"{name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
+    check_not_empty(x.shape, name, x.ndim == 4)
     return x, x.ndim == 4
 
 

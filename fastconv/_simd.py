@@ -12,7 +12,7 @@ A vector is sized in bytes, not lanes, so one kernel serves float32 and float64 
 register footprint: ``load(array, start, 128)`` is 32 float32 or 16 float64 values (two AVX-512
 registers, four AVX2 ones; LLVM splits a wide vector into the target's registers).  The byte
 count must be a compile-time constant (a module-level integer) and a power of two: LLVM's type
-legaliser scalarises odd widths (a ``<48 x float>`` tile ran 10x slower).
+legaliser scalarises odd widths (docs/measurements.md).
 
 Loads and stores are unaligned and unchecked: the caller guarantees ``array[start:start + lanes]``
 lies inside the array (``load_first`` reads only the first ``count`` lanes, for a tail).  Arrays

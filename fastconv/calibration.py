@@ -2,8 +2,8 @@
 
 Every backend is timed on a grid of problems (single images and CNN layers, float32 and float64);
 for each backend the coefficients of its cost features (see ``dispatch.cost_features``) are fitted by
-non-negative least squares on *relative* error (each row divided by its measured time, so a 20 µs
-problem counts as much as a 200 ms one).  The result is stored in the fastconv cache directory and
+non-negative least squares on *relative* error (each row divided by its measured time, so a problem
+of microseconds counts as much as one ten thousand times longer).  The result is stored in the fastconv cache directory and
 used by ``algorithm="auto"`` from the next import on (or at once, in this process).
 """
 from __future__ import annotations

@@ -9,6 +9,11 @@ from ._params import as_array, make_conv_params
 from .backends import BACKENDS, separable
 
 
+def empty_batch_output(params) -> np.ndarray:
+    """The result of a batch of zero samples: (0, K, H', W'), no kernel run (as PyTorch)."""
+    return np.empty(params.output_shape, dtype=params.dtype)
+
+
 def has_padding(params) -> bool:
     return any((params.pad_top, params.pad_bottom, params.pad_left, params.pad_right))
 
@@ -49,7 +54,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     Returns
     -------
     ndarray (N, K, H', W') or (K, H', W'), C-contiguous, float32 or float64 (see the README's dtype
-    rules).  Inputs are never modified.
+    rules).  Inputs are never modified.  A batch of zero samples (N = 0) gives the (0, K, H', W')
+    result, as PyTorch; zero channels or an empty plane are a ValueError.
     """
     out = _fast_paths.conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode,
                              algorithm)
@@ -59,6 +65,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     params, x, w, b, batched = make_conv_params(
         input, weight, bias, stride, padding, dilation, groups, padding_mode
     )
+    if params.batch == 0:
+        return empty_batch_output(params)
     params, x = _zero_padding_form(params, x, w)
     decision = dispatch.choose_forward(params, x, w, algorithm)
     if decision.algorithm == "separable":
@@ -121,6 +129,8 @@ def sepconv2d(input, col, row, bias=None, stride=1, padding=0, dilation=1, group
     params, x, _, b, batched = make_conv_params(
         input, stand_in, bias, stride, padding, dilation, groups, padding_mode
     )
+    if params.batch == 0:
+        return empty_batch_output(params)
     params, x = _zero_padding_form(params, x)
     col = np.ascontiguousarray(col, dtype=params.dtype)
     row = np.ascontiguousarray(row, dtype=params.dtype)

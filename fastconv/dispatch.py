@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ._config import get_num_threads
 from .backends import BACKENDS, direct, fft, im2col, separable, winograd
-from .backends._common import all_finite
+from .backends._common import all_finite, all_integer_valued
 
 ALGORITHMS = ("auto", "measure") + tuple(BACKENDS)
 
@@ -189,6 +189,9 @@ class Decision:
     algorithm: str
     reason: str
     factors: tuple | None = None  # the separable factors, when the separable backend was chosen
+    # signal API only: run the FFT in 64-bit floats and round to the nearest integer, because the
+    # data are integer-valued and the rounding bound proves the rounded result exact
+    round_to_integers: bool = False
 
 
 _plans: dict[tuple, Plan] = {}
@@ -508,7 +511,7 @@ class Explanation:
 
     def __str__(self) -> str:
         lines = [f"conv2d {self.problem}", f"mode: {self.mode}", ""]
-        width = max(len(c["algorithm"]) for c in self.candidates)
+        width = max((len(c["algorithm"]) for c in self.candidates), default=0)
         for c in self.candidates:
             if c["eligible"]:
                 timing = f"{c['seconds'] * 1e3:10.3f} ms {c['source']}"
@@ -540,6 +543,10 @@ def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1,
     bias_shape = tuple(weight_shape)[:1] if bias else None
     params, _ = describe_conv(input_shape, weight_shape, bias_shape, dtype, stride, padding,
                               dilation, groups, padding_mode)
+    if params.batch == 0:
+        return Explanation(problem=params.describe(), candidates=[], choice="none",
+                           reason="a batch of zero samples: the empty output is returned without "
+                           "running a backend", mode="no computation")
     zero_form = params.explicitly_padded() if params.padding_mode != "zeros" else params
     ranking = plan(zero_form)
     measured = None
@@ -586,16 +593,16 @@ SIGNAL_AUTO_CANDIDATES = ("direct", "fft", "separable")
 # Relative cost of one multiply-add compared with the same-width float one.  A complex MAC is four
 # real multiplies and four adds; 32-bit integer multiplies vectorise (vpmulld), AVX2 has no 64-bit one.
 _DIRECT_ARITHMETIC_FACTOR = {"c": 4.0, "i32": 1.0, "i64": 4.0}
-# One large plane runs the one-accumulator direct kernels ~2x faster than the conv2d model's rate
+# One large plane runs the one-accumulator direct kernels faster than the conv2d model's rate
 # (fitted mostly on stacks of small planes, where per-pass costs weigh more): 512x512 with 9x9 to
-# 31x31 kernels measured 1.7-2.3x below the model's time (`bench --suite signal`, 2 cores).  Like
-# _SIGNAL_FFT_FACTOR for the transforms.
+# 31x31 kernels measured 1.7-2.3 times below the model's time (`bench --suite signal`).  Like
+# _SIGNAL_FFT_FACTOR for the transforms.  Both scale the work part of a prediction only.
 _SINGLE_PLANE_DIRECT_SPEEDUP = 2.0
 # Complex data needs full complex transforms: twice the work of real-input (rfft) transforms.
 _FFT_COMPLEX_FACTOR = 2.0
 # One large plane transforms faster than the conv2d model's per-plane rate (fitted on stacks of
-# small planes): measured 512x512 'valid' FFT correlations took ~0.45-0.6x (float32) and ~0.4-0.6x
-# (float64) of its prediction (`bench --suite signal`, 2 cores, noisy shared machine).
+# small planes): measured 512x512 'valid' FFT correlations took ~0.45-0.6 (float32) and ~0.4-0.6
+# (float64) of its prediction (`bench --suite signal`, a noisy shared machine).
 _SIGNAL_FFT_FACTOR = {4: 0.45, 8: 0.45}
 
 # FFT results for integer inputs are rounded to the nearest integer.  That is exact when the float64
@@ -609,8 +616,6 @@ _INTEGER_FFT_ERROR_CONSTANT = 24.0
 
 def _float_twin(params):
     """The same geometry in the float dtype whose vector width the integer/complex kernel has."""
-    from dataclasses import replace
-
     kind, size = params.dtype.kind, params.dtype.itemsize
     if kind == "c":
         return replace(params, dtype=np.dtype(np.float32 if size == 8 else np.float64))
@@ -619,46 +624,67 @@ def _float_twin(params):
     return params
 
 
+def _fixed_and_work_seconds(name: str, params, threads: int | None) -> tuple[float, float]:
+    """The conv2d model's prediction split into the fixed cost of a call (the ``call`` feature)
+    and the part that grows with the problem."""
+    threads = get_num_threads() if threads is None else threads
+    features = cost_features(name, params, threads)
+    coefficients = _coefficients[name]
+    fixed = coefficients[0] * features[0]
+    work = float(sum(c * f for c, f in zip(coefficients[1:], features[1:])))
+    return fixed, work
+
+
 def estimate_signal_seconds(name: str, params, threads: int | None = None) -> float:
-    """Predicted wall time of backend ``name`` on a single-plane signal problem of any dtype."""
+    """Predicted wall time of backend ``name`` on a single-plane signal problem of any dtype.
+
+    The signal corrections (complex or integer arithmetic, the single-plane rates) scale only the
+    work part of the conv2d model: they describe arithmetic and transform throughput, not the fixed
+    cost of a call.  Scaling that too priced a complex FFT of a 2x7 plane below the direct sum.
+    """
     kind = params.dtype.kind
     if name == "fft" and kind in "iu":
         # integers are transformed in float64
-        from dataclasses import replace
-
-        return _SIGNAL_FFT_FACTOR[8] * estimate_seconds(
-            name, replace(params, dtype=np.dtype(np.float64)), threads
-        )
+        fixed, work = _fixed_and_work_seconds(name, replace(params, dtype=np.dtype(np.float64)),
+                                              threads)
+        return fixed + _SIGNAL_FFT_FACTOR[8] * work
     float_params = _float_twin(params)
-    seconds = estimate_seconds(name, float_params, threads)
+    fixed, work = _fixed_and_work_seconds(name, float_params, threads)
     if name == "fft":
-        seconds *= _SIGNAL_FFT_FACTOR[float_params.dtype.itemsize]
+        work *= _SIGNAL_FFT_FACTOR[float_params.dtype.itemsize]
     if name == "direct":
-        seconds /= _SINGLE_PLANE_DIRECT_SPEEDUP
+        work /= _SINGLE_PLANE_DIRECT_SPEEDUP
     if kind == "c":
-        factor = _DIRECT_ARITHMETIC_FACTOR["c"] if name != "fft" else _FFT_COMPLEX_FACTOR
-        seconds *= factor
+        work *= _DIRECT_ARITHMETIC_FACTOR["c"] if name != "fft" else _FFT_COMPLEX_FACTOR
     elif kind in "iu":
-        seconds *= _DIRECT_ARITHMETIC_FACTOR["i32" if params.dtype.itemsize == 4 else "i64"]
-    return seconds
+        work *= _DIRECT_ARITHMETIC_FACTOR["i32" if params.dtype.itemsize == 4 else "i64"]
+    return fixed + work
 
 
 def integer_fft_is_exact(x, w) -> bool:
-    """Whether float64 FFT correlation of the integer arrays ``x``, ``w`` rounds back to the exact
-    integer result (see the bound above)."""
-    x64 = np.asarray(x, dtype=np.float64)
-    w64 = np.asarray(w, dtype=np.float64)
-    if x64.size == 0 or w64.size == 0:
+    """Whether a float64 (complex128 for complex data) FFT correlation of the integer-valued arrays
+    ``x``, ``w`` rounds back to the exact integer result (see the bound above).  Complex values
+    count by their magnitude: it bounds both parts of every product and of every sum."""
+    x_magnitude = np.abs(np.asarray(x)).astype(np.float64, copy=False)
+    w_magnitude = np.abs(np.asarray(w)).astype(np.float64, copy=False)
+    if x_magnitude.size == 0 or w_magnitude.size == 0:
         return True
-    w_l1 = float(np.abs(w64).sum())
-    if float(np.abs(x64).max()) * w_l1 >= 2.0 ** 52:
+    w_l1 = float(w_magnitude.sum())
+    if float(x_magnitude.max()) * w_l1 >= 2.0 ** 52:
         return False
-    n = x64.shape[-1] * x64.shape[-2] + w64.shape[-1] * w64.shape[-2]
+    n = x_magnitude.shape[-1] * x_magnitude.shape[-2] + w_magnitude.shape[-1] * w_magnitude.shape[-2]
     error = (
         _INTEGER_FFT_ERROR_CONSTANT * np.finfo(np.float64).eps * math.log2(max(n, 2))
-        * float(np.linalg.norm(x64.ravel())) * w_l1
+        * float(np.linalg.norm(x_magnitude.ravel())) * w_l1
     )
     return error < 0.25
+
+
+def _integer_valued_fft_seconds(params, threads: int | None = None) -> float:
+    """Predicted time of the FFT that rounds integer-valued float or complex data: it transforms in
+    64-bit floats whatever the data's precision."""
+    wide = np.dtype(np.complex128 if params.dtype.kind == "c" else np.float64)
+    return estimate_signal_seconds("fft", replace(params, dtype=wide), threads)
 
 
 def _signal_refusal(name: str, params, x, w) -> str | None:
@@ -722,17 +748,36 @@ def choose_signal(params, x, w, algorithm: str) -> Decision:
                 )
             return Decision(algorithm, "requested", factors)
         return Decision(algorithm, "requested")
+    # Integer-valued float or complex data (an image of whole numbers in float64, scipy's own
+    # tests' complex inputs) get the exact result from the direct sum, as from scipy: the FFT runs
+    # on them only when rounding its result provably restores that exact result, and the separable
+    # backend (irrational factors) not at all.
+    integer_valued = None
     for name in _signal_ranking(params):
         if name == "direct":
             return Decision(name, "lowest predicted time")
         if _signal_refusal(name, params, x, w) is not None:
             continue
         if name == "separable":
+            if params.dtype.kind in "fc":
+                if integer_valued is None:
+                    integer_valued = all_integer_valued(x, w)
+                if integer_valued:
+                    continue
             factors = separable.factorize(w, params.dtype)  # starts with the cheap rank-1 pre-test
             if factors is not None:
                 return Decision(name, "lowest predicted time; kernel is rank 1", factors)
             continue
         if name == "fft" and _all_finite(x, w):
+            if params.dtype.kind in "fc":
+                if integer_valued is None:
+                    integer_valued = all_integer_valued(x, w)
+                if integer_valued:
+                    if (integer_fft_is_exact(x, w) and _integer_valued_fft_seconds(params)
+                            < estimate_signal_seconds("direct", params)):
+                        return Decision(name, "lowest predicted time; integer-valued data, rounded "
+                                        "to the exact result", round_to_integers=True)
+                    continue
             return Decision(name, "lowest predicted time")
     return Decision("direct", "fallback")
 

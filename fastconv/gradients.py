@@ -28,6 +28,7 @@ from ._params import (
     as_pair,
     check_copy,
     check_memory,
+    check_not_empty,
     compute_dtype,
     contiguous,
     make_conv_params,
@@ -122,7 +123,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     -------
     (grad_input, grad_weight, grad_bias)
         Shaped like ``input``, ``weight`` and ``(K,)``; None where not in ``needs``.  dtype is the
-        promotion of the three arrays (float32 stays float32).
+        promotion of the three arrays (float32 stays float32).  A batch of zero samples gives an
+        empty input gradient and zero weight and bias gradients, as PyTorch.
     """
     dispatch.check_algorithm(algorithm)
     need_input, need_weight, need_bias = _parse_needs(needs)
@@ -137,6 +139,11 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
             f"{np.shape(input)} and weight {params.weight_shape} is {expected}"
         )
     dtype = compute_dtype(x, w, grad)
+    if params.batch == 0:
+        # no samples: the input gradient is empty, the weight and bias gradients sums over nothing
+        return (np.zeros(x.shape, dtype) if need_input else None,
+                np.zeros(params.weight_shape, dtype) if need_weight else None,
+                np.zeros(params.out_channels, dtype) if need_bias else None)
     if dtype != params.dtype:
         params = replace(params, dtype=dtype)
         x, w = contiguous(x, dtype), contiguous(w, dtype)
@@ -181,8 +188,9 @@ def _transpose_params(input, weight, bias, stride, padding, output_padding, grou
         raise ValueError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if w.ndim != 4:
         raise ValueError(f"weight must be 4-D (C, K/groups, R, S), got shape {w.shape}")
-    if x.size == 0 or w.size == 0:
-        raise ValueError(f"input {x.shape} and weight {w.shape} must not be empty")
+    check_not_empty(x.shape, "input", x.ndim == 4)
+    if w.size == 0:
+        raise ValueError(f"weight must not be empty, got shape {w.shape}")
     if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
         raise TypeError(f"groups must be a positive int, got {groups!r}")
     groups = int(groups)
@@ -262,11 +270,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
     Returns
     -------
-    ndarray (N, K, H_out, W_out) or (K, H_out, W_out), float32 or float64.
+    ndarray (N, K, H_out, W_out) or (K, H_out, W_out), float32 or float64; (0, K, H_out, W_out)
+    for a batch of zero samples.
     """
     params, x, w, b, batched = _transpose_params(
         input, weight, bias, stride, padding, output_padding, groups, dilation
     )
+    if params.batch == 0:  # its output is this conv2d's input: (0, K, H_out, W_out)
+        return np.empty(params.input_shape, dtype=params.dtype)
     decision = dispatch.choose_backward(params, "auto", x, w, needs=(True, False))
     out = BACKENDS[decision.algorithm].backward_input(x, w, params)
     if b is not None:

@@ -42,7 +42,16 @@ import numpy as np
 from numba import prange
 
 from ._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
-from ._params import ConvParams, as_array, check_fits, compute_dtype, contiguous, resolve_padding, as_pair
+from ._params import (
+    ConvParams,
+    as_array,
+    as_pair,
+    check_fits,
+    check_not_empty,
+    compute_dtype,
+    contiguous,
+    resolve_padding,
+)
 
 GRADIENT_NAMES = ("input", "weight", "bias")
 
@@ -89,8 +98,7 @@ def _make_tiled_params(input, weight, bias, stride, padding, *, local: bool, op:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if w.ndim != 6:
         raise ValueError(f"{op}: weight must be 6-D {weight_layout}, got shape {w.shape}")
-    if x.size == 0:
-        raise ValueError(f"{op}: input must not be empty, got shape {x.shape}")
+    check_not_empty(x.shape, "input", x.ndim == 4, op)
     if w.size == 0:
         raise ValueError(f"{op}: weight must not be empty, got shape {w.shape}")
     batched = x.ndim == 4
@@ -309,6 +317,8 @@ def _tiled_grad_input_kernel(grad_out, weight, grad_x, stride_h, stride_w, pad_t
 def _forward(params, x, weight, tile_bias):
     conv = params.conv
     out = np.empty(conv.output_shape, dtype=conv.dtype)
+    if conv.batch == 0:  # no samples: the (0, K, out_h, out_w) result, no kernel run
+        return out
     if tile_bias is None:
         tile_bias = np.zeros((params.tile_h, params.tile_w, conv.out_channels), dtype=conv.dtype)
     _tiled_forward_kernel(x, weight, tile_bias, out, conv.stride_h, conv.stride_w,
@@ -329,6 +339,12 @@ def _weight_splits(params) -> int:
 
 def _backward(params, x, weight, grad_out, wanted):
     conv = params.conv
+    if conv.batch == 0:
+        # no samples: an empty input gradient; weight and bias gradients are sums over nothing
+        bias_shape = params.bias_shape
+        return (np.zeros(conv.input_shape, conv.dtype) if "input" in wanted else None,
+                np.zeros(params.weight_shape, conv.dtype) if "weight" in wanted else None,
+                np.zeros(bias_shape, conv.dtype) if "bias" in wanted and bias_shape else None)
     grad_input = grad_weight = grad_tile_bias = None
     if "input" in wanted:
         grad_input = np.zeros(conv.input_shape, dtype=conv.dtype)

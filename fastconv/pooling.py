@@ -6,6 +6,9 @@ kernel.  Max pooling treats padding as -inf and lets NaN win (ties go to the fir
 order, as PyTorch does); average pooling divides by the window size clipped to the padded input
 (``count_include_pad=True``) or to the input (``False``), or by ``divisor_override``.
 
+A batch of zero samples gives the empty (0, C, H', W') result (and an empty input gradient) without
+running a kernel, as PyTorch; zero channels or an empty plane are a ValueError (PyTorch refuses them).
+
 Layout: (N, C, H, W), C-contiguous.  Forward kernels run one parallel task per output row
 (n, c, oh), so a single image parallelises as well as a batch.  Backward kernels scatter each output
 gradient over its window: one task per plane (n, c), or per output row when vertically adjacent
@@ -269,6 +272,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, dilation, ceil_mode,
                                           op="max_pool2d")
+    if params.batch == 0:  # no samples: the (0, C, H', W') result, no kernel run (as PyTorch)
+        out = np.empty(params.output_shape, dtype=params.dtype)
+        return (out, np.empty(params.output_shape, dtype=np.int64)) if return_indices else out
     if _pool_tiles.applies(params):
         out, indices = _pool_tiles.max_pool(x, params, bool(return_indices))
         return (_unbatch(out, batched), _unbatch(indices, batched)) if return_indices else _unbatch(out, batched)
@@ -290,6 +296,8 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, dilation, ceil_mode,
                                           op="max_pool2d")
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
+    if params.batch == 0:
+        return np.zeros(params.input_shape, dtype=dtype)
     if _pool_tiles.applies(params):
         return _unbatch(_pool_tiles.max_pool_backward(grad, x, params, dtype), batched)
     grad_in = np.zeros(params.input_shape, dtype=dtype)
@@ -333,6 +341,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     divisor = _check_divisor(divisor_override)
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, 1, ceil_mode,
                                           op="avg_pool2d")
+    if params.batch == 0:
+        return np.empty(params.output_shape, dtype=params.dtype)
     if _pool_tiles.applies(params):
         return _unbatch(_pool_tiles.avg_pool(x, params, divisor), batched)
     out = np.empty(params.output_shape, dtype=params.dtype)
@@ -350,6 +360,8 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, 1, ceil_mode,
                                           op="avg_pool2d")
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
+    if params.batch == 0:
+        return np.zeros(params.input_shape, dtype=dtype)
     if _pool_tiles.applies(params):
         return _unbatch(_pool_tiles.avg_pool_backward(grad, params, dtype, divisor), batched)
     grad_in = np.zeros(params.input_shape, dtype=dtype)
@@ -386,6 +398,8 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     params, x, batched = make_pool_params(input, kernel_size, stride, 0, 1, ceil_mode,
                                           op="lp_pool2d")
     out = np.empty(params.output_shape, dtype=params.dtype)
+    if params.batch == 0:
+        return out
     typed = params.dtype.type
     _lp_pool_kernel(x, out, typed(norm_type), typed(1 / norm_type),
                     typed(params.kernel_h * params.kernel_w), params.kernel_h, params.kernel_w,
@@ -407,6 +421,8 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
                                           op="lp_pool2d")
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
     grad_in = np.zeros(params.input_shape, dtype=dtype)
+    if params.batch == 0:
+        return grad_in
     typed = np.dtype(dtype).type
     _lp_pool_backward_kernel(grad, x, grad_in, typed(norm_type), typed(1 / norm_type),
                              typed(params.kernel_h * params.kernel_w), params.kernel_h,

@@ -15,7 +15,9 @@ Each call is mapped onto a single-plane conv2d problem (N = C = K = 1):
 dtypes follow scipy exactly: the result has the promoted input dtype.  Integer problems run in
 int32/int64 with wrap-around (bit-identical to scipy's integer accumulation, see
 ``fastconv._params.signal_compute_dtype``); an integer FFT is used only when a rounding bound proves
-it exact.
+it exact.  Float and complex inputs whose values are all whole numbers get scipy's exact result too:
+``auto`` runs the FFT on them only when rounding its result provably restores it, and never the
+separable backend.
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, algorith
         Value outside ``in1`` for ``boundary="fill"``, converted to the output dtype as scipy does.
     algorithm : {"auto", "direct", "fft", "separable", "im2col"}
         ``auto`` picks by predicted time; it never uses the FFT when an input holds NaN or Inf, nor
-        for integers unless the transform provably rounds back to the exact result.
+        for integers — or float/complex inputs whose values are all whole numbers — unless the
+        transform provably rounds back to the exact result.
 
     Returns
     -------
@@ -196,4 +199,10 @@ def _run(decision, x, w, params):
         float_params = replace(params, dtype=np.dtype(np.float64))
         planes = fft.forward(x.astype(np.float64), w.astype(np.float64), None, float_params)
         return np.rint(planes).astype(np.int64).astype(params.dtype, copy=False)
+    if name == "fft" and decision.round_to_integers:
+        # integer-valued float or complex data: the same, in float64 / complex128 whatever the
+        # data's precision (choose_signal checked the bound for that precision)
+        wide = np.dtype(np.complex128 if params.dtype.kind == "c" else np.float64)
+        planes = fft.forward(x.astype(wide), w.astype(wide), None, replace(params, dtype=wide))
+        return np.rint(planes).astype(params.dtype, copy=False)
     return BACKENDS[name].forward(x, w, None, params)

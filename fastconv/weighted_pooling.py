@@ -26,7 +26,9 @@ import numpy as np
 from numba import prange
 
 from ._config import njit_parallel
-from ._params import ConvParams, as_array, as_pair, check_fits, compute_dtype, contiguous
+from ._params import (
+    ConvParams, as_array, as_pair, check_fits, check_not_empty, compute_dtype, contiguous,
+)
 from .backends._common import valid_output_range
 
 
@@ -76,8 +78,7 @@ def _make_pool_params(input, kernel_size, stride, padding, sigma, count_include_
     x = as_array(input, input_name)
     if x.ndim not in (3, 4):
         raise ValueError(f"{op}: {input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError(f"{op}: {input_name} must not be empty, got shape {x.shape}")
+    check_not_empty(x.shape, input_name, x.ndim == 4, op)
     kernel_h, kernel_w = as_pair(kernel_size, "kernel_size", minimum=1)
     stride_h, stride_w = (kernel_h, kernel_w) if stride is None else as_pair(stride, "stride", minimum=1)
     pad_h, pad_w = as_pair(padding, "padding", minimum=0)
@@ -193,6 +194,8 @@ def weighted_avg_pool2d(input, kernel_size, stride=None, padding=0, sigma=1.0, *
     )
     x = contiguous(x, params.dtype)
     out = np.empty(params.output_shape, dtype=params.dtype)
+    if params.batch == 0:  # no samples: the (0, C, out_h, out_w) result, no kernel run
+        return out
     _weighted_pool_forward_kernel(x, taps, scale_h, scale_w, out, params.stride_h, params.stride_w,
                                   params.pad_top, params.pad_left)
     return out if batched else out[0]
@@ -220,6 +223,8 @@ def weighted_avg_pool2d_backward(grad_output, input, kernel_size, stride=None, p
         taps, scale_h, scale_w = (a.astype(dtype) for a in (taps, scale_h, scale_w))
     grad = contiguous(grad if batched else grad[np.newaxis], dtype)
     grad_input = np.zeros(params.input_shape, dtype=dtype)
+    if params.batch == 0:
+        return grad_input
     _weighted_pool_backward_kernel(grad, taps, scale_h, scale_w, grad_input, params.stride_h,
                                    params.stride_w, params.pad_top, params.pad_left)
     return grad_input if batched else grad_input[0]

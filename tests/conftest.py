@@ -1,8 +1,22 @@
+import atexit
 import os
+import shutil
+import tempfile
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# --- an isolated fastconv cache for the whole run ------------------------------------------------
+# Tests that pin what ``auto`` chooses must see the shipped cost model, not the calibration or the
+# wisdom a developer's `python -m fastconv calibrate` / autotuning left in their cache directory;
+# and the run must not write wisdom there.  Set before anything imports fastconv (the calibration is
+# read lazily, on the first decision); child processes started by tests inherit it.  Tests of the
+# cache mechanisms point these variables at their own temporary paths.
+_ISOLATED_CACHE = tempfile.mkdtemp(prefix="fastconv-test-cache-")
+os.environ["FASTCONV_CACHE_DIR"] = _ISOLATED_CACHE
+os.environ["FASTCONV_WISDOM"] = os.path.join(_ISOLATED_CACHE, "wisdom.json")
+atexit.register(shutil.rmtree, _ISOLATED_CACHE, ignore_errors=True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 
 @pytest.fixture
@@ -27,3 +41,4 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("FASTCONV_HYPOTHESIS_PROFILE", "ci"))
+

@@ -43,7 +43,7 @@ CASES = [
     ((1, 6, 10, 10), (3, 2, 3, 3), {"groups": 3, "dilation": 2, "padding": 2}),  # 2 in, 1 out
     ((1, 1, 40, 37), (1, 1, 7, 7), {"padding": 3}),  # a single image
     ((1, 1, 40, 37), (1, 1, 7, 6), {"padding": (0, 2)}),  # rows unpadded, columns padded
-    # stacks of >= 4 x threads planes (up to 16 threads): each task pads its own rows
+    # stacks of planes; both padding paths are forced below, whatever the machine's thread count
     ((4, 16, 12, 11), (16, 1, 3, 3), {"groups": 16, "padding": (2, 1)}),  # padding past the reach
     ((1, 64, 12, 1000), (64, 1, 5, 3), {"groups": 64, "padding": 1}),  # wide: row chunks
     ((4, 32, 10, 9), (16, 2, 3, 3), {"groups": 16, "padding": (0, 1)}),  # 2 channels a group
@@ -93,6 +93,73 @@ def test_backward_matches_naive(case, dtype, rng):
     magnitude = naive.conv2d_backward(np.abs(grad), np.abs(x), np.abs(w), **kwargs)
     for name, value, want, scale in zip(("input", "weight", "bias"), got, exact, magnitude):
         assert_gradient_matches(value, want, scale, dtype, "direct", what=f"grad_{name}")
+
+
+# --- paths chosen from the thread count, forced on any machine --------------------------------
+ONE_CHANNEL_STRIDE_1 = [case for case in CASES
+                        if case[1][0] == case[2].get("groups", 1)
+                        and case[2].get("stride", 1) == 1 and case[2].get("dilation", 1) == 1]
+
+
+@pytest.fixture(params=["per-task padding", "shared padded copy"])
+def padding_path(request, monkeypatch):
+    """Force either padding strategy of the one-output-channel kernels: the real decision takes
+    the geometry into account and compares the stack of planes with the thread count, which this
+    replaces by 0 (always enough planes) or by a huge count (never enough)."""
+    decide = blocked.pads_per_task
+    threads = 0 if request.param == "per-task padding" else 1 << 30
+    monkeypatch.setattr(blocked, "pads_per_task",
+                        lambda batch, groups, stride, dilation, pads, _: decide(
+                            batch, groups, stride, dilation, pads, threads))
+    calls = []
+    kernel = blocked._one_channel_padding_kernel
+
+    def counted(*args):
+        calls.append(1)
+        return kernel(*args)
+
+    monkeypatch.setattr(blocked, "_one_channel_padding_kernel", counted)
+    return request.param, calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ONE_CHANNEL_STRIDE_1, ids=_id)
+def test_both_padding_paths_of_the_one_channel_kernels(case, dtype, padding_path, rng):
+    path, calls = padding_path
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    b = rng.standard_normal(wshape[0]).astype(dtype)
+    got = fastconv.conv2d(x, w, b, algorithm="direct", **kwargs)
+    assert bool(calls) == (path == "per-task padding")
+    assert_matches(got, naive.conv2d(x, w, b, **kwargs),
+                   naive.conv2d(np.abs(x), np.abs(w), np.abs(b), **kwargs), dtype, "direct")
+
+
+def test_padding_decision_follows_the_stack_of_planes():
+    geometry = ((1, 1), (1, 1), (1, 1, 1, 1))
+    assert blocked.pads_per_task(8, 16, *geometry, threads=2)  # 128 planes for 2 threads
+    assert not blocked.pads_per_task(1, 1, *geometry, threads=2)  # one large image
+    assert not blocked.pads_per_task(8, 16, (2, 2), (1, 1), (1, 1, 1, 1), threads=2)  # strided
+    assert not blocked.pads_per_task(8, 16, (1, 1), (1, 1), (-1, 0, 0, 0), threads=2)  # cropping
+
+
+@pytest.mark.parametrize("threads", [1, 64])
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 5, 13, 17, 18, 21)], ids=_id)
+def test_task_splits_for_other_thread_counts(case, threads, monkeypatch, rng):
+    """Rows per task and the weight gradient's sample chunks are sized from the thread count: run
+    them as a 1-thread and a 64-thread machine would split them (the kernels still run on this
+    machine's threads)."""
+    monkeypatch.setattr(blocked, "get_num_threads", lambda: threads)
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape)
+    got = fastconv.conv2d(x, w, algorithm="direct", **kwargs)
+    np.testing.assert_allclose(got, naive.conv2d(x, w, **kwargs), rtol=1e-10, atol=1e-10)
+    grad = rng.standard_normal(got.shape)
+    for value, want in zip(fastconv.conv2d_backward(grad, x, w, algorithm="direct", **kwargs),
+                           naive.conv2d_backward(grad, x, w, **kwargs)):
+        np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

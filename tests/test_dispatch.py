@@ -239,6 +239,20 @@ def test_calibration_keeps_the_default_of_a_coefficient_no_problem_exercises():
     np.testing.assert_allclose(fitted[keep], DIRECT_TRUTH[keep], rtol=1e-6)
 
 
+def test_the_test_run_has_its_own_cache_directory():
+    """tests/conftest.py points the calibration and wisdom files at a fresh directory, so tests that
+    pin auto's choices see the shipped cost model whatever the developer calibrated or measured."""
+    from pathlib import Path
+
+    from fastconv._config import cache_dir
+
+    isolated = Path(os.environ["FASTCONV_CACHE_DIR"])
+    assert isolated.name.startswith("fastconv-test-cache-")
+    assert cache_dir() == isolated and dispatch.wisdom_path().parent == isolated
+    assert calibration.load_calibration() is None
+    assert dispatch._coefficients == dispatch.DEFAULT_COEFFICIENTS
+
+
 def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
     (tmp_path / "calibration.json").write_text(json.dumps({

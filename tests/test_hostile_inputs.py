@@ -86,7 +86,10 @@ def catalogue():
         "longdouble|float128|not supported")
     add("conv2d/input ragged list", conv, ([[[1, 2], [3]]], w), {}, (TypeError, ValueError),
         "input|inhomogeneous")
-    add("conv2d/input empty", conv, (np.ones((0, 2, 6, 6)), w), {}, ValueError, "input")
+    # a batch of zero samples is legal (tests/test_empty_batches.py); zero channels are not
+    add("conv2d/input zero channels", conv, (np.ones((2, 0, 6, 6)), w), {}, ValueError, "input")
+    add("conv2d/unbatched input zero channels", conv, (np.ones((0, 6, 6)), w), {}, ValueError,
+        "input")
     add("conv2d/input zero width", conv, (np.ones((1, 2, 6, 0)), w), {}, ValueError, "input")
     add("conv2d/weight zero K", conv, (x, np.ones((0, 2, 3, 3))), {}, ValueError, "weight")
     add("conv2d/absurd output", conv, (_huge((1, 1, 400_000, 400_000)), np.ones((1, 1, 1, 1))),

@@ -2,15 +2,8 @@
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import nn
 from nn_gradcheck import check_layer_gradients, numerical_gradient
-
-needs_conv_backward = pytest.mark.skipif(
-    not hasattr(fastconv, "conv2d_backward"), reason="fastconv.conv2d_backward not in this build (issue 4)")
-needs_pooling = pytest.mark.skipif(
-    not hasattr(fastconv, "max_pool2d_backward"), reason="fastconv pooling kernels not in this build (issue 4)")
-
 
 def distinct_values(shape, rng):
     """Values at least 0.05 apart, so no max-pool tie or ReLU kink sits within a finite-difference step."""
@@ -18,7 +11,6 @@ def distinct_values(shape, rng):
     return values.reshape(shape)
 
 
-@needs_conv_backward
 @pytest.mark.parametrize("kwargs", [
     dict(in_channels=2, out_channels=3, kernel_size=3),
     dict(in_channels=2, out_channels=4, kernel_size=3, stride=2, padding=1),
@@ -30,7 +22,6 @@ def test_conv2d_gradients(kwargs, rng):
     assert "weights" in checked and ("bias" in checked) == kwargs.get("bias", True)
 
 
-@needs_conv_backward
 def test_conv2d_without_input_grad_returns_none(rng):
     layer = nn.Conv2D(1, 2, 3, dtype=np.float64, rng=rng)
     layer.input_grad = False
@@ -99,7 +90,6 @@ def test_dropout_gradients_with_fixed_mask(rng):
     assert 0 < np.count_nonzero(layer._mask == 0) < layer._mask.size
 
 
-@needs_pooling
 @pytest.mark.parametrize("layer_factory", [
     lambda: nn.MaxPooling(2, 2),
     lambda: nn.MaxPool2D(3, stride=2, padding=1, dilation=1, ceil_mode=True),

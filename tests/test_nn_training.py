@@ -2,12 +2,7 @@
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import nn
-
-needs_issue4 = pytest.mark.skipif(
-    not all(hasattr(fastconv, name) for name in ("conv2d_backward", "max_pool2d_backward")),
-    reason="fastconv.conv2d_backward / pooling kernels not in this build (issue 4)")
 
 
 class Square:  # deliberately not derived from nn.Layer: only the protocol
@@ -71,7 +66,6 @@ def test_mlp_overfits_tiny_batch_with_adam(rng):
     assert np.array_equal(model.forward(x).argmax(axis=1), y)
 
 
-@needs_issue4
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_small_cnn_overfits_tiny_batch(dtype, rng):
     x = rng.standard_normal((8, 1, 12, 12)).astype(dtype)
@@ -89,7 +83,6 @@ def test_small_cnn_overfits_tiny_batch(dtype, rng):
     assert model.forward(x).dtype == dtype
 
 
-@needs_issue4
 def test_lenet5_shapes_and_first_layer_skips_input_grad(rng):
     model = nn.lenet5("sigmoid", "avg", rng=0)
     x = rng.random((3, 1, 28, 28), dtype=np.float32)
@@ -148,8 +141,9 @@ def test_batchnorm_matches_torch_in_train_and_eval(rng):
 
 
 def test_layers_keep_their_dtype_and_never_modify_inputs(rng):
+    """(A float64 input into this float32 model is a TypeError: tests/test_nn_dtypes.py.)"""
     model = nn.Sequential(nn.Linear(5, 4, rng=0), nn.Sigmoid(), nn.Linear(4, 2, rng=1))
-    x = rng.standard_normal((3, 5))  # float64 into a float32 model
+    x = rng.standard_normal((3, 5)).astype(np.float32)
     x_before = x.copy()
     out = model.forward(x)
     assert out.dtype == np.float32
@@ -178,10 +172,11 @@ def test_eval_switches_dropout_and_batchnorm():
 
 
 @pytest.mark.parametrize("make, x, message", [
-    (lambda: nn.Linear(4, 2), np.zeros((3, 5)), r"4 features.*\(3, 5\)"),
-    (lambda: nn.Linear(4, 2), np.zeros(4), r"\(N, in_features\)"),
-    (lambda: nn.Conv2D(3, 2, 3), np.zeros((1, 2, 5, 5)), r"3 input channels.*\(1, 2, 5, 5\)"),
-    (lambda: nn.BatchNorm2D(2), np.zeros((1, 3, 2, 2)), r"2 channels"),
+    (lambda: nn.Linear(4, 2), np.zeros((3, 5), np.float32), r"4 features.*\(3, 5\)"),
+    (lambda: nn.Linear(4, 2), np.zeros(4, np.float32), r"\(N, in_features\)"),
+    (lambda: nn.Conv2D(3, 2, 3), np.zeros((1, 2, 5, 5), np.float32),
+     r"3 input channels.*\(1, 2, 5, 5\)"),
+    (lambda: nn.BatchNorm2D(2), np.zeros((1, 3, 2, 2), np.float32), r"2 channels"),
 ])
 def test_bad_input_shapes_name_the_shapes(make, x, message):
     with pytest.raises(ValueError, match=message):
@@ -209,7 +204,6 @@ def test_lenet5_xavier_init_bounds():
     assert np.abs(fc1.bias).max() <= 1 / np.sqrt(400) and np.any(fc1.bias != 0)  # default bias init kept
 
 
-@needs_issue4
 def test_conv2d_algorithm_choice_gives_the_same_gradients(rng):
     x = rng.standard_normal((2, 3, 7, 7))
     results = []

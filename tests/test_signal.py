@@ -357,3 +357,116 @@ def test_scipy_agrees_on_the_errors_we_copied():
         scipy.signal.correlate2d([[1]], [[1, 2]], fillvalue=[1, 2])
     with pytest.raises(ValueError, match="not available for this type"):
         scipy.signal.correlate2d(np.ones((3, 3), bool), np.ones((2, 2), bool))
+
+
+# --- auto on small and integer-valued float/complex problems (issue 18) -----------------------
+# The run's cache directory is isolated (tests/conftest.py), so these pin the shipped cost model.
+def _auto_decision(function, in1, in2, mode):
+    from fastconv import dispatch
+    from fastconv._params import make_signal_params, signal_padding
+
+    in1, in2 = np.asarray(in1), np.asarray(in2)
+    if mode == "valid" and in2.shape[0] >= in1.shape[0] and in2.shape[1] >= in1.shape[1]:
+        in1, in2 = in2, in1  # scipy's swap, as fastconv.signal does
+    dtype = np.result_type(in1, in2)
+    pads = signal_padding(mode, in1.shape, in2.shape, function == "convolve2d")
+    x = np.pad(in1.astype(dtype), ((pads[0], pads[1]), (pads[2], pads[3])))[None, None]
+    params = make_signal_params(x.shape[2:], in2.shape, (0, 0, 0, 0), dtype)
+    return dispatch.choose_signal(params, x, in2.astype(dtype)[None, None], "auto")
+
+
+SCIPY_COMPLEX_CASES = [  # scipy's TestConvolve2d.test_valid_mode2 and test_valid_mode_complx
+    ([[1 + 1j, 2 - 3j], [3 + 1j, 4 + 0j]], [[2 - 1j, 3 + 2j, 4 + 0j], [4 - 0j, 5 + 1j, 6 - 3j]],
+     [[27 - 1j, 46 + 2j]]),
+    ([[2, 3, 4, 5, 6, 7, 8], [4, 5, 6, 7, 8, 9, 10]],
+     np.array([[1, 2, 3], [3, 4, 5]], dtype=np.complex128) + 1j,
+     [[62 + 24j, 80 + 30j, 98 + 36j, 116 + 42j, 134 + 48j]]),
+]
+
+
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("case", SCIPY_COMPLEX_CASES, ids=["2x2-2x3", "2x7-2x3"])
+def test_tiny_complex_problems_run_direct_and_exactly(case, swap):
+    """A fixed per-call cost is not scaled by the complex-arithmetic factor: a 2x7 plane went to the
+    FFT (27 - 0.9999999999999991j instead of 27 - 1j)."""
+    in1, in2, expected = case
+    if swap:
+        in1, in2 = in2, in1
+    assert _auto_decision("convolve2d", in1, in2, "valid").algorithm == "direct"
+    got = fastconv.convolve2d(in1, in2, "valid")
+    np.testing.assert_array_equal(got, np.asarray(expected))
+    np.testing.assert_array_equal(got, scipy.signal.convolve2d(in1, in2, "valid"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 7), (8, 8), (16, 5)])
+def test_tiny_problems_never_pick_the_transform(shape, dtype, rng):
+    in1 = _random(rng, shape, dtype)
+    in2 = _random(rng, (min(shape[0], 3), min(shape[1], 3)), dtype)
+    for mode in MODES:
+        assert _auto_decision("correlate2d", in1, in2, mode).algorithm == "direct", (shape, mode)
+
+
+def _whole_numbers(rng, shape, dtype, high):
+    values = rng.integers(-high, high, shape).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        values = values + 1j * rng.integers(-high, high, shape)
+    return values.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_integer_valued_data_on_the_transform_is_rounded_to_the_exact_result(dtype, rng):
+    """Big enough for the FFT, small enough values for the rounding bound: the transform runs in 64
+    bits and is rounded, so auto gives the exact sums that scipy's direct loop gives."""
+    image = _whole_numbers(rng, (256, 256), dtype, 256)
+    kernel = _whole_numbers(rng, (31, 31), dtype, 8)
+    decision = _auto_decision("convolve2d", image, kernel, "same")
+    assert decision.algorithm == "fft" and decision.round_to_integers
+    got = fastconv.convolve2d(image, kernel, "same")
+    exact = scipy.signal.convolve2d(image.astype(np.result_type(dtype, np.complex128)
+                                                 if np.dtype(dtype).kind == "c" else np.float64),
+                                    kernel.astype(np.complex128 if np.dtype(dtype).kind == "c"
+                                                  else np.float64), "same")
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, exact.astype(dtype))
+
+
+def test_integer_valued_data_too_large_to_round_runs_direct(rng):
+    """No rounding bound, no transform: the direct sum is exact for whole numbers below 2**53."""
+    image = _whole_numbers(rng, (256, 256), np.float64, 2**20)
+    kernel = _whole_numbers(rng, (31, 31), np.float64, 2**20)
+    assert _auto_decision("correlate2d", image, kernel, "valid").algorithm == "direct"
+    got = fastconv.correlate2d(image, kernel, "valid")
+    np.testing.assert_array_equal(got, scipy.signal.correlate2d(image, kernel, "valid"))
+
+
+def test_integer_valued_data_never_runs_separable(rng):
+    """A box filter of ones is rank 1, but its SVD factors are irrational: 44.99999999 for 45."""
+    image = _whole_numbers(rng, (128, 128), np.float64, 100)
+    kernel = np.ones((7, 7))
+    assert _auto_decision("correlate2d", image, kernel, "same").algorithm != "separable"
+    np.testing.assert_array_equal(fastconv.correlate2d(image, kernel, "same"),
+                                  scipy.signal.correlate2d(image, kernel, "same"))
+
+
+def test_fractional_data_keeps_the_plain_transform(rng):
+    image = rng.standard_normal((256, 256))
+    kernel = rng.standard_normal((31, 31))
+    decision = _auto_decision("convolve2d", image, kernel, "same")
+    assert decision.algorithm == "fft" and not decision.round_to_integers
+
+
+def test_integer_valued_scan():
+    from fastconv.backends._common import all_integer_valued
+
+    whole = np.arange(-5000.0, 5000.0)
+    assert all_integer_valued(whole, whole.astype(np.complex64) * 1j)
+    for bad in (0.5, np.nan, np.inf, -np.inf, 1e-300):
+        for position in (0, 4095, 4096, whole.size - 1):  # either side of a scan block's edge
+            values = whole.copy()
+            values[position] = bad
+            assert not all_integer_valued(values), (bad, position)
+    complex_values = whole.astype(np.complex128)
+    complex_values[7000] += 0.25j
+    assert not all_integer_valued(complex_values)
+    assert all_integer_valued(np.arange(10, dtype=np.int64))

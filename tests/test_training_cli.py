@@ -5,13 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import training
 from idx_files import write_tiny_dataset
-
-needs_issue4 = pytest.mark.skipif(
-    not all(hasattr(fastconv, name) for name in ("conv2d_backward", "avg_pool2d_backward")),
-    reason="fastconv.conv2d_backward / pooling kernels not in this build (issue 4)")
 
 
 @pytest.fixture
@@ -21,7 +16,6 @@ def tiny_data(tmp_path, monkeypatch, rng):
     return tmp_path
 
 
-@needs_issue4
 def test_train_save_resume_and_plot(tiny_data, capsys):
     checkpoint = tiny_data / "lenet.npz"
     history = training.main(["lenet", "--epochs", "2", "--batch-size", "16", "--optimizer", "adam",
@@ -40,7 +34,6 @@ def test_train_save_resume_and_plot(tiny_data, capsys):
     assert "epoch 3: loss" in capsys.readouterr().out
 
 
-@needs_issue4
 def test_notes_configuration_float64_with_builtin_progress(tiny_data, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
     history = training.main(["lenet", "--epochs", "1", "--batch-size", "32", "--activation", "sigmoid",

@@ -1,6 +1,8 @@
 """Small compiled helpers shared by the backends."""
 from __future__ import annotations
 
+import numpy as np
+
 from .._config import njit_kernel
 
 
@@ -18,8 +20,6 @@ def valid_output_range(offset, stride, in_size, out_size):
 
 def bias_or_zeros(bias, out_channels, dtype):
     """Kernels always take a bias vector: one compiled signature instead of two."""
-    import numpy as np
-
     return np.zeros(out_channels, dtype=dtype) if bias is None else bias
 
 
@@ -35,8 +35,6 @@ def _flat_all_finite(values):
 
 def all_finite(*arrays) -> bool:
     """True if no array holds NaN or Inf: one compiled pass, no temporary boolean array."""
-    import numpy as np
-
     for array in arrays:
         if array is None:
             continue
@@ -46,5 +44,40 @@ def all_finite(*arrays) -> bool:
         if flat.dtype.kind == "c":
             flat = flat.view(flat.real.dtype)
         if not _flat_all_finite(flat):
+            return False
+    return True
+
+
+_INTEGER_SCAN_BLOCK = 4096
+
+
+@njit_kernel
+def _flat_integer_valued(values):
+    # Block by block, so that typical float data (a fraction in the first block) stop at once while
+    # the inner loop stays a branch-free count LLVM vectorises.  v - floor(v) is 0 exactly for whole
+    # numbers and NaN for NaN or Inf.  (A float sum of the fractions would not do: 'reassoc' lets
+    # LLVM rewrite it as sum(v) - sum(floor(v)), which loses a tiny fraction next to large values.)
+    size = values.shape[0]
+    for start in range(0, size, _INTEGER_SCAN_BLOCK):
+        block = values[start:min(size, start + _INTEGER_SCAN_BLOCK)]
+        fractional = 0
+        for i in range(block.shape[0]):
+            fractional += (block[i] - np.floor(block[i])) != 0
+        if fractional:
+            return False
+    return True
+
+
+def all_integer_valued(*arrays) -> bool:
+    """True if every value (both parts of complex values) of every array is a finite whole number."""
+    for array in arrays:
+        if array is None:
+            continue
+        flat = np.ravel(array)
+        if flat.dtype.kind not in "fc":
+            continue  # integers are whole numbers
+        if flat.dtype.kind == "c":
+            flat = flat.view(flat.real.dtype)
+        if not _flat_integer_valued(flat):
             return False
     return True

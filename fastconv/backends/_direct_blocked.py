@@ -2,8 +2,8 @@
 backend's kernels for every floating-point problem.
 
 The first direct kernel streamed one output row through memory per tap, indexing its input with a
-runtime stride, so LLVM could not vectorise it; a LeNet layer (256 images, 6 -> 16 channels, 5x5,
-10x10 outputs) ran at ~5 GFLOP/s.  This form runs it at ~270 and CNN layers at 330-440:
+runtime stride, so LLVM could not vectorise it; this form vectorises every tap (the speed-ups are
+in docs/measurements.md):
 
 * **Flattened planes.**  Pad each input plane once (zeros, as the definition says) and view it as one
   row of ``padded_h * padded_w`` values.  Output position ``p = oh * padded_w + ow`` then reads input
@@ -258,8 +258,8 @@ def _write_rows(src, dst, oh0, oh1, padded_w, b):
 # list, across kernel rows and channels alike, so a pass does 16 multiply-adds per four input loads
 # and four accumulator load/stores whatever the kernel's shape.  Four is measured, not guessed: the
 # 16 weights stay in vector registers (with eight taps, 32 weights did not fit beside the inputs
-# and accumulators, became memory operands, and the loop ran load-bound: ResNet 3x3 layer 209 vs
-# 235 GFLOP/s, Inception 5x5 218 vs 284).  The shifted inputs are sliced before each loop so the loop
+# and accumulators, became memory operands, and the loop ran load-bound; docs/measurements.md).
+# The shifted inputs are sliced before each loop so the loop
 # indexes with ``q`` alone (an index ``base + q`` that Numba cannot prove non-negative gets a
 # wrap-around select that stops LLVM vectorising).  ``taps`` is (taps, CHANNEL_BLOCK).
 @njit_kernel
@@ -572,6 +572,18 @@ def _block_chunks(tasks, blocks):
     return max(1, min(blocks, -(-4 * get_num_threads() // max(1, tasks))))
 
 
+def pads_per_task(batch, groups, stride, dilation, pads, threads) -> bool:
+    """Whether a one-output-channel-per-group layer runs ``_one_channel_padding_kernel`` (each task
+    zero-pads the rows it reads) instead of one padded copy of the whole input.
+
+    Only for stacks of planes (at least four per thread): their tasks span whole planes or long
+    row blocks, and skipping the copy halves the memory traffic of these ~2 FLOPs-per-byte layers.
+    A few large planes are split into tasks of a few rows each, and every task would copy its
+    ``kernel_h - 1`` extra rows again: there the shared copy is cheaper (docs/measurements.md)."""
+    return (stride == dilation == (1, 1) and min(pads) >= 0
+            and batch * groups >= 4 * threads)
+
+
 def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w`` (K, C/groups, R, S) under zero padding
     ``pads`` = (top, bottom, left, right); ``bias`` a (K,) array."""
@@ -592,11 +604,9 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
         serial = runs_serially(out.size * offsets.shape[0])
         rows = out_h if serial else rows_per_task(out_h, layout.plane_w, x.dtype.itemsize,
                                                   batch * groups, channels=1)
-        if stride == dilation == (1, 1) and min(pads) >= 0 and (
-                serial or batch * groups >= 4 * get_num_threads()):
-            # padded per task, for stacks of planes (no padded copy of the whole input through
-            # memory) and for problems too small to split.  Not for a few large planes, whose
-            # tasks are a few rows each and would copy their kernel_h - 1 extra rows every time.
+        # small problems run as one serial task that pads its own buffer (no padded copy)
+        if serial and stride == dilation == (1, 1) and min(pads) >= 0 or pads_per_task(
+                batch, groups, stride, dilation, pads, get_num_threads()):
             local_offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, rows, out_w)
             one_channel_padding_kernel(serial)(x, packed, local_offsets, bias, out, pad_top,
                                                pad_left, kernel_h, layout.plane_w, rows)

@@ -103,10 +103,9 @@ def backward_weight(grad_out, x, params):
 
 def single_channel_stride1_applies(params) -> bool:
     # Floating-point problems run faster on _direct_blocked's kernels: one output channel per group
-    # (depthwise layers, single images) on its one-accumulator kernel (depthwise 3x3 N=8 128ch
-    # 56x56 2.27 -> 1.69 ms), more on its register tiles, even when two or three output channels
-    # per input channel leave most of a tile's eight empty (N=8, 32 -> 64 channels, groups=32, 3x3,
-    # 56x56: 1.09 -> 0.60 ms).  This kernel keeps integers: exact integer arithmetic for the
+    # (depthwise layers, single images) on its one-accumulator kernel, more on its register tiles,
+    # even when two or three output channels per input channel leave most of a tile's eight empty
+    # (docs/measurements.md).  This kernel keeps integers: exact integer arithmetic for the
     # signal API.
     return (
         params.in_channels_per_group == 1

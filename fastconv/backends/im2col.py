@@ -251,10 +251,10 @@ def forward(x, w, bias, params):
 
 
 # --- backward ---------------------------------------------------------------------------------
-# The unfold/fold kernels of this (general) backward path are serial: on the loaded 2-core machine a
-# parallel region followed at once by a multithreaded OpenBLAS call measured ~40x slower GEMMs
-# (44 ms instead of 1.1 ms for a 64x576 @ 576x3136 sgemm).  An isolated test with Numba's TBB layer
-# later showed no such slowdown, so this choice deserves a re-measurement on a quiet machine.
+# The unfold/fold kernels of this (general) backward path are serial: on a loaded machine a
+# parallel region followed at once by a multithreaded OpenBLAS call slowed the GEMMs by an order of
+# magnitude (docs/measurements.md).  An isolated test with Numba's TBB layer later showed no such
+# slowdown, so this choice deserves a re-measurement on a quiet machine.
 @njit_kernel
 def _unfold_serial(image, first_channel, channels, kernel_h, kernel_w, stride_h, stride_w,
                    dilation_h, dilation_w, pad_top, pad_left, first_row, rows, out_w, columns):

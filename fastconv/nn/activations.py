@@ -1,9 +1,10 @@
-"""Element-wise activations; each keeps the dtype of its input.
+"""Element-wise activations; each computes in its input's dtype, float32 or float64 (other dtypes
+are a TypeError: fastconv.nn never converts silently).
 
 ReLU and sigmoid run compiled, multi-threaded passes (ReLU forward: one read, one write; backward:
 the saved output and the incoming gradient in, the gradient out; the sigmoid's exponential is
-NumPy's SIMD one).  NumPy's versions took two or
-three passes and one thread — 1.3 ms of a 10 ms LeNet training step on 2 cores went to ReLU alone.
+NumPy's SIMD one).  NumPy's versions took two or three passes and one thread, a noticeable share
+of a LeNet training step (docs/measurements.md).
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import numpy as np
 from numba import prange
 
 from .._config import njit_parallel
-from .module import Layer
+from .module import Layer, checked_array
 
 # Element-wise work is split into this many values per task: enough to amortise a task, small
 # enough that every thread gets several.  Each task slices its chunk first so that the loop indexes
 # from 0: an index Numba cannot prove non-negative gets a wrap-around select that stops LLVM from
-# vectorising (measured 12x slower).
+# vectorising (an order of magnitude slower: docs/measurements.md).
 _CHUNK = 1 << 14
 
 
@@ -68,15 +69,14 @@ def _sigmoid_backward(grad_out, out, grad_in):
             dst[i] = grad[i] * value * (one - value)
 
 
-def _flat_input(x):
-    x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    return np.ascontiguousarray(x)
+def _flat_input(x, layer):
+    return np.ascontiguousarray(checked_array(x, layer))
 
 
-def _flat_gradient(grad_out, like):
-    grad_out = np.ascontiguousarray(grad_out, dtype=like.dtype)
+def _flat_gradient(grad_out, like, layer):
+    grad_out = np.ascontiguousarray(
+        checked_array(grad_out, layer, like.dtype, what="grad_out", parameters=False)
+    )
     if grad_out.shape != like.shape:
         raise ValueError(f"grad_out has shape {grad_out.shape}, the forward output {like.shape}")
     return grad_out
@@ -89,7 +89,7 @@ class _SavedOutputActivation(Layer):
     _backward_kernel = None  # set by each subclass (a staticmethod-wrapped compiled kernel)
 
     def backward(self, grad_out):
-        grad_out = _flat_gradient(grad_out, self._out)
+        grad_out = _flat_gradient(grad_out, self._out, type(self).__name__)
         grad_in = np.empty_like(grad_out)
         self._backward_kernel(grad_out.reshape(-1), self._out.reshape(-1), grad_in.reshape(-1))
         return grad_in
@@ -102,7 +102,7 @@ class ReLU(_SavedOutputActivation):
     _backward_kernel = staticmethod(_relu_backward)
 
     def forward(self, x):
-        x = _flat_input(x)
+        x = _flat_input(x, "ReLU")
         self._out = np.empty_like(x)
         _relu_forward(x.reshape(-1), self._out.reshape(-1))
         return self._out
@@ -114,7 +114,7 @@ class Sigmoid(_SavedOutputActivation):
     _backward_kernel = staticmethod(_sigmoid_backward)
 
     def forward(self, x):
-        x = _flat_input(x)
+        x = _flat_input(x, "Sigmoid")
         decay = np.abs(x)
         np.negative(decay, out=decay)
         np.exp(decay, out=decay)
@@ -127,8 +127,10 @@ class Tanh(Layer):
     """Hyperbolic tangent."""
 
     def forward(self, x):
-        self._out = np.tanh(np.asarray(x))
+        self._out = np.tanh(checked_array(x, "Tanh"))
         return self._out
 
     def backward(self, grad_out):
+        grad_out = checked_array(grad_out, "Tanh", self._out.dtype, what="grad_out",
+                                 parameters=False)
         return grad_out * (1 - self._out * self._out)

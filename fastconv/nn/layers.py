@@ -1,11 +1,13 @@
 """Layers with parameters or shape changes: Conv2D, Linear, Flatten, BatchNorm2D, Dropout.
 
-Every layer keeps the dtype of its parameters (float32 by default, or float64): inputs of another
-dtype are cast on entry, so a float32 model never silently runs in float64.
+Every layer with parameters computes in their dtype (float32 by default, or float64) and refuses an
+input or output gradient of another dtype with a TypeError that names both and the fixes (PyTorch's
+rule; see fastconv.nn.module): nothing is converted silently.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -14,11 +16,11 @@ from ..conv import conv2d
 from ..dispatch import check_algorithm
 from ..gradients import conv2d_backward
 from .init import as_rng, bias_uniform, check_dtype, kaiming_uniform
-from .module import Layer
+from .module import Layer, checked_array
 
 
-def _check_input(x, ndim: int, layer: str, expected: str) -> np.ndarray:
-    x = np.asarray(x)
+def _check_input(x, ndim: int, layer: str, expected: str, dtype=None) -> np.ndarray:
+    x = checked_array(x, layer, dtype)
     if x.ndim != ndim:
         raise ValueError(f"{layer} expects input of shape {expected}, got shape {x.shape}")
     return x
@@ -81,12 +83,11 @@ class Conv2D(Layer):
         self._input = None
 
     def forward(self, x):
-        x = _check_input(x, 4, "Conv2D", "(N, C, H, W)")
+        x = _check_input(x, 4, "Conv2D", "(N, C, H, W)", self.weights.dtype)
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv2D expects {self.in_channels} input channels, got input of shape {x.shape}"
             )
-        x = np.ascontiguousarray(x, dtype=self.weights.dtype)
         self._input = x
         return conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation, self.groups,
                       algorithm=self.algorithm)
@@ -97,7 +98,8 @@ class Conv2D(Layer):
         needs = ("input",) if self.input_grad else ()
         needs += ("weight", "bias") if self.bias is not None else ("weight",)
         grad_input, grad_weight, grad_bias = conv2d_backward(
-            np.ascontiguousarray(grad_out, dtype=self.weights.dtype), self._input, self.weights,
+            checked_array(grad_out, "Conv2D", self.weights.dtype, what="grad_out"), self._input,
+            self.weights,
             self.stride, self.padding, self.dilation, self.groups, needs=needs, algorithm=self.algorithm,
         )
         self.grad_w[...] = grad_weight
@@ -142,10 +144,9 @@ class Linear(Layer):
         self._input = None
 
     def forward(self, x):
-        x = _check_input(x, 2, "Linear", "(N, in_features)")
+        x = _check_input(x, 2, "Linear", "(N, in_features)", self.weights.dtype)
         if x.shape[1] != self.in_features:
             raise ValueError(f"Linear expects {self.in_features} features, got input of shape {x.shape}")
-        x = np.asarray(x, dtype=self.weights.dtype)
         self._input = x
         with _blas_threads_for(x.shape[0] * self.weights.size):
             out = x @ self.weights.T
@@ -154,7 +155,7 @@ class Linear(Layer):
         return out
 
     def backward(self, grad_out):
-        grad_out = np.asarray(grad_out, dtype=self.weights.dtype)
+        grad_out = checked_array(grad_out, "Linear", self.weights.dtype, what="grad_out")
         with _blas_threads_for(grad_out.shape[0] * self.weights.size):
             np.matmul(grad_out.T, self._input, out=self.grad_w)
             grad_input = grad_out @ self.weights
@@ -172,7 +173,8 @@ class Flatten(Layer):
     def forward(self, x):
         x = np.asarray(x)
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # the feature count spelled out: reshape cannot infer -1 for a batch of zero samples
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, grad_out):
         return np.asarray(grad_out).reshape(self._shape)
@@ -209,10 +211,15 @@ class BatchNorm2D(Layer):
         self.training = True
 
     def forward(self, x):
-        x = _check_input(x, 4, "BatchNorm2D", "(N, C, H, W)")
+        x = _check_input(x, 4, "BatchNorm2D", "(N, C, H, W)", self.weights.dtype)
         if x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2D expects {self.num_features} channels, got input of shape {x.shape}")
-        x = np.asarray(x, dtype=self.weights.dtype)
+        self._used_batch_stats = self.training
+        if x.shape[0] == 0:
+            # no samples (PyTorch): an empty output, running statistics left as they are
+            self._normalised = x
+            self._inv_std = np.zeros(self.num_features, x.dtype)
+            return np.empty_like(x)
         if self.training:
             count = x.shape[0] * x.shape[2] * x.shape[3]
             if count < 2:
@@ -228,16 +235,15 @@ class BatchNorm2D(Layer):
             mean, var = self.running_mean, self.running_var
         self._inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
         self._normalised = (x - mean[:, None, None]) * self._inv_std[:, None, None]
-        self._used_batch_stats = self.training
         return self._normalised * self.weights[:, None, None] + self.bias[:, None, None]
 
     def backward(self, grad_out):
-        grad_out = np.asarray(grad_out, dtype=self.weights.dtype)
+        grad_out = checked_array(grad_out, "BatchNorm2D", self.weights.dtype, what="grad_out")
         normalised = self._normalised
         grad_out.sum(axis=(0, 2, 3), out=self.grad_b)
         (grad_out * normalised).sum(axis=(0, 2, 3), out=self.grad_w)
         scale = (self.weights * self._inv_std)[:, None, None]
-        if not self._used_batch_stats:
+        if not self._used_batch_stats or grad_out.shape[0] == 0:
             return grad_out * scale
         # Batch statistics depend on every input: subtract the mean gradient and its projection on
         # the normalised values (the standard closed form of the batch-norm Jacobian).
@@ -273,7 +279,7 @@ class Dropout(Layer):
         self._mask = None
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = checked_array(x, "Dropout")
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
@@ -282,7 +288,11 @@ class Dropout(Layer):
         return x * self._mask
 
     def backward(self, grad_out):
-        return grad_out if self._mask is None else grad_out * self._mask
+        if self._mask is None:
+            return grad_out
+        grad_out = checked_array(grad_out, "Dropout", self._mask.dtype, what="grad_out",
+                                 parameters=False)
+        return grad_out * self._mask
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

@@ -19,6 +19,8 @@ from ..formulas import conv_output_shape
 from ..local import local_conv2d, local_conv2d_backward, tiled_conv2d, tiled_conv2d_backward
 from .._params import as_pair
 from ..weighted_pooling import weighted_avg_pool2d, weighted_avg_pool2d_backward
+from .init import check_dtype
+from .module import check_gradient_dtype, checked_array
 
 
 def _generator(rng) -> np.random.Generator:
@@ -44,9 +46,7 @@ class _KernelBankLayer:
         tile_h, tile_w = as_pair(tiles, "tiles", minimum=1)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.padding = padding
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating type, got {dtype}")
+        dtype = check_dtype(dtype)
         generator = _generator(rng)
         bound = 1.0 / math.sqrt(in_channels * kernel_h * kernel_w)
         self.weights = generator.uniform(
@@ -59,6 +59,7 @@ class _KernelBankLayer:
         self._input = None
 
     def forward(self, x):
+        x = checked_array(x, type(self).__name__, self.weights.dtype)
         out = self._forward_op(x, self.weights, self.bias, self.stride, self.padding)
         self._input = x
         return out
@@ -66,6 +67,7 @@ class _KernelBankLayer:
     def backward(self, grad_out):
         if self._input is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        grad_out = checked_array(grad_out, type(self).__name__, self.weights.dtype, what="grad_out")
         grad_input, grad_weight, grad_bias = self._backward_op(
             grad_out, self._input, self.weights, self.bias, self.stride, self.padding
         )
@@ -80,8 +82,10 @@ class _KernelBankLayer:
             self.grad_b[...] = 0
 
     def update(self, lr):
+        check_gradient_dtype(self.grad_w, self.weights, self, "grad_w", "weights")
         self.weights -= lr * self.grad_w
         if self.bias is not None:
+            check_gradient_dtype(self.grad_b, self.bias, self, "grad_b", "bias")
             self.bias -= lr * self.grad_b
 
 
@@ -132,6 +136,7 @@ class WeightedAvgPool2D:
         self._input = None
 
     def forward(self, x):
+        x = checked_array(x, "WeightedAvgPool2D")
         out = weighted_avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.sigma,
                                   count_include_pad=self.count_include_pad)
         self._input = x
@@ -140,6 +145,8 @@ class WeightedAvgPool2D:
     def backward(self, grad_out):
         if self._input is None:
             raise RuntimeError("WeightedAvgPool2D.backward called before forward")
+        grad_out = checked_array(grad_out, "WeightedAvgPool2D", self._input.dtype, what="grad_out",
+                                 parameters=False)
         return weighted_avg_pool2d_backward(grad_out, self._input, self.kernel_size, self.stride,
                                             self.padding, self.sigma,
                                             count_include_pad=self.count_include_pad)

@@ -10,12 +10,61 @@ A *layer* is any object with
 * optionally a boolean ``training`` attribute, switched by :meth:`Module.train` / :meth:`Module.eval`.
 
 Nothing has to inherit from :class:`Layer`; it only supplies the defaults.
+
+The dtype rule (PyTorch's): nothing is converted silently.  A layer with parameters computes in its
+parameters' dtype (float32 by default, float64 with ``dtype=np.float64``) and refuses an input or an
+output gradient of any other dtype with a TypeError naming both dtypes and the fixes; a layer
+without parameters computes in its input's dtype, float32 or float64; the loss computes in the
+logits' dtype; an optimiser refuses a gradient whose dtype is not its parameter's.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .init import FLOAT_DTYPES
+
 PARAMETER_SLOTS = (("weights", "grad_w"), ("bias", "grad_b"))
+
+
+def checked_array(value, layer: str, dtype=None, *, what: str = "input",
+                  parameters: bool = True) -> np.ndarray:
+    """``value`` as an array, refusing (TypeError) any dtype but ``dtype``: the dtype of the layer's
+    parameters, or (``parameters=False``) of what its forward pass computed in.  With
+    ``dtype=None`` (a layer without parameters, in its forward pass) float32 and float64 are
+    accepted.  The array itself is returned unconverted."""
+    array = np.asarray(value)
+    name = "x" if what == "input" else what  # how the fix reads in the caller's code
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if array.dtype == dtype:
+            return array
+        if parameters and array.dtype in FLOAT_DTYPES:
+            fix = (f"build the layer with dtype=np.{array.dtype.name}, or pass "
+                   f"{name}.astype(np.{dtype.name})")
+        else:
+            fix = f"pass {name}.astype(np.{dtype.name})"
+        computes_in = f"has {dtype.name} parameters" if parameters else (
+            f"computed its forward pass in {dtype.name}")
+        raise TypeError(
+            f"{layer} {computes_in} but its {what} is {array.dtype.name}; fastconv.nn never "
+            f"converts silently: {fix}"
+        )
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{layer} computes in float32 or float64, got {what} of dtype {array.dtype.name}; "
+            f"fastconv.nn never converts silently: pass {name}.astype(np.float32) (or float64)"
+        )
+    return array
+
+
+def check_gradient_dtype(grad, value, owner, grad_name: str, value_name: str) -> None:
+    """An update may only combine a parameter with a gradient of its own dtype."""
+    if np.asarray(grad).dtype != value.dtype:
+        raise TypeError(
+            f"{type(owner).__name__}.{grad_name} is {np.asarray(grad).dtype} but "
+            f"{type(owner).__name__}.{value_name} is {value.dtype}; fastconv.nn never converts "
+            "silently: a layer must store gradients in its parameters' dtype"
+        )
 
 
 class Layer:
@@ -47,6 +96,7 @@ class Layer:
         for value_name, grad_name in PARAMETER_SLOTS:
             value, grad = getattr(self, value_name, None), getattr(self, grad_name, None)
             if value is not None and grad is not None:
+                check_gradient_dtype(grad, value, self, grad_name, value_name)
                 value -= lr * grad
 
     def __repr__(self):

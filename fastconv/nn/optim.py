@@ -1,5 +1,6 @@
 """Optimisers that work on any layer following the protocol (``weights``/``grad_w``,
-``bias``/``grad_b``), found through ``layers`` lists; PyTorch's update rules.
+``bias``/``grad_b``), found through ``layers`` lists; PyTorch's update rules.  A gradient must have
+its parameter's dtype (a TypeError otherwise: nothing is converted silently).
 
 Usage::
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import iter_parameters
+from .module import check_gradient_dtype, iter_parameters
 
 
 class Optimizer:
@@ -30,7 +31,9 @@ class Optimizer:
         for owner, value_name, grad_name in iter_parameters(self.model):
             grad = getattr(owner, grad_name, None)
             if grad is not None:
-                yield (id(owner), value_name), getattr(owner, value_name), grad
+                value = getattr(owner, value_name)
+                check_gradient_dtype(grad, value, owner, grad_name, value_name)
+                yield (id(owner), value_name), value, grad
 
     def zero_grad(self):
         for _, _, grad in self._parameters():
@@ -38,7 +41,7 @@ class Optimizer:
 
     def step(self):
         for key, value, grad in self._parameters():
-            self._update(key, value, np.asarray(grad, dtype=value.dtype))
+            self._update(key, value, np.asarray(grad))
 
     def _update(self, key, value, grad):
         raise NotImplementedError

@@ -1,22 +1,22 @@
 """Pooling layers on fastconv's compiled pooling kernels (forward and backward).
 
-``backward`` hands the kernels the input saved by ``forward``; the kernels recompute which window
-element won (max) or how it was weighted (avg, lp), so no index array is kept between passes.
+Each computes in its input's dtype, float32 or float64 (others are a TypeError: fastconv.nn never
+converts silently).  ``backward`` hands the kernels the input saved by ``forward``; the kernels
+recompute which window element won (max) or how it was weighted (avg, lp), so no index array is
+kept between passes.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import pooling
-from .module import Layer
+from .module import Layer, checked_array
 
 
 def _check_nchw(x, layer: str) -> np.ndarray:
-    x = np.asarray(x)
+    x = checked_array(x, layer)
     if x.ndim != 4:
         raise ValueError(f"{layer} expects input of shape (N, C, H, W), got shape {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
     return np.ascontiguousarray(x)
 
 
@@ -34,7 +34,8 @@ class _Pool(Layer):
         return self._forward(self._input, *self._leading(), **self._options())
 
     def backward(self, grad_out):
-        grad_out = np.ascontiguousarray(grad_out, dtype=self._input.dtype)
+        grad_out = checked_array(grad_out, type(self).__name__, self._input.dtype, what="grad_out",
+                                 parameters=False)
         return self._backward(grad_out, self._input, *self._leading(), **self._options())
 
     def __repr__(self):
