@@ -36,6 +36,8 @@ def main() -> None:
                         help="checkout to import fastconv from (default: this one)")
     parser.add_argument("--algorithms", default="fft,direct")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--backward", action="store_true",
+                        help="time conv2d_backward instead: the input gradient alone, then all three")
     args = parser.parse_args()
     sys.path.insert(0, str(args.source))
     import fastconv
@@ -45,15 +47,24 @@ def main() -> None:
     for channels, out_channels, side, kernel, padding in SHAPES:
         x = rng.standard_normal((1, channels, side, side), dtype=np.float32)
         w = rng.standard_normal((out_channels, channels, kernel, kernel), dtype=np.float32)
+        grad = rng.standard_normal((1, out_channels, side, side), dtype=np.float32)
         line = f"{channels}->{out_channels} {side}^2 {kernel}x{kernel} pad {padding}:"
+        calls = {}
         for algorithm in args.algorithms.split(","):
-            fastconv.conv2d(x, w, padding=padding, algorithm=algorithm)
+            if not args.backward:
+                calls[algorithm] = (lambda a: lambda: fastconv.conv2d(x, w, padding=padding, algorithm=a))(algorithm)
+                continue
+            for needs in (("input",), ("input", "weight", "bias")):
+                calls[f"{algorithm} {'+'.join(needs)}"] = (lambda a, n: lambda: fastconv.conv2d_backward(
+                    grad, x, w, padding=padding, needs=n, algorithm=a))(algorithm, needs)
+        for name, call in calls.items():
+            call()
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                fastconv.conv2d(x, w, padding=padding, algorithm=algorithm)
+                call()
                 times.append(time.perf_counter() - start)
-            line += f"  {algorithm} best {min(times) * 1e3:.2f} median {np.median(times) * 1e3:.2f} ms"
+            line += f"  {name} best {min(times) * 1e3:.2f} median {np.median(times) * 1e3:.2f} ms"
         print(line, flush=True)
 
 

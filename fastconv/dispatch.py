@@ -124,10 +124,7 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
     if name == "fft":
         # the path the backend takes: full-size transforms, or overlap-save tiles (small kernel
         # spectra, every input tile's spectrum reused by all output channels)
-        transform_flops, mac_flops, mix_flops = fft.cost_work(params, threads)
-        outputs = params.batch * params.out_channels * params.out_h * params.out_w
-        return (1.0, transform_flops * width / threads, mac_flops * width / threads,
-                outputs / threads, mix_flops * width / threads)
+        return _fft_features(params, threads, "auto")
     if name == "separable":
         span_rows = params.out_h * params.stride_h + params.dilated_kernel_h
         pair_count = params.batch * params.out_channels * params.in_channels_per_group
@@ -146,6 +143,14 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         return (1.0, transform_elements * width / threads, gemm_flops * width / threads,
                 float(alpha_sq * params.groups * chunks))
     raise ValueError(f"no cost model for algorithm {name!r}")
+
+
+def _fft_features(params, threads: int, path: str) -> tuple[float, ...]:
+    width = params.dtype.itemsize / 4.0
+    transform_flops, mac_flops, mix_flops = fft.cost_work(params, threads, path)
+    outputs = params.batch * params.out_channels * params.out_h * params.out_w
+    return (1.0, transform_flops * width / threads, mac_flops * width / threads,
+            outputs / threads, mix_flops * width / threads)
 
 
 def estimate_seconds(name: str, params, threads: int | None = None) -> float:
@@ -371,11 +376,23 @@ def _predict(name, features) -> float:
 def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
                               need_input: bool = True, need_weight: bool = True) -> float:
     """Predicted time of the requested gradients.  Each costs about one forward of the same
-    backend, except for direct: its input gradient is the forward kernels' problem
+    backend (fft: one full-size forward, or the tiled forward the input gradient runs), except
+    for direct: its input gradient is the forward kernels' problem
     ``direct.transposed_params`` where that exists (stride 1) and one correlation per input phase
     otherwise (priced as the forward); its weight gradient is the blocked reduction, priced as the
     blocked forward."""
     threads = get_num_threads() if threads is None else threads
+    if name == "fft":
+        # the weight gradient runs full-size transforms; the input gradient too, unless it is a
+        # stride-1 correlation the backend runs on tiles (then priced as that forward problem)
+        seconds = 0.0
+        if need_input:
+            transposed = fft.tiled_input_gradient_params(params, threads)
+            seconds += _predict("fft", _fft_features(transposed, threads, "auto") if transposed
+                                else _fft_features(params, threads, "full"))
+        if need_weight:
+            seconds += _predict("fft", _fft_features(params, threads, "full"))
+        return seconds
     if name != "direct":
         seconds = (need_input + need_weight) * _predict(name, cost_features(name, params, threads))
         if name == "im2col" and not im2col.uses_shifted_taps(params):

@@ -195,3 +195,45 @@ def test_cost_features_describe_the_path_taken():
     # far fewer transform flops than 64 kernel transforms at the image size
     full = fft.cost_work(tiled_params, 2, path="full")
     assert on_tiles["transform_flops"] * 2 < full[0] / 2
+
+
+# (input shape, weight shape, conv2d kwargs, tile): the input gradient runs on tiles at stride 1
+# without dilation (a forward correlation of the padded grad_output with the flipped, transposed
+# weights); the other cases keep the full-size backward, whatever the planner says
+GRADIENT_CASES = [
+    ((2, 3, 17, 19), (4, 3, 5, 5), {"padding": 2}, (8, 8)),
+    ((1, 4, 16, 13), (6, 2, 3, 4), {"groups": 2, "padding": (1, 0)}, (8, 9)),
+    ((1, 2, 20, 18), (3, 2, 7, 7), {}, (12, 12)),  # valid: grad_output padded by the kernel
+    ((1, 2, 9, 9), (3, 2, 3, 3), {"padding": 3}, (8, 8)),  # padding past the kernel's reach
+    ((1, 2, 23, 21), (3, 2, 4, 4), {"stride": 2, "padding": 1}, (12, 10)),
+    ((1, 2, 23, 21), (3, 2, 3, 3), {"dilation": 2, "padding": 2}, (16, 16)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GRADIENT_CASES, ids=_id)
+def test_backward_with_tiled_input_gradient(case, dtype, force_tiles, rng):
+    from tests.tolerances import assert_gradient_matches
+
+    shape, wshape, kwargs, tile = case
+    force_tiles(*tile)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    grad = rng.standard_normal(naive.conv2d(x, w, **kwargs).shape).astype(dtype)
+    exact = naive.conv2d_backward(grad, x, w, **kwargs)
+    magnitude = naive.conv2d_backward(np.abs(grad), np.abs(x), np.abs(w), **kwargs)
+    both = fastconv.conv2d_backward(grad, x, w, algorithm="fft", **kwargs)
+    alone = fastconv.conv2d_backward(grad, x, w, algorithm="fft", needs=("input",), **kwargs)
+    for name, value, want, scale in zip(("input", "weight"), both, exact, magnitude):
+        assert value.dtype == dtype and value.flags.c_contiguous
+        assert_gradient_matches(value, want, scale, dtype, "fft", what=f"grad_{name}")
+    np.testing.assert_array_equal(alone[0], both[0])
+
+
+def test_input_gradient_runs_on_tiles_only_where_it_is_a_forward_correlation():
+    plain = _params((1, 8, 512, 512), (8, 8, 13, 13), 6)
+    transposed = fft.tiled_input_gradient_params(plain, threads=2)
+    assert transposed is not None and transposed.in_channels == 8 and transposed.pad_top == 6
+    strided = make_conv_params(np.zeros((1, 8, 512, 512), np.float32),
+                               np.zeros((8, 8, 13, 13), np.float32), None, 2, 6, 1, 1)[0]
+    assert fft.tiled_input_gradient_params(strided, threads=2) is None

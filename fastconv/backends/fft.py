@@ -24,6 +24,8 @@ from numba import prange
 from .. import _transforms as transforms
 from .._config import get_num_threads, get_workspace_limit, njit_parallel
 from . import _fft_tiled as tiled
+from ._direct_blocked import transposed_flipped_weight
+from .direct import transposed_params
 
 NAME = "fft"
 
@@ -385,16 +387,42 @@ def _backward(grad_out, x, w, params, need_input, need_weight):
     return grad_in, grad_w
 
 
+def tiled_input_gradient_params(params, threads: int | None = None):
+    """The input gradient as a forward problem on overlap-save tiles, or None: at stride 1 without
+    dilation it is the correlation of the zero-padded grad_out with the flipped, transposed
+    weights (``direct.transposed_params``), taken when the planner tiles that problem."""
+    transposed = transposed_params(params)
+    if transposed is None or tiling(transposed, threads) is None:
+        return None
+    return transposed
+
+
+def _tiled_input_gradient(grad_out, w, params):
+    transposed = tiled_input_gradient_params(params)
+    if transposed is None:
+        return None
+    return forward(np.ascontiguousarray(grad_out, dtype=params.dtype),
+                   transposed_flipped_weight(w, params.groups), None, transposed)
+
+
 def backward_input(grad_out, w, params):
-    """Gradient w.r.t. the (zero-padding form) input, by transforms (see the note above)."""
+    """Gradient w.r.t. the (zero-padding form) input: on tiles as a forward correlation where
+    that applies, otherwise by full-size transforms (see the note above)."""
+    grad_in = _tiled_input_gradient(grad_out, w, params)
+    if grad_in is not None:
+        return grad_in
     return _backward(grad_out, None, w, params, True, False)[0]
 
 
 def backward_weight(grad_out, x, params):
-    """Gradient w.r.t. the weight, by transforms (see the note above)."""
+    """Gradient w.r.t. the weight, by full-size transforms (see the note above)."""
     return _backward(grad_out, x, None, params, False, True)[1]
 
 
 def backward_both(grad_out, x, w, params):
-    """Both gradients, sharing the transform of the upsampled grad_out."""
+    """Both gradients, sharing the transform of the upsampled grad_out unless the input gradient
+    runs on tiles."""
+    grad_in = _tiled_input_gradient(grad_out, w, params)
+    if grad_in is not None:
+        return grad_in, backward_weight(grad_out, x, params)
     return _backward(grad_out, x, w, params, True, True)
