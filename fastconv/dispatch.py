@@ -65,6 +65,8 @@ DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD
 # spectra) is not fitted yet: 1.8e-11 s per flop per thread was measured on 8 -> 8 channels, 512x512,
 # 13x13 (2-core Zen 4); the full-size path's channel reduction (mac_flops) streams whole-image
 # spectra from memory and is ~10x slower per flop.
+# A calibration stored before this feature existed has four fft coefficients: it is ignored for fft
+# (set_cost_coefficients checks the count) until `python -m fastconv calibrate` runs again.
 # im2col's gradients through the unfold path (strided layers, < 8 channels per group) cost more than
 # its forward: fold/unfold passes and GEMMs with the thin operand on the other side.  Measured per
 # gradient / forward: 1.4-1.8 (ResNet stride 2, AlexNet), 2.5-3.6 (LeNet conv2).
