@@ -72,6 +72,10 @@ njit_kernel = numba.njit(**KERNEL_FLAGS)
 njit_parallel = numba.njit(**PARALLEL_KERNEL_FLAGS)
 """Decorator for a kernel whose outermost loop is a ``prange`` over independent work."""
 
+njit_inline = numba.njit(inline="always", **KERNEL_FLAGS)
+"""Decorator for a micro-kernel inlined into its callers by Numba itself: LLVM's inliner gives up on
+a large caller and leaves the call, passing every array as a structure and vectors through memory."""
+
 _MIB = 1 << 20
 
 

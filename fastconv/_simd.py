@@ -1,5 +1,6 @@
-"""Explicit SIMD vectors for Numba kernels: a vector type and the five operations a register-blocked
-micro-kernel needs (zeros, load, masked load, broadcast, fused multiply-add, store).
+"""Explicit SIMD vectors for Numba kernels: a vector type and the operations a register-blocked
+micro-kernel needs (zeros, load, masked load, broadcast, fused multiply-add, store, masked store),
+plus the lane swap that complex arithmetic on interleaved (re, im) values needs.
 
 Why: LLVM's loop vectoriser keeps a loop's running values in registers only when they are
 reductions.  A convolution tile that accumulates *many* output vectors across a loop over taps
@@ -29,8 +30,9 @@ from numba.core.extending import (NativeValue, intrinsic, models, overload_attri
 
 from ._cpu import TileShape
 
-__all__ = ["Vector", "zeros", "load", "load_first", "store", "broadcast", "fma",
-           "Tile", "TileGeometry", "tile_zeros", "tile_fma", "tile_fma_first", "tile_store"]
+__all__ = ["Vector", "zeros", "load", "load_first", "store", "store_first", "broadcast", "fma",
+           "swap_pairs", "Tile", "TileGeometry", "tile_zeros", "tile_fma", "tile_fma_first",
+           "tile_store"]
 
 
 class Vector(types.Type):
@@ -86,6 +88,12 @@ def _intrinsic_suffix(vector_type):
     return f"v{vector_type.count}{vector_type.element.intrinsic_name}"
 
 
+def _first_lanes_mask(builder, lanes, count_value):
+    index_vector = ir.VectorType(count_value.type, lanes)
+    return builder.icmp_signed("<", ir.Constant(index_vector, list(range(lanes))),
+                               _splat(builder, index_vector, count_value))
+
+
 @intrinsic
 def zeros(typingctx, dtype, nbytes):
     """A vector of ``nbytes`` bytes of zeros; ``dtype`` an array's ``.dtype`` or a NumPy float type."""
@@ -131,9 +139,7 @@ def load_first(typingctx, array, start, nbytes, count):
         pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
         count_value = context.cast(builder, args[3], signature.args[3], types.intp)
         llvm_vector = context.get_value_type(vector)
-        index_vector = ir.VectorType(count_value.type, vector.lanes)
-        mask = builder.icmp_signed("<", ir.Constant(index_vector, list(range(vector.lanes))),
-                                   _splat(builder, index_vector, count_value))
+        mask = _first_lanes_mask(builder, vector.lanes, count_value)
         function = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(llvm_vector, [pointer.type, _I32, mask.type, llvm_vector]),
             f"llvm.masked.load.{_intrinsic_suffix(llvm_vector)}.p0")
@@ -157,6 +163,45 @@ def store(typingctx, array, start, value):
         return context.get_dummy_value()
 
     return types.none(array, start, value), codegen
+
+
+@intrinsic
+def store_first(typingctx, array, start, value, count):
+    """``array[start:start + count] = value[:count]`` (a masked store): the memory behind the other
+    lanes is neither read nor written, so a tail can end where the array (or its row) ends."""
+    _check_array(array, "store_first")
+    if not isinstance(value, Vector) or value.dtype != array.dtype:
+        raise TypingError(f"store_first: value must be a vector of {array.dtype}, got {value}")
+    if not isinstance(count, types.Integer):
+        raise TypingError(f"store_first: count must be an integer, got {count}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        llvm_vector = args[2].type
+        count_value = context.cast(builder, args[3], signature.args[3], types.intp)
+        mask = _first_lanes_mask(builder, value.lanes, count_value)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [llvm_vector, pointer.type, _I32, mask.type]),
+            f"llvm.masked.store.{_intrinsic_suffix(llvm_vector)}.p0")
+        builder.call(function, [args[2], pointer, ir.Constant(_I32, array.dtype.bitwidth // 8), mask])
+        return context.get_dummy_value()
+
+    return types.none(array, start, value, count), codegen
+
+
+@intrinsic
+def swap_pairs(typingctx, value):
+    """Lanes (0, 1, 2, 3, ...) as (1, 0, 3, 2, ...): the (im, re) of interleaved complex values, the
+    one shuffle a complex product ``x * w = x * (wr, wr) + swap(x) * (-wi, wi)`` needs."""
+    if not isinstance(value, Vector) or value.lanes % 2:
+        raise TypingError(f"swap_pairs: a vector of an even number of lanes, got {value}")
+
+    def codegen(context, builder, signature, args):
+        order = [lane ^ 1 for lane in range(value.lanes)]
+        return builder.shuffle_vector(args[0], ir.Constant(args[0].type, ir.Undefined),
+                                      ir.Constant(ir.VectorType(_I32, value.lanes), order))
+
+    return value(value), codegen
 
 
 @intrinsic

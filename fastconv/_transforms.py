@@ -46,3 +46,9 @@ def irfft2_last(spectra, shape, workers):
 def ifft2_last(spectra, shape, workers):
     """2-D inverse complex FFT over the last two axes at ``shape`` (may overwrite ``spectra``)."""
     return scipy.fft.ifft2(spectra, s=shape, axes=(-2, -1), workers=workers, overwrite_x=True)
+
+
+@njit_kernel
+def fft2_last(planes, shape, workers):
+    """2-D complex FFT over the last two axes at ``shape``."""
+    return scipy.fft.fft2(planes, s=shape, axes=(-2, -1), workers=workers)

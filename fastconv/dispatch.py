@@ -50,17 +50,23 @@ def check_algorithm(algorithm) -> str:
 FEATURE_NAMES = {
     "direct": ("call", "one_channel_flops", "blocked_flops", "blocked_passes"),
     "im2col": ("call", "bytes_moved", "gemm_flops", "gemm_calls", "narrow_gemm_flops"),
-    "fft": ("call", "transform_flops", "mac_flops", "output_elements"),
+    "fft": ("call", "transform_flops", "mac_flops", "output_elements", "tile_mix_flops"),
     "separable": ("call", "flops", "kernel_factorisations"),
     "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
     "direct": (1.21e-05, 1.71e-11, 4.93e-12, 3.28e-08),
     "im2col": (0, 0, 9.48e-12, 9.79e-07, 2.69e-10),
-    "fft": (2.42e-05, 4.23e-11, 1.77e-10, 1.73e-09),
+    "fft": (2.42e-05, 4.23e-11, 1.77e-10, 1.73e-09, 1.8e-11),
     "separable": (2.75e-05, 2.34e-10, 0),
     "winograd": (2.78e-05, 2.19e-09, 4.72e-11, 9.94e-07),
 }
+# fft's tile_mix_flops (the overlap-save path's channel mixing, register tiles on cache-resident
+# spectra) is not fitted yet: 1.8e-11 s per flop per thread was measured on 8 -> 8 channels, 512x512,
+# 13x13 (2-core Zen 4); the full-size path's channel reduction (mac_flops) streams whole-image
+# spectra from memory and is ~10x slower per flop.
+# A calibration stored before this feature existed has four fft coefficients: it is ignored for fft
+# (set_cost_coefficients checks the count) until `python -m fastconv calibrate` runs again.
 # im2col's gradients through the unfold path (strided layers, < 8 channels per group) cost more than
 # its forward: fold/unfold passes and GEMMs with the thin operand on the other side.  Measured per
 # gradient / forward: 1.4-1.8 (ResNet stride 2, AlexNet), 2.5-3.6 (LeNet conv2).
@@ -135,20 +141,9 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         return (1.0, moved * itemsize / threads, gemm_flops * width / threads, float(calls),
                 narrow * width / threads)
     if name == "fft":
-        fft_h, fft_w = fft.transform_shape(params)
-        size = fft_h * fft_w
-        planes = (
-            params.batch * params.in_channels
-            + params.out_channels * params.in_channels_per_group
-            + params.batch * params.out_channels
-        )
-        transform_flops = planes * 2.5 * size * math.log2(max(size, 2))
-        mac_flops = 8 * params.batch * params.out_channels * params.in_channels_per_group * (
-            fft_h * (fft_w // 2 + 1)
-        )
-        outputs = params.batch * params.out_channels * params.out_h * params.out_w
-        return (1.0, transform_flops * width / threads, mac_flops * width / threads,
-                outputs / threads)
+        # the path the backend takes: full-size transforms, or overlap-save tiles (small kernel
+        # spectra, every input tile's spectrum reused by all output channels)
+        return _fft_features(params, threads, "auto")
     if name == "separable":
         span_rows = params.out_h * params.stride_h + params.dilated_kernel_h
         pair_count = params.batch * params.out_channels * params.in_channels_per_group
@@ -167,6 +162,14 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         return (1.0, transform_elements * width / threads, gemm_flops * width / threads,
                 float(alpha_sq * params.groups * chunks))
     raise ValueError(f"no cost model for algorithm {name!r}")
+
+
+def _fft_features(params, threads: int, path: str) -> tuple[float, ...]:
+    width = params.dtype.itemsize / 4.0
+    transform_flops, mac_flops, mix_flops = fft.cost_work(params, threads, path)
+    outputs = params.batch * params.out_channels * params.out_h * params.out_w
+    return (1.0, transform_flops * width / threads, mac_flops * width / threads,
+            outputs / threads, mix_flops * width / threads)
 
 
 def estimate_seconds(name: str, params, threads: int | None = None) -> float:
@@ -396,11 +399,23 @@ def _predict(name, features) -> float:
 def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
                               need_input: bool = True, need_weight: bool = True) -> float:
     """Predicted time of the requested gradients.  Each costs about one forward of the same
-    backend, except for direct: its input gradient is the forward kernels' problem
+    backend (fft: one full-size forward, or the tiled forward the input gradient runs), except
+    for direct: its input gradient is the forward kernels' problem
     ``direct.transposed_params`` where that exists (stride 1) and one correlation per input phase
     otherwise (priced as the forward); its weight gradient is the blocked reduction, priced as the
     blocked forward."""
     threads = get_num_threads() if threads is None else threads
+    if name == "fft":
+        # the weight gradient runs full-size transforms; the input gradient too, unless it is a
+        # stride-1 correlation the backend runs on tiles (then priced as that forward problem)
+        seconds = 0.0
+        if need_input:
+            transposed = fft.tiled_input_gradient_params(params, threads)
+            seconds += _predict("fft", _fft_features(transposed, threads, "auto") if transposed
+                                else _fft_features(params, threads, "full"))
+        if need_weight:
+            seconds += _predict("fft", _fft_features(params, threads, "full"))
+        return seconds
     if name != "direct":
         seconds = (need_input + need_weight) * _predict(name, cost_features(name, params, threads))
         if name == "im2col" and not im2col.uses_shifted_taps(params):

@@ -24,6 +24,16 @@ def _copy_first(src, dst, start, count):
 
 
 @numba.njit
+def _store_first(src, dst, start, count):
+    _simd.store_first(dst, start, _simd.load(src, 0, VECTOR_BYTES), count)
+
+
+@numba.njit
+def _swap(src, dst):
+    _simd.store(dst, 0, _simd.swap_pairs(_simd.load(src, 0, VECTOR_BYTES)))
+
+
+@numba.njit
 def _fma(a, b, c, out):
     _simd.store(out, 0, _simd.fma(_simd.load(a, 0, VECTOR_BYTES), _simd.load(b, 0, VECTOR_BYTES),
                                   _simd.load(c, 0, VECTOR_BYTES)))
@@ -61,9 +71,31 @@ def test_load_first_fills_the_other_lanes_with_zeros(dtype, count):
     np.testing.assert_array_equal(dst, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count", [0, 1, 5, "all"])
+def test_store_first_writes_only_count_lanes(dtype, count):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    count = lanes if count == "all" else count
+    src = np.arange(1, lanes + 1, dtype=dtype)
+    dst = np.full(2 * lanes, -1, dtype=dtype)
+    _store_first(src, dst, 3, count)
+    expected = np.full(2 * lanes, -1, dtype=dtype)
+    expected[3:3 + count] = src[:count]
+    np.testing.assert_array_equal(dst, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_swap_pairs_exchanges_real_and_imaginary_parts(dtype):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    src = np.arange(lanes, dtype=dtype)
+    dst = np.empty_like(src)
+    _swap(src, dst)
+    np.testing.assert_array_equal(dst, src.reshape(-1, 2)[:, ::-1].ravel())
+
+
 def test_load_first_never_touches_memory_past_count():
     """The last value of the array sits right before a page that cannot be read: a masked load
-    ending there must not fault (a plain load of the whole vector would).  Run in a child process
+    (or store) ending there must not fault (a plain load of the whole vector would).  Run in a child process
     so that a fault fails this test instead of killing the test run."""
     script = textwrap.dedent("""
         import ctypes, mmap
@@ -73,6 +105,10 @@ def test_load_first_never_touches_memory_past_count():
         @numba.njit
         def first(src, start, count, dst):
             _simd.store(dst, 0, _simd.load_first(src, start, 128, count))
+
+        @numba.njit
+        def store_last(src, dst, start, count):
+            _simd.store_first(dst, start, _simd.load(src, 0, 128), count)
 
         page = mmap.PAGESIZE
         buffer = mmap.mmap(-1, 2 * page)
@@ -84,6 +120,8 @@ def test_load_first_never_touches_memory_past_count():
         dst = np.zeros(32, np.float32)
         first(values, page // 4 - 5, 5, dst)  # the last five values of the readable page
         assert list(dst[:5]) == list(values[-5:]) and not dst[5:].any()
+        store_last(np.arange(32, dtype=np.float32), values, page // 4 - 5, 5)  # likewise, writing
+        assert list(values[-5:]) == [0, 1, 2, 3, 4]
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -15,12 +15,17 @@ code through rocket-fft (``fastconv._transforms``, where the measurement that ch
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.fft
 from numba import prange
 
 from .. import _transforms as transforms
 from .._config import get_num_threads, get_workspace_limit, njit_parallel
+from . import _fft_tiled as tiled
+from ._direct_blocked import transposed_flipped_weight
+from .direct import transposed_params
 
 NAME = "fft"
 
@@ -132,7 +137,65 @@ def chunk_sizes(params, limit: int | None = None) -> tuple[int, int]:
     return batch_chunk, out_chunk
 
 
+def tiling(params, threads: int | None = None, limit: int | None = None):
+    """The overlap-save plan (``_fft_tiled.TilePlan``) this problem runs with, or None for the
+    full-size path: whichever the backend's cost model (``_fft_tiled.choose``) finds cheaper."""
+    threads = get_num_threads() if threads is None else threads
+    limit = get_workspace_limit() if limit is None else limit
+    batch_chunk, out_chunk = chunk_sizes(params, limit)
+    return tiled.choose(params, transform_shape(params), threads, limit, batch_chunk, out_chunk)
+
+
+def cost_work(params, threads: int, path: str = "auto") -> tuple[float, float, float]:
+    """(transform flops, full-size MAC flops, tiled mixing flops) of the path this problem takes
+    (``path="full"``: of the full-size path), per call, not yet divided by ``threads``: the
+    dispatcher's cost features.  A transform of n points counts 2.5 n log2 n (real or complex
+    alike); a complex multiply-add 8 flops.  The tiled path's counts include the tiles its busiest
+    thread runs beyond an even share (``TilePlan`` imbalance)."""
+    plan = tiling(params, threads) if path == "auto" else None
+    if plan is None:
+        fft_h, fft_w = transform_shape(params)
+        size = fft_h * fft_w
+        planes = (params.batch * params.in_channels
+                  + params.out_channels * params.in_channels_per_group
+                  + params.batch * params.out_channels)
+        macs = params.batch * params.out_channels * params.in_channels_per_group * (
+            fft_h * (fft_w // 2 + 1))
+        return planes * 2.5 * size * math.log2(max(size, 2)), 8.0 * macs, 0.0
+    size = plan.tile_h * plan.tile_w
+    per_transform = 2.5 * size * math.log2(max(size, 2))
+    tiles_h, tiles_w = tiled.tile_grid(params, plan.tile_h, plan.tile_w)
+    tiles = params.batch * tiles_h * tiles_w
+    chunks = -(-params.out_channels // plan.out_chunk)
+    tile_planes = plan.imbalance * tiles * (chunks * params.in_channels + params.out_channels)
+    planes = tile_planes + params.out_channels * params.in_channels_per_group
+    return planes * per_transform, 0.0, 8.0 * plan.mix_macs
+
+
+def _resolve_tiling(params, tiling_):
+    """``forward``'s ``tiling`` argument as a TilePlan or None (full size)."""
+    if tiling_ == "auto":
+        return tiling(params)
+    if tiling_ == "full":
+        return None
+    if isinstance(tiling_, tiled.TilePlan):
+        return tiling_
+    tile_h, tile_w = tiling_
+    if tile_h < params.dilated_kernel_h or tile_w < params.dilated_kernel_w:
+        raise ValueError(f"tile ({tile_h}, {tile_w}) is smaller than the dilated kernel "
+                         f"({params.dilated_kernel_h}, {params.dilated_kernel_w})")
+    plan = tiled.plan_tiles(params, tile_h, tile_w, get_num_threads(), get_workspace_limit())
+    if plan is None:
+        raise ValueError(f"tile ({tile_h}, {tile_w}) does not fit the workspace cap")
+    return plan
+
+
 def workspace_bytes(params) -> int:
+    plan = tiling(params)
+    if plan is not None:
+        return (tiled._mix_weight_bytes(params, plan.tile_h, plan.tile_w, plan.out_chunk)
+                + get_num_threads() * plan.tiles_per_task
+                * tiled._tile_bytes(params, plan.tile_h, plan.tile_w, plan.out_chunk))
     fft_h, fft_w = transform_shape(params)
     spectrum = fft_h * (fft_w // 2 + 1) * 2 * params.dtype.itemsize
     plane = fft_h * fft_w * params.dtype.itemsize
@@ -157,8 +220,12 @@ def padded_fft2(planes, fft_shape, workers):
     return transforms.fft_second_last(rows, fft_shape[0], workers)
 
 
-def forward(x, w, bias, params):
+def forward(x, w, bias, params, tiling="auto"):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams).
+
+    ``tiling``: ``"auto"`` (the cheaper of overlap-save tiles and full-size transforms, see
+    :func:`tiling`), ``"full"``, a tile size ``(tile_h, tile_w)`` or a ``_fft_tiled.TilePlan``
+    (the last three for tests and measurements).
 
     Real data uses real transforms.  Complex data (scipy.signal's complex correlate2d /
     convolve2d) uses full fft2 / ifft2, otherwise the same chunked pipeline.  The kernels compute
@@ -177,10 +244,13 @@ def forward(x, w, bias, params):
     else:
         transform, inverse = padded_rfft2, transforms.irfft2_last
         kernels = _dilated(w, params)
-    fft_shape = transform_shape(params)
-    workers = get_num_threads()
     out = np.empty(params.output_shape, dtype=params.dtype)
     bias = np.zeros(params.out_channels, params.dtype) if bias is None else bias
+    plan = _resolve_tiling(params, tiling)
+    if plan is not None:
+        return tiled.forward(x, np.ascontiguousarray(kernels), bias, out, params, plan)
+    fft_shape = transform_shape(params)
+    workers = get_num_threads()
     batch_chunk, out_chunk = chunk_sizes(params)
     for k0 in range(0, params.out_channels, out_chunk):
         k1 = min(params.out_channels, k0 + out_chunk)
@@ -317,16 +387,42 @@ def _backward(grad_out, x, w, params, need_input, need_weight):
     return grad_in, grad_w
 
 
+def tiled_input_gradient_params(params, threads: int | None = None):
+    """The input gradient as a forward problem on overlap-save tiles, or None: at stride 1 without
+    dilation it is the correlation of the zero-padded grad_out with the flipped, transposed
+    weights (``direct.transposed_params``), taken when the planner tiles that problem."""
+    transposed = transposed_params(params)
+    if transposed is None or tiling(transposed, threads) is None:
+        return None
+    return transposed
+
+
+def _tiled_input_gradient(grad_out, w, params):
+    transposed = tiled_input_gradient_params(params)
+    if transposed is None:
+        return None
+    return forward(np.ascontiguousarray(grad_out, dtype=params.dtype),
+                   transposed_flipped_weight(w, params.groups), None, transposed)
+
+
 def backward_input(grad_out, w, params):
-    """Gradient w.r.t. the (zero-padding form) input, by transforms (see the note above)."""
+    """Gradient w.r.t. the (zero-padding form) input: on tiles as a forward correlation where
+    that applies, otherwise by full-size transforms (see the note above)."""
+    grad_in = _tiled_input_gradient(grad_out, w, params)
+    if grad_in is not None:
+        return grad_in
     return _backward(grad_out, None, w, params, True, False)[0]
 
 
 def backward_weight(grad_out, x, params):
-    """Gradient w.r.t. the weight, by transforms (see the note above)."""
+    """Gradient w.r.t. the weight, by full-size transforms (see the note above)."""
     return _backward(grad_out, x, None, params, False, True)[1]
 
 
 def backward_both(grad_out, x, w, params):
-    """Both gradients, sharing the transform of the upsampled grad_out."""
+    """Both gradients, sharing the transform of the upsampled grad_out unless the input gradient
+    runs on tiles."""
+    grad_in = _tiled_input_gradient(grad_out, w, params)
+    if grad_in is not None:
+        return grad_in, backward_weight(grad_out, x, params)
     return _backward(grad_out, x, w, params, True, True)
