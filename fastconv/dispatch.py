@@ -62,9 +62,9 @@ DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD
     "winograd": (2.78e-05, 2.19e-09, 4.72e-11, 9.94e-07),
 }
 # fft's tile_mix_flops (the overlap-save path's channel mixing, register tiles on cache-resident
-# spectra) is not fitted yet: 1.8e-11 s per flop per thread was measured on 8 -> 8 channels, 512x512,
-# 13x13 (2-core Zen 4); the full-size path's channel reduction (mac_flops) streams whole-image
-# spectra from memory and is ~10x slower per flop.
+# spectra) is not fitted yet: its coefficient was measured on one layer (docs/measurements.md); the
+# full-size path's channel reduction (mac_flops) streams whole-image spectra from memory and costs
+# an order of magnitude more per flop.
 # A calibration stored before this feature existed has four fft coefficients: it is ignored for fft
 # (set_cost_coefficients checks the count) until `python -m fastconv calibrate` runs again.
 # im2col's gradients through the unfold path (strided layers, < 8 channels per group) cost more than
