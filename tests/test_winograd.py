@@ -25,6 +25,10 @@ CASES = [
     ((1, 4, 11, 9), (8, 1, 3, 3), {"groups": 4}),  # depthwise, multiplier 2
     ((3, 8, 20, 19), (16, 8, 3, 3), {"padding": 1}),  # K != C, several tile rows per image
     ((2, 2, 7, 7), (3, 2, 3, 3), {"padding": 2, "padding_mode": "reflect"}),
+    ((2, 3, 14, 5), (2, 3, 3, 3), {}),  # one tile per tile row (tiles_w 1), partial columns
+    ((2, 5, 11, 18), (3, 5, 3, 3), {"padding": 1}),  # last tile row and column both partial
+    ((3, 4, 30, 26), (4, 4, 3, 3), {"padding": 1}),  # vectors and runs of tiles span tile rows
+    ((2, 20, 9, 13), (5, 20, 3, 3), {"padding": 1}),  # filter transform: vectors + leftover channels
 ]
 
 
@@ -71,6 +75,20 @@ def test_every_variant_matches_naive(case, dtype, tile, rng):
     _check(got, x, w, b, kwargs, dtype)
 
 
+@pytest.mark.parametrize("tile", sorted(winograd.VARIANTS))
+def test_straight_line_formulas_are_the_variant_matrices(tile):
+    """The kernels' transforms are formulas; the matrices (which the filter transform's reference,
+    wincnn and the paper use) are their definition: apply each formula to unit vectors."""
+    variant = winograd.VARIANTS[tile]
+    formulas = {4: (winograd._f4_input, winograd._f4_filter, winograd._f4_output),
+                2: (winograd._f2_input, winograd._f2_filter, winograd._f2_output)}[tile]
+    for formula, matrix in zip(formulas, (variant.input_matrix, variant.filter_matrix,
+                                          variant.output_matrix)):
+        matrix = np.array(matrix, dtype=np.float64)
+        columns = [np.array(formula(*np.eye(matrix.shape[1])[r])) for r in range(matrix.shape[1])]
+        np.testing.assert_allclose(np.stack(columns, axis=1), matrix, rtol=1e-15, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_chunking_over_tile_rows_gives_the_same_result(dtype, rng):
     x, w, b, kwargs = _problem(((3, 5, 23, 18), (7, 5, 3, 3), {"padding": 1}), dtype, rng)
@@ -81,6 +99,11 @@ def test_chunking_over_tile_rows_gives_the_same_result(dtype, rng):
     whole = winograd.forward(xc, wc, bc, params)
     np.testing.assert_array_equal(chunked, whole)
     _check(chunked, x, w, b, kwargs, dtype)
+    # a few tile rows per chunk: chunks that end inside a sample and inside a run of tiles
+    alpha_sq = (winograd.DEFAULT_TILE + 2) ** 2
+    limit = alpha_sq * (5 + 7) * dtype().itemsize * (3 * 5 + winograd.TILE_ALIGN)
+    assert winograd.rows_per_chunk(params, limit=limit) == 3
+    np.testing.assert_array_equal(winograd.forward(xc, wc, bc, params, workspace_limit=limit), whole)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
