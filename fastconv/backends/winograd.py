@@ -43,13 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import prange
-from numba.extending import overload
 
 from .. import _simd
-from .._blas import gemm_strided
-from .._config import (get_num_threads, get_workspace_limit, njit_kernel, njit_parallel,
-                       single_threaded_blas)
-from .._cpu import target_cpu
+from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel
+from .._cpu import target_cpu, tile_shape
 from ._common import bias_or_zeros
 
 NAME = "winograd"
@@ -142,46 +139,69 @@ def tile_count(params, tile: int = DEFAULT_TILE) -> int:
 
 
 def padded_tiles(tiles: int) -> int:
-    """Columns of V and M for ``tiles`` tiles (see TILE_ALIGN)."""
+    """Columns of V for ``tiles`` tiles (see TILE_ALIGN)."""
     return -(-tiles // TILE_ALIGN) * TILE_ALIGN
+
+
+def _gemm_geometry(params, tile):
+    """(register tile, positions per tile, U row length = K rounded up to the tile's channels)."""
+    shape = tile_shape()
+    positions = shape.vectors * shape.vector_bytes // params.dtype.itemsize
+    filter_row = -(-params.out_channels_per_group // shape.channels) * shape.channels
+    return shape, positions, filter_row
+
+
+def _product_columns(columns: int, positions: int) -> int:
+    """Columns of M for ``columns`` of V: whole register tiles, so every tile store stays in its row."""
+    return -(-columns // positions) * positions
 
 
 def rows_per_chunk(params, tile: int = DEFAULT_TILE, limit: int | None = None) -> int:
     """Tile rows (over all samples) whose V and M workspaces fit the cap; at least 1."""
     limit = get_workspace_limit() if limit is None else limit
-    alpha = tile + 2
+    alpha_sq = (tile + 2) ** 2
     tiles_h, tiles_w = tile_grid(params, tile)
-    bytes_per_tile = (
-        alpha * alpha * (params.in_channels_per_group + params.out_channels_per_group)
-        * params.dtype.itemsize
-    )
-    rows = (limit // bytes_per_tile - (TILE_ALIGN - 1)) // tiles_w
+    _, positions, filter_row = _gemm_geometry(params, tile)
+    bytes_per_tile = alpha_sq * (params.in_channels_per_group + filter_row) * params.dtype.itemsize
+    rows = (limit // bytes_per_tile - TILE_ALIGN - positions) // tiles_w
     return int(max(1, min(params.batch * tiles_h, rows)))
+
+
+def _workspace_sizes(params, tile, rows):
+    """Values in V and in M for chunks of ``rows`` tile rows, and in U."""
+    alpha_sq = (tile + 2) ** 2
+    _, tiles_w = tile_grid(params, tile)
+    _, positions, filter_row = _gemm_geometry(params, tile)
+    columns = padded_tiles(rows * tiles_w)
+    return (alpha_sq * params.in_channels_per_group * columns,
+            alpha_sq * filter_row * _product_columns(columns, positions),
+            params.groups * alpha_sq * params.in_channels_per_group * filter_row)
 
 
 def workspace_bytes(params, tile: int = DEFAULT_TILE) -> int:
     """V and M for one chunk plus the transformed filters."""
-    alpha = tile + 2
-    _, tiles_w = tile_grid(params, tile)
-    channels = params.in_channels_per_group + params.out_channels_per_group
-    chunk = alpha * alpha * channels * padded_tiles(rows_per_chunk(params, tile) * tiles_w)
-    filters = alpha * alpha * params.out_channels * params.in_channels_per_group
-    return (chunk + filters) * params.dtype.itemsize
+    return sum(_workspace_sizes(params, tile, rows_per_chunk(params, tile))) * params.dtype.itemsize
 
 
 def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int]:
-    """(values the transforms write, GEMM flops, GEMM calls) of one forward call: V and M hold
-    alpha^2 values per channel and tile, alignment tiles included; alpha^2 GEMMs per chunk and group."""
+    """(values the transforms write, multiply-add flops, GEMM passes) of one forward call.  V and
+    M hold alpha^2 values per channel and tile, alignment tiles included, M for K rounded up to
+    the register tile's channels; a pass is one register tile's sweep over the input channels."""
     alpha_sq = (tile + 2) ** 2
     tiles_h, tiles_w = tile_grid(params, tile)
+    _, positions, filter_row = _gemm_geometry(params, tile)
     rows = rows_per_chunk(params, tile)
-    total_rows = params.batch * tiles_h
-    full_chunks, last_rows = divmod(total_rows, rows)
-    columns = full_chunks * padded_tiles(rows * tiles_w) + padded_tiles(last_rows * tiles_w)
-    transform_elements = alpha_sq * columns * (params.in_channels + params.out_channels)
-    gemm_flops = 2 * alpha_sq * params.out_channels * params.in_channels_per_group * columns
-    chunks = full_chunks + (last_rows > 0)
-    return transform_elements, gemm_flops, alpha_sq * params.groups * chunks
+    full_chunks, last_rows = divmod(params.batch * tiles_h, rows)
+    chunk_columns = [padded_tiles(rows * tiles_w)] * full_chunks
+    if last_rows:
+        chunk_columns.append(padded_tiles(last_rows * tiles_w))
+    columns = sum(chunk_columns)
+    product_columns = sum(_product_columns(c, positions) for c in chunk_columns)
+    transform_elements = alpha_sq * params.groups * (
+        params.in_channels_per_group * columns + params.out_channels_per_group * product_columns)
+    flops = 2 * alpha_sq * params.groups * filter_row * params.in_channels_per_group * product_columns
+    passes = alpha_sq * params.groups * (filter_row // tile_shape().channels) * (product_columns // positions)
+    return transform_elements, flops, passes
 
 
 @njit_kernel
@@ -254,82 +274,73 @@ def _f2_filter(g0, g1, g2):
     return g0, even + odd, even - odd, g2
 
 
-def _store_rounded(array, index, value):
-    """array[index:] = value, a float64 scalar or vector rounded to the array's dtype."""
-
-
-@overload(_store_rounded)
-def _store_rounded_typed(array, index, value):
-    if isinstance(value, _simd.Vector):
-        return lambda array, index, value: _simd.store(array, index, _simd.convert(value, array.dtype))
-
-    def store_scalar(array, index, value):
-        array[index] = value
-
-    return store_scalar
-
-
 @njit_kernel
-def _store_row(filters, first, step, values):
-    """filters[first + j * step] = values[j] for the alpha values of one row of G g G^T."""
+def _store_row(filters, first, step, count, values):
+    """filters[first + j * step][:count] = values[j] (float64 vectors rounded to the filters'
+    dtype) for the alpha values of one row of G g G^T."""
     j = 0
     for value in values:
-        _store_rounded(filters, first + j * step, value)
+        _simd.store_first(filters, first + j * step, _simd.convert(value, filters.dtype), count)
         j += 1
 
 
 @njit_kernel
-def _filter_block(tile, g00, g01, g02, g10, g11, g12, g20, g21, g22, filters, first, step):
-    """U of one kernel (scalars) or of ``lanes`` consecutive input channels (vectors), all taps
-    float64: G applied to the kernel's three columns, then to each row of the result; element
-    (i, j) goes to ``filters[first + (alpha i + j) * step]``."""
+def _filter_block(tile, g00, g01, g02, g10, g11, g12, g20, g21, g22, filters, first, step, count):
+    """U of ``count`` consecutive output channels (float64 vectors of their taps): G applied to
+    the kernels' three columns, then to each row of the result; element (i, j) goes to
+    ``filters[first + (alpha i + j) * step]``."""
     if tile == 4:
         l0, l1, l2, l3, l4, l5 = _f4_filter(g00, g10, g20)
         m0, m1, m2, m3, m4, m5 = _f4_filter(g01, g11, g21)
         r0, r1, r2, r3, r4, r5 = _f4_filter(g02, g12, g22)
-        _store_row(filters, first, step, _f4_filter(l0, m0, r0))
-        _store_row(filters, first + 6 * step, step, _f4_filter(l1, m1, r1))
-        _store_row(filters, first + 12 * step, step, _f4_filter(l2, m2, r2))
-        _store_row(filters, first + 18 * step, step, _f4_filter(l3, m3, r3))
-        _store_row(filters, first + 24 * step, step, _f4_filter(l4, m4, r4))
-        _store_row(filters, first + 30 * step, step, _f4_filter(l5, m5, r5))
+        _store_row(filters, first, step, count, _f4_filter(l0, m0, r0))
+        _store_row(filters, first + 6 * step, step, count, _f4_filter(l1, m1, r1))
+        _store_row(filters, first + 12 * step, step, count, _f4_filter(l2, m2, r2))
+        _store_row(filters, first + 18 * step, step, count, _f4_filter(l3, m3, r3))
+        _store_row(filters, first + 24 * step, step, count, _f4_filter(l4, m4, r4))
+        _store_row(filters, first + 30 * step, step, count, _f4_filter(l5, m5, r5))
     else:
         l0, l1, l2, l3 = _f2_filter(g00, g10, g20)
         m0, m1, m2, m3 = _f2_filter(g01, g11, g21)
         r0, r1, r2, r3 = _f2_filter(g02, g12, g22)
-        _store_row(filters, first, step, _f2_filter(l0, m0, r0))
-        _store_row(filters, first + 4 * step, step, _f2_filter(l1, m1, r1))
-        _store_row(filters, first + 8 * step, step, _f2_filter(l2, m2, r2))
-        _store_row(filters, first + 12 * step, step, _f2_filter(l3, m3, r3))
+        _store_row(filters, first, step, count, _f2_filter(l0, m0, r0))
+        _store_row(filters, first + 4 * step, step, count, _f2_filter(l1, m1, r1))
+        _store_row(filters, first + 8 * step, step, count, _f2_filter(l2, m2, r2))
+        _store_row(filters, first + 12 * step, step, count, _f2_filter(l3, m3, r3))
 
 
 @njit_parallel
-def _transform_filters(w, tile, filters):
-    """U: filters[xi, k, c] = (G w[k, c] G^T)[xi], computed in float64 and rounded once to the
-    dtype.  Vectors of ``lanes`` input channels (one strided load splits their nine taps), scalars
-    for the channels left over."""
+def _transform_filters(w, tile, groups, filters):
+    """U: filters[((g * alpha^2 + xi) * C + c) * filter_row + k] = (G w[g K + k, c] G^T)[xi],
+    computed in float64 and rounded once to the dtype; zero for the channels k >= K that round the
+    row up to whole register tiles.  Output channels (k) contiguous: the GEMM's register tile
+    broadcasts consecutive ones.  Vectors of ``lanes`` output channels, their taps gathered first."""
     out_channels, channels = w.shape[0], w.shape[1]
+    out_per_group = out_channels // groups
+    alpha_sq = (tile + 2) * (tile + 2)
+    filter_row = filters.shape[0] // (groups * alpha_sq * channels)
     lanes = _VECTOR_BYTES // w.itemsize
-    whole = channels - channels % lanes
-    taps = w.reshape(w.size)
-    flat = filters.reshape(filters.size)
-    step = out_channels * channels
-    for k in prange(out_channels):
-        for c in range(0, whole, lanes):
-            t0, t1, t2, t3, t4, t5, t6, t7, t8 = _simd.load_strided(taps, (k * channels + c) * 9, 9,
-                                                                   _VECTOR_BYTES)
-            _filter_block(tile, _simd.convert(t0, np.float64), _simd.convert(t1, np.float64),
-                          _simd.convert(t2, np.float64), _simd.convert(t3, np.float64),
-                          _simd.convert(t4, np.float64), _simd.convert(t5, np.float64),
-                          _simd.convert(t6, np.float64), _simd.convert(t7, np.float64),
-                          _simd.convert(t8, np.float64), flat, k * channels + c, step)
-        for c in range(whole, channels):
-            base = (k * channels + c) * 9
-            _filter_block(tile, np.float64(taps[base]), np.float64(taps[base + 1]),
-                          np.float64(taps[base + 2]), np.float64(taps[base + 3]),
-                          np.float64(taps[base + 4]), np.float64(taps[base + 5]),
-                          np.float64(taps[base + 6]), np.float64(taps[base + 7]),
-                          np.float64(taps[base + 8]), flat, k * channels + c, step)
+    for task in prange(groups * channels):
+        g = task // channels
+        c = task - g * channels
+        taps = np.empty(9 * lanes, dtype=w.dtype)
+        for first_k in range(0, filter_row, lanes):
+            for i in range(lanes):
+                k = first_k + i
+                for t in range(9):
+                    taps[t * lanes + i] = w[g * out_per_group + k, c, t // 3, t % 3] if k < out_per_group else 0
+            _filter_block(tile,
+                          _simd.convert(_simd.load(taps, 0, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 2 * lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 3 * lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 4 * lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 5 * lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 6 * lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 7 * lanes, _VECTOR_BYTES), np.float64),
+                          _simd.convert(_simd.load(taps, 8 * lanes, _VECTOR_BYTES), np.float64),
+                          filters, (g * alpha_sq * channels + c) * filter_row + first_k,
+                          channels * filter_row, min(lanes, filter_row - first_k))
 
 
 # --- input transform -----------------------------------------------------------------------------
@@ -591,10 +602,11 @@ def _scatter_output(rows, out, channel, tile, tiles_h, tiles_w, first_row, tiles
 
 
 @njit_parallel
-def _transform_output(products, out_per_group, columns, bias, out, first_out_channel, tile,
-                      tiles_h, tiles_w, first_row, tiles, threads):
-    """out[n, first_out_channel + k, tile] = (A^T M[:, k, p] A) + bias for chunk tile p, M being
-    ``products[((xi * out_per_group) + k) * columns + p]``.
+def _transform_output(products, out_per_group, filter_row, columns, product_columns, bias, out,
+                      first_out_channel, tile, tiles_h, tiles_w, first_row, tiles, threads):
+    """out[n, first_out_channel + k, tile] = (A^T M[:, k, p] A) + bias for chunk tile p < tiles,
+    M being ``products[((xi * filter_row) + k) * product_columns + p]``; tiles p < columns are
+    transformed (whole vectors), the rest of M's columns and rows k >= out_per_group are ignored.
 
     One task per (output channel, run of RUN_TILES tiles): both passes of A^T . A over whole
     vectors of tiles into output-row order, then one copy per output row of each tile row."""
@@ -611,51 +623,79 @@ def _transform_output(products, out_per_group, columns, bias, out, first_out_cha
             channel = first_out_channel + k
             first_tile = (task - k * runs) * RUN_TILES
             count = min(RUN_TILES, columns - first_tile)
+            start = k * product_columns + first_tile
             if tile == 4:
-                _output_run_f4(products, k * columns + first_tile, out_per_group * columns, mixed,
-                               rows, count, bias[channel])
+                _output_run_f4(products, start, filter_row * product_columns, mixed, rows, count,
+                               bias[channel])
             else:
-                _output_run_f2(products, k * columns + first_tile, out_per_group * columns, mixed,
-                               rows, count, bias[channel])
+                _output_run_f2(products, start, filter_row * product_columns, mixed, rows, count,
+                               bias[channel])
             _scatter_output(rows, out, channel, tile, tiles_h, tiles_w, first_row, tiles, first_tile,
                             count)
 
 
 # --- the GEMMs and the whole call ----------------------------------------------------------------
+# M[xi] = U[xi] @ V[xi] on the direct backend's register tile (``fastconv._simd``): shape.channels
+# output channels x shape.vectors vectors of tiles, summed over the input channels in registers;
+# per channel, ``vectors`` loads of V, ``channels`` broadcasts of U, channels x vectors fused
+# multiply-adds.  The tile shape comes from the target CPU (``fastconv._cpu.tile_shape``).  A task
+# is (xi, one tile's worth of positions) and runs every block of output channels, so its V panel
+# (C x positions) stays in L1/L2 while U streams.  Everything runs on Numba's threads: no BLAS
+# worker threads spin against the transforms'.
 @njit_parallel
-def _multiply(filters, first_out_channel, out_per_group, channels, columns, transformed_input,
-              products):
-    """M[xi] (K x columns) = U[xi] (K x C) @ V[xi] (C x columns) for the alpha^2 positions xi, in
-    parallel over xi, each GEMM on one BLAS thread (the caller limits BLAS to one): the transforms'
-    threads and BLAS's never wait on or spin against each other."""
-    alpha_sq = filters.shape[0]
-    for xi in prange(alpha_sq):
-        first_input = xi * channels * columns
-        first_product = xi * out_per_group * columns
-        gemm_strided(False, False, out_per_group, columns, channels, 1.0,
-                     filters[xi], first_out_channel * channels, channels,
-                     transformed_input, first_input, columns,
-                     0.0, products, first_product, columns)
+def _multiply(filters, first_filter, alpha_sq, channels, filter_row, columns, product_columns,
+              transformed_input, products, shape):
+    """products[(xi * filter_row + k) * product_columns + p] = sum over c of
+    filters[first_filter + (xi * C + c) * filter_row + k] * transformed_input[(xi * C + c) * columns + p]
+    for p < product_columns (V's columns from ``columns`` on are not read: they count as zeros)."""
+    tile_channels = shape.channels
+    positions = shape.vectors * shape.vector_bytes // products.itemsize
+    position_blocks = product_columns // positions
+    channel_blocks = filter_row // tile_channels
+    for task in prange(alpha_sq * position_blocks):
+        xi = task // position_blocks
+        start = (task - xi * position_blocks) * positions
+        count = min(positions, columns - start)
+        first_input = xi * channels * columns + start
+        for block in range(channel_blocks):
+            first_weight = first_filter + xi * channels * filter_row + block * tile_channels
+            tile = _simd.tile_zeros(products.dtype, shape)
+            if count == positions:
+                for c in range(channels):
+                    tile = _simd.tile_fma(tile, transformed_input, first_input + c * columns,
+                                          filters, first_weight + c * filter_row)
+            else:  # the chunk's last tiles: masked loads, nothing past V's row is read
+                for c in range(channels):
+                    tile = _simd.tile_fma_first(tile, transformed_input, first_input + c * columns,
+                                                count, filters, first_weight + c * filter_row)
+            _simd.tile_store(tile, products,
+                             (xi * filter_row + block * tile_channels) * product_columns + start,
+                             product_columns)
 
 
 @njit_kernel
 def _winograd_kernel(x, filters, bias, out, tile, pad_top, pad_left, groups, tiles_h, tiles_w,
-                     rows_per_chunk, threads, transformed_input, products):
+                     rows_per_chunk, threads, transformed_input, products, shape):
     """Chunks of tile rows x groups: transform the input, alpha^2 GEMMs, transform the output."""
-    alpha_sq, out_channels, channels = filters.shape
-    out_per_group = out_channels // groups
+    alpha_sq = (tile + 2) * (tile + 2)
+    channels = x.shape[1] // groups
+    out_per_group = out.shape[1] // groups
+    filter_row = filters.shape[0] // (groups * alpha_sq * channels)
+    positions = shape.vectors * shape.vector_bytes // x.itemsize
     total_rows = x.shape[0] * tiles_h
     for first_row in range(0, total_rows, rows_per_chunk):
         rows = min(rows_per_chunk, total_rows - first_row)
         tiles = rows * tiles_w
         columns = (tiles + TILE_ALIGN - 1) // TILE_ALIGN * TILE_ALIGN
+        product_columns = (columns + positions - 1) // positions * positions
         for g in range(groups):
             _transform_input(x, g * channels, channels, tile, pad_top, pad_left, tiles_h, tiles_w,
                              first_row, tiles, columns, threads, transformed_input)
-            _multiply(filters, g * out_per_group, out_per_group, channels, columns,
-                      transformed_input, products)
-            _transform_output(products, out_per_group, columns, bias, out, g * out_per_group, tile,
-                              tiles_h, tiles_w, first_row, tiles, threads)
+            _multiply(filters, g * alpha_sq * channels * filter_row, alpha_sq, channels, filter_row,
+                      columns, product_columns, transformed_input, products, shape)
+            _transform_output(products, out_per_group, filter_row, columns, product_columns, bias,
+                              out, g * out_per_group, tile, tiles_h, tiles_w, first_row, tiles,
+                              threads)
 
 
 def forward(x, w, bias, params, *, tile: int = DEFAULT_TILE, workspace_limit: int | None = None):
@@ -666,19 +706,17 @@ def forward(x, w, bias, params, *, tile: int = DEFAULT_TILE, workspace_limit: in
     reason = supports(params)
     if reason is not None:
         raise ValueError(reason)
-    variant = VARIANTS[tile]
     dtype = params.dtype
-    alpha_sq = variant.alpha ** 2
-    filters = np.empty((alpha_sq, params.out_channels, params.in_channels_per_group), dtype)
-    _transform_filters(w, tile, filters)
+    shape = tile_shape()
     tiles_h, tiles_w = tile_grid(params, tile)
     rows = rows_per_chunk(params, tile, workspace_limit)
-    columns = padded_tiles(rows * tiles_w)
-    transformed_input = np.empty(alpha_sq * params.in_channels_per_group * columns, dtype)
-    products = np.empty(alpha_sq * params.out_channels_per_group * columns, dtype)
+    input_size, product_size, filter_size = _workspace_sizes(params, tile, rows)
+    filters = np.empty(filter_size, dtype)
+    _transform_filters(w, tile, params.groups, filters)
+    transformed_input = np.empty(input_size, dtype)
+    products = np.empty(product_size, dtype)
     out = np.empty(params.output_shape, dtype)
     bias = bias_or_zeros(bias, params.out_channels, dtype)
-    with single_threaded_blas():
-        _winograd_kernel(x, filters, bias, out, tile, params.pad_top, params.pad_left, params.groups,
-                         tiles_h, tiles_w, rows, get_num_threads(), transformed_input, products)
+    _winograd_kernel(x, filters, bias, out, tile, params.pad_top, params.pad_left, params.groups,
+                     tiles_h, tiles_w, rows, get_num_threads(), transformed_input, products, shape)
     return out
