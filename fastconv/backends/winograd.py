@@ -200,9 +200,10 @@ def workspace_bytes(params, tile: int = DEFAULT_TILE) -> int:
 
 
 def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int]:
-    """(values the transforms write, multiply-add flops, GEMM passes) of one forward call.  V and
-    M hold alpha^2 values per channel and tile, alignment tiles included, M for K rounded up to
-    the register tile's channels; a pass is one register tile's sweep over the input channels."""
+    """(values the transforms write, GEMM flops, parallel kernel launches) of one forward call.
+    V and M hold alpha^2 values per channel and tile, alignment tiles included (M for whole register
+    tiles); the GEMMs also multiply the zero channels that round K up to the tile's channels; each
+    chunk and group launches three parallel kernels (input transform, GEMMs, output transform)."""
     alpha_sq = (tile + 2) ** 2
     tiles_h, tiles_w = tile_grid(params, tile)
     _, positions, filter_row = _gemm_geometry(params, tile)
@@ -216,8 +217,7 @@ def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int]:
     transform_elements = alpha_sq * params.groups * (
         params.in_channels_per_group * columns + params.out_channels_per_group * product_columns)
     flops = 2 * alpha_sq * params.groups * filter_row * params.in_channels_per_group * product_columns
-    passes = alpha_sq * params.groups * (filter_row // tile_shape().channels) * (product_columns // positions)
-    return transform_elements, flops, passes
+    return transform_elements, flops, 3 * params.groups * len(chunk_columns)
 
 
 @njit_kernel
