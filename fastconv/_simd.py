@@ -21,12 +21,14 @@ must be 1-D, C-contiguous, float32 or float64.
 """
 from __future__ import annotations
 
+import operator
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.core.extending import (NativeValue, intrinsic, models, overload_attribute, register_model,
-                                    typeof_impl, unbox)
+from numba.core.extending import (NativeValue, intrinsic, models, overload, overload_attribute,
+                                    register_model, typeof_impl, unbox)
 
 from ._cpu import TileShape
 
@@ -408,3 +410,194 @@ def _geometry_attribute(name):
 
 for _name in ("channels", "vectors", "vector_bytes"):
     _geometry_attribute(_name)
+
+
+# --- arithmetic and (de)interleaving, for transforms written as straight-line formulas -------------
+# Winograd's transforms are fixed linear combinations (``4 * d0 - 5 * d2 + d4``) applied to many tiles
+# at once: one vector holds one transform position of ``lanes`` tiles.  With ``+ - *`` on vectors the
+# formulas read as the paper writes them and the same helper serves scalars and vectors; a scalar
+# operand is converted to the vector's dtype (a float32 formula stays float32) and splatted.  The
+# kernel's fastmath flags reach these instructions like any other, so ``contract`` fuses ``a * b + c``.
+# ``load_strided`` / ``store_interleaved`` move between a memory layout with several tiles' values
+# interleaved (``a[step * t + phase]``) and one vector per phase: one wide load or store plus the
+# shuffles LLVM's backend picks for the target.
+__all__ += ["load_strided", "store_interleaved", "store_first", "convert"]
+
+
+def _binary_intrinsic(method_name):
+    @intrinsic
+    def vector_op(typingctx, a, b):
+        if not (isinstance(a, Vector) and a == b):
+            raise TypingError(f"{method_name}: two vectors of one type, got {a}, {b}")
+
+        def codegen(context, builder, signature, args):
+            return getattr(builder, method_name)(args[0], args[1])
+
+        return a(a, b), codegen
+
+    return vector_op
+
+
+_vector_add = _binary_intrinsic("fadd")
+_vector_sub = _binary_intrinsic("fsub")
+_vector_mul = _binary_intrinsic("fmul")
+
+
+@intrinsic
+def _splat_like(typingctx, scalar, like):
+    """``scalar`` converted to ``like``'s dtype, in every lane of a vector of ``like``'s type."""
+    if not (isinstance(like, Vector) and isinstance(scalar, (types.Integer, types.Float))):
+        raise TypingError(f"vector arithmetic: a number and a vector, got {scalar}, {like}")
+
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], like.dtype)
+        return _splat(builder, context.get_value_type(like), value)
+
+    return like(scalar, like), codegen
+
+
+@intrinsic
+def _vector_neg(typingctx, a):
+    if not isinstance(a, Vector):
+        raise TypingError(f"negation: needs a vector, got {a}")
+
+    def codegen(context, builder, signature, args):
+        return builder.fneg(args[0])
+
+    return a(a), codegen
+
+
+def _overload_binary(operator_function, vector_op):
+    @overload(operator_function)
+    def _vector_operator(a, b):
+        if isinstance(a, Vector) and isinstance(b, Vector):
+            return lambda a, b: vector_op(a, b)
+        if isinstance(a, Vector) and isinstance(b, (types.Integer, types.Float)):
+            return lambda a, b: vector_op(a, _splat_like(b, a))
+        if isinstance(b, Vector) and isinstance(a, (types.Integer, types.Float)):
+            return lambda a, b: vector_op(_splat_like(a, b), b)
+        return None
+
+
+_overload_binary(operator.add, _vector_add)
+_overload_binary(operator.sub, _vector_sub)
+_overload_binary(operator.mul, _vector_mul)
+
+
+@overload(operator.neg)
+def _vector_negation(a):
+    if isinstance(a, Vector):
+        return lambda a: _vector_neg(a)
+    return None
+
+
+@intrinsic
+def load_strided(typingctx, array, start, step, nbytes):
+    """The ``step`` vectors ``array[start + phase::step][:lanes]`` for phase 0 .. step - 1, as a
+    tuple (one unaligned load of ``step * lanes`` values; not bounds-checked).  ``step`` and
+    ``nbytes`` are compile-time constants; a phase the caller ignores costs nothing."""
+    _check_array(array, "load_strided")
+    vector = _vector_of(array.dtype, nbytes, "load_strided")
+    if not isinstance(step, types.IntegerLiteral) or step.literal_value < 1:
+        raise TypingError("load_strided: the step must be a positive compile-time constant")
+    phases = step.literal_value
+    result = types.UniTuple(vector, phases)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        llvm_vector = context.get_value_type(vector)
+        wide = ir.VectorType(llvm_vector.element, phases * vector.lanes)
+        values = builder.load(builder.bitcast(pointer, wide.as_pointer()), align=array.dtype.bitwidth // 8)
+        undefined = ir.Constant(wide, ir.Undefined)
+        parts = [builder.shuffle_vector(values, undefined, ir.Constant(
+            ir.VectorType(_I32, vector.lanes), [phase + phases * i for i in range(vector.lanes)]))
+            for phase in range(phases)]
+        return context.make_tuple(builder, result, parts)
+
+    return result(array, start, step, nbytes), codegen
+
+
+@intrinsic
+def store_interleaved(typingctx, array, start, vectors):
+    """``array[start + phase::n][:lanes] = vectors[phase]`` for the ``n`` vectors of a tuple: one
+    unaligned store of ``n * lanes`` values, lane i of vector p at ``start + n * i + p``."""
+    _check_array(array, "store_interleaved")
+    if not (isinstance(vectors, types.UniTuple) and isinstance(vectors.dtype, Vector)
+            and vectors.dtype.dtype == array.dtype):
+        raise TypingError(f"store_interleaved: a tuple of vectors of {array.dtype}, got {vectors}")
+    count, lanes = vectors.count, vectors.dtype.lanes
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        parts = [builder.extract_value(args[2], p) for p in range(count)]
+        # concatenate (pairwise shuffles need equal widths: pad the odd one out with undef lanes)
+        while len(parts) > 1:
+            width = parts[0].type.count
+            joined = []
+            for i in range(0, len(parts) - 1, 2):
+                joined.append(builder.shuffle_vector(parts[i], parts[i + 1], ir.Constant(
+                    ir.VectorType(_I32, 2 * width), list(range(2 * width)))))
+            if len(parts) % 2:
+                last = parts[-1]
+                joined.append(builder.shuffle_vector(last, ir.Constant(last.type, ir.Undefined), ir.Constant(
+                    ir.VectorType(_I32, 2 * width), list(range(2 * width)))))
+            parts = joined
+        concatenated = parts[0]
+        mask = [p * lanes + i for i in range(lanes) for p in range(count)]  # lane i of vector p
+        wide = builder.shuffle_vector(concatenated, ir.Constant(concatenated.type, ir.Undefined),
+                                      ir.Constant(ir.VectorType(_I32, count * lanes), mask))
+        builder.store(wide, builder.bitcast(pointer, wide.type.as_pointer()), align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(array, start, vectors), codegen
+
+
+@intrinsic
+def store_first(typingctx, array, start, value, count):
+    """``array[start:start + count] = value[:count]`` (a masked store: the memory behind the other
+    lanes is not touched, so a tail can end at a row that another thread writes next)."""
+    _check_array(array, "store_first")
+    if not isinstance(value, Vector) or value.dtype != array.dtype:
+        raise TypingError(f"store_first: value must be a vector of {array.dtype}, got {value}")
+    if not isinstance(count, types.Integer):
+        raise TypingError(f"store_first: count must be an integer, got {count}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        count_value = context.cast(builder, args[3], signature.args[3], types.intp)
+        llvm_vector = args[2].type
+        index_vector = ir.VectorType(count_value.type, value.lanes)
+        mask = builder.icmp_signed("<", ir.Constant(index_vector, list(range(value.lanes))),
+                                   _splat(builder, index_vector, count_value))
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [llvm_vector, pointer.type, _I32, mask.type]),
+            f"llvm.masked.store.{_intrinsic_suffix(llvm_vector)}.p0")
+        builder.call(function, [args[2], pointer, ir.Constant(_I32, array.dtype.bitwidth // 8), mask])
+        return context.get_dummy_value()
+
+    return types.none(array, start, value, count), codegen
+
+
+@intrinsic
+def convert(typingctx, value, dtype):
+    """``value`` with every lane converted to ``dtype`` (an array's ``.dtype`` or a NumPy float
+    type): exact from float32 to float64, rounded to nearest the other way."""
+    if isinstance(dtype, types.DType):
+        element = dtype.dtype
+    elif isinstance(dtype, types.NumberClass):
+        element = dtype.instance_type
+    else:
+        element = dtype
+    if not (isinstance(value, Vector) and isinstance(element, types.Float)):
+        raise TypingError(f"convert: a vector and a float type, got {value}, {dtype}")
+    result = Vector(element, value.lanes)
+
+    def codegen(context, builder, signature, args):
+        target = context.get_value_type(result)
+        if element.bitwidth > value.dtype.bitwidth:
+            return builder.fpext(args[0], target)
+        if element.bitwidth < value.dtype.bitwidth:
+            return builder.fptrunc(args[0], target)
+        return args[0]
+
+    return result(value, dtype), codegen

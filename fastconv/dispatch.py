@@ -52,7 +52,7 @@ FEATURE_NAMES = {
     "im2col": ("call", "bytes_moved", "gemm_flops", "gemm_calls", "narrow_gemm_flops"),
     "fft": ("call", "transform_flops", "mac_flops", "output_elements", "tile_mix_flops"),
     "separable": ("call", "flops", "kernel_factorisations"),
-    "winograd": ("call", "transform_elements", "gemm_flops", "gemm_calls"),
+    "winograd": ("call", "transform_elements", "gemm_flops", "kernel_launches"),
 }
 DEFAULT_COEFFICIENTS = {  # fitted by `python -m fastconv calibrate` (2-core AMD EPYC, znver5)
     "direct": (1.21e-05, 1.71e-11, 4.93e-12, 3.28e-08),
@@ -153,14 +153,11 @@ def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
         # the rank check (one small SVD per (k, c) kernel) runs on every call
         return (1.0, flops * width / threads, float(params.out_channels * params.in_channels_per_group))
     if name == "winograd":
-        # F(4x4, 3x3): V and M hold alpha^2 values per (channel, tile); alpha^2 GEMMs per chunk/group
-        alpha_sq = (winograd.DEFAULT_TILE + 2) ** 2
-        tiles = winograd.tile_count(params)
-        transform_elements = alpha_sq * tiles * (params.in_channels + params.out_channels)
-        gemm_flops = 2 * alpha_sq * params.out_channels * params.in_channels_per_group * tiles
-        chunks = -(-params.batch * winograd.tile_grid(params)[0] // winograd.rows_per_chunk(params))
+        # F(4x4, 3x3) as the backend runs it (alignment tiles, channels rounded up to whole
+        # register tiles, chunks of tile rows): see winograd.work
+        transform_elements, gemm_flops, launches = winograd.work(params)
         return (1.0, transform_elements * width / threads, gemm_flops * width / threads,
-                float(alpha_sq * params.groups * chunks))
+                float(launches))
     raise ValueError(f"no cost model for algorithm {name!r}")
 
 

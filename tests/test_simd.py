@@ -181,3 +181,89 @@ def test_integer_and_strided_arrays_are_refused():
         load_any(np.zeros(64, np.int32))
     with pytest.raises(TypingError, match="C-contiguous"):
         load_any(np.zeros(128, np.float32)[::2])
+
+
+# --- arithmetic, strided loads, interleaved and masked stores, conversion (Winograd's transforms) ---
+@numba.njit
+def _formula(a, b, out):
+    x = _simd.load(a, 0, VECTOR_BYTES)
+    y = _simd.load(b, 0, VECTOR_BYTES)
+    _simd.store(out, 0, 4 * x - y * 2.5 + (-x) * y - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_operators_apply_lane_by_lane_and_keep_the_dtype(dtype):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal(lanes).astype(dtype) for _ in range(2))
+    out = np.empty(lanes, dtype)
+    _formula(a, b, out)
+    # a float64 constant in float32 arithmetic would round differently; contraction may fuse
+    # a multiply into an add (one rounding fewer), hence a few ulps
+    expected = dtype(4) * a - b * dtype(2.5) + (-a) * b - dtype(1)
+    np.testing.assert_allclose(out, expected, rtol=8 * np.finfo(dtype).eps, atol=8 * np.finfo(dtype).eps)
+
+
+@numba.njit
+def _split(src, start, out):
+    first, second, third = _simd.load_strided(src, start, 3, VECTOR_BYTES)
+    lanes = out.shape[0] // 3
+    _simd.store(out, 0, first)
+    _simd.store(out, lanes, second)
+    _simd.store(out, 2 * lanes, third)
+
+
+@numba.njit
+def _join(src, out, start):
+    lanes = src.shape[0] // 4
+    _simd.store_interleaved(out, start, (_simd.load(src, 0, VECTOR_BYTES),
+                                         _simd.load(src, lanes, VECTOR_BYTES),
+                                         _simd.load(src, 2 * lanes, VECTOR_BYTES),
+                                         _simd.load(src, 3 * lanes, VECTOR_BYTES)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_load_strided_splits_phases_and_store_interleaved_merges_them(dtype):
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    src = np.arange(3 * lanes + 5, dtype=dtype)
+    out = np.empty(3 * lanes, dtype)
+    _split(src, 2, out)  # an odd phase count, an unaligned start
+    np.testing.assert_array_equal(out.reshape(3, lanes), src[2:2 + 3 * lanes].reshape(lanes, 3).T)
+    phases = np.arange(4 * lanes, dtype=dtype)
+    merged = np.full(4 * lanes + 2, -1, dtype)
+    _join(phases, merged, 1)
+    np.testing.assert_array_equal(merged[1:-1], phases.reshape(4, lanes).T.ravel())
+    assert merged[0] == -1 and merged[-1] == -1
+
+
+@numba.njit
+def _store_first(src, dst, start, count):
+    _simd.store_first(dst, start, _simd.load(src, 0, VECTOR_BYTES), count)
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, "all"])
+def test_store_first_writes_only_count_values(count):
+    lanes = VECTOR_BYTES // 4
+    count = lanes if count == "all" else count
+    src = np.arange(1, lanes + 1, dtype=np.float32)
+    dst = np.full(lanes + 4, -1, np.float32)
+    _store_first(src, dst, 2, count)
+    expected = np.full(lanes + 4, -1, np.float32)
+    expected[2:2 + count] = src[:count]
+    np.testing.assert_array_equal(dst, expected)
+
+
+@numba.njit
+def _round_trip(src, wide, narrow):
+    value = _simd.convert(_simd.load(src, 0, VECTOR_BYTES), np.float64)
+    _simd.store(wide, 0, value)
+    _simd.store(narrow, 0, _simd.convert(value * (1 / 3), narrow.dtype))
+
+
+def test_convert_widens_exactly_and_rounds_once():
+    lanes = VECTOR_BYTES // 4
+    src = np.random.default_rng(2).standard_normal(lanes).astype(np.float32)
+    wide, narrow = np.empty(lanes, np.float64), np.empty(lanes, np.float32)
+    _round_trip(src, wide, narrow)
+    np.testing.assert_array_equal(wide, src.astype(np.float64))
+    np.testing.assert_array_equal(narrow, (src.astype(np.float64) * (1 / 3)).astype(np.float32))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import dispatch
+from fastconv import _cpu, dispatch
 from fastconv._params import make_conv_params
 from fastconv.backends import winograd
 from tests import naive
@@ -25,6 +25,10 @@ CASES = [
     ((1, 4, 11, 9), (8, 1, 3, 3), {"groups": 4}),  # depthwise, multiplier 2
     ((3, 8, 20, 19), (16, 8, 3, 3), {"padding": 1}),  # K != C, several tile rows per image
     ((2, 2, 7, 7), (3, 2, 3, 3), {"padding": 2, "padding_mode": "reflect"}),
+    ((2, 3, 14, 5), (2, 3, 3, 3), {}),  # one tile per tile row (tiles_w 1), partial columns
+    ((2, 5, 11, 18), (3, 5, 3, 3), {"padding": 1}),  # last tile row and column both partial
+    ((3, 4, 30, 26), (4, 4, 3, 3), {"padding": 1}),  # vectors and runs of tiles span tile rows
+    ((2, 20, 9, 13), (5, 20, 3, 3), {"padding": 1}),  # filter transform: vectors + leftover channels
 ]
 
 
@@ -71,6 +75,35 @@ def test_every_variant_matches_naive(case, dtype, tile, rng):
     _check(got, x, w, b, kwargs, dtype)
 
 
+@pytest.mark.parametrize("shape", ["8x3x16", "6x2x32", "5x1x32", "1x1x16", "2x4x64"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_register_tile_shape_serves_the_gemms(shape, dtype, rng):
+    """The GEMMs run on the direct backend's register tile, whatever its shape: output channels
+    that do not fill the last block, tile positions past the chunk's last tile."""
+    _cpu.set_tile_shape(shape)
+    try:
+        for case in (CASES[4], CASES[9], CASES[-1]):
+            x, w, b, kwargs = _problem(case, dtype, rng)
+            got = fastconv.conv2d(x, w, b, algorithm="winograd", **kwargs)
+            _check(got, x, w, b, kwargs, dtype)
+    finally:
+        _cpu.set_tile_shape(None)
+
+
+@pytest.mark.parametrize("tile", sorted(winograd.VARIANTS))
+def test_straight_line_formulas_are_the_variant_matrices(tile):
+    """The kernels' transforms are formulas; the matrices (which the filter transform's reference,
+    wincnn and the paper use) are their definition: apply each formula to unit vectors."""
+    variant = winograd.VARIANTS[tile]
+    formulas = {4: (winograd._f4_input, winograd._f4_filter, winograd._f4_output),
+                2: (winograd._f2_input, winograd._f2_filter, winograd._f2_output)}[tile]
+    for formula, matrix in zip(formulas, (variant.input_matrix, variant.filter_matrix,
+                                          variant.output_matrix)):
+        matrix = np.array(matrix, dtype=np.float64)
+        columns = [np.array(formula(*np.eye(matrix.shape[1])[r])) for r in range(matrix.shape[1])]
+        np.testing.assert_allclose(np.stack(columns, axis=1), matrix, rtol=1e-15, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_chunking_over_tile_rows_gives_the_same_result(dtype, rng):
     x, w, b, kwargs = _problem(((3, 5, 23, 18), (7, 5, 3, 3), {"padding": 1}), dtype, rng)
@@ -81,6 +114,12 @@ def test_chunking_over_tile_rows_gives_the_same_result(dtype, rng):
     whole = winograd.forward(xc, wc, bc, params)
     np.testing.assert_array_equal(chunked, whole)
     _check(chunked, x, w, b, kwargs, dtype)
+    # a few tile rows per chunk: chunks that end inside a sample and inside a run of tiles
+    limit = next(limit for limit in range(1 << 12, 1 << 24, 64)
+                 if winograd.rows_per_chunk(params, limit=limit) == 3)
+    input_size, product_size, _ = winograd._workspace_sizes(params, winograd.DEFAULT_TILE, 3)
+    assert (input_size + product_size) * dtype().itemsize <= limit  # V and M keep to the cap
+    np.testing.assert_array_equal(winograd.forward(xc, wc, bc, params, workspace_limit=limit), whole)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -176,6 +215,11 @@ def test_cost_model_has_a_winograd_entry():
                                   np.zeros((64, 64, 3, 3), np.float32), padding=1)
     features = dispatch.cost_features("winograd", params, threads=2)
     assert len(features) == len(dispatch.FEATURE_NAMES["winograd"])
-    # 36 GEMM multiply-adds per 16 outputs against the direct definition's 144: a quarter
-    assert features[2] == pytest.approx(params.flops / 2 / 4)
+    # 36 GEMM multiply-adds per 16 outputs against the direct definition's 144: a quarter, plus
+    # the alignment tiles that round each chunk up to whole vectors and register tiles
+    assert params.flops / 2 / 4 <= features[2] <= 1.05 * params.flops / 2 / 4
+    transform_elements, flops, launches = winograd.work(params)
+    assert features[1:] == (transform_elements / 2, flops / 2, launches)
+    chunks = -(-8 * 14 // winograd.rows_per_chunk(params))
+    assert launches == 3 * chunks and chunks > 1  # 29 MB of V and M: cache-sized chunks
     assert dispatch.estimate_seconds("winograd", params) > 0
