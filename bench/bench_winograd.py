@@ -1,11 +1,16 @@
-"""Winograd F(4x4, 3x3) (and F(2x2, 3x3)) against im2col and torch on ResNet 3x3 layers, float32, pad 1.
+"""Winograd F(4x4, 3x3) (and F(2x2, 3x3)) against direct, im2col and torch on 3x3 layers, float32, pad 1.
 
 Rates are *effective* GFLOP/s: the direct definition's FLOP count (2 N K H' W' C 9) over the time,
 so Winograd, which does fewer flops, can beat the GEMM rate.  Every variant of one layer is timed
-interleaved (round-robin, best of N) so that load from other processes hits them alike; the NumPy
-2048^2 float32 GEMM rate is measured the same way in the same run, as the reference ceiling.
+interleaved (round-robin, best of N) so that load from other processes hits them alike; before each
+timed call the script waits until the CPUs were idle for 100 ms (the previous library's idle workers
+stop spinning, other processes' bursts pass) and calls once untimed (this library's threads wake up):
+the timed call is the second of two back to back.  The NumPy 2048^2 float32 GEMM rate is measured the
+same way in the same run, as the reference ceiling.
 
 Run from the repository root:  python bench/bench_winograd.py [--repeats 15] [--threads 2]
+For AVX2 on an AVX-512 host, set the variables ``fastconv._cpu.restricted_environment("avx2")``
+returns (Numba, oneDNN, ATen, OpenBLAS) and a separate NUMBA_CACHE_DIR.
 """
 from __future__ import annotations
 
@@ -21,17 +26,43 @@ import fastconv  # noqa: E402
 from fastconv._params import make_conv_params  # noqa: E402
 from fastconv.backends import im2col, winograd  # noqa: E402
 
-# (batch, channels in -> out, spatial size)
-LAYERS = [(8, 64, 64, 56), (8, 128, 128, 28), (8, 256, 256, 14), (1, 64, 64, 56)]
+# (batch, channels in -> out, spatial size); the last one has few input channels (VGG's first layer)
+LAYERS = [(8, 64, 64, 56), (8, 128, 128, 28), (8, 256, 256, 14), (1, 64, 64, 56), (2, 3, 64, 224)]
+
+
+def _cpu_times():
+    """(all, idle) jiffies since boot from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(values), values[3] + values[4]
+
+
+def wait_until_idle(window=0.1, idle_share=0.95, timeout=30.0):
+    """Return once a ``window`` passed with the CPUs at least ``idle_share`` idle (or at timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = _cpu_times()
+        time.sleep(window)
+        after = _cpu_times()
+        if before is None or after is None or time.monotonic() > deadline:
+            return
+        if after[1] - before[1] >= idle_share * (after[0] - before[0]):
+            return
 
 
 def interleaved_best(calls: dict, repeats: int) -> dict:
-    """Best wall time of each call, the calls taking turns so that machine noise hits all alike."""
+    """Best wall time of each call, the calls taking turns so that machine noise hits all alike;
+    each timed call is the second of two back to back after the CPUs were idle."""
     for call in calls.values():
         call()  # compile / warm caches
     best = {name: float("inf") for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
+            wait_until_idle()
+            call()
             start = time.perf_counter()
             call()
             best[name] = min(best[name], time.perf_counter() - start)
@@ -72,6 +103,7 @@ def main():
         params, xc, wc, bc, _ = make_conv_params(x, w, b, padding=1)
         calls = {
             "winograd F4": lambda: winograd.forward(xc, wc, bc, params, tile=4),
+            "direct": lambda: fastconv.conv2d(x, w, b, padding=1, algorithm="direct"),
             "im2col": lambda: im2col.forward(xc, wc, bc, params),
         }
         if args.f2:

@@ -15,16 +15,18 @@ GEMM flops than im2col, paid for with transforms and a larger rounding error (se
 
 Layouts (per group; C and K below are the group's channels), all flat:
 
-* ``filters``  (alpha^2, K_total, C)  U, transformed once per call in float64 and rounded once;
-* ``transformed_input`` (alpha^2, C, columns)  V: tiles contiguous so each GEMM reads plain rows;
-* ``products`` (alpha^2, K, columns)  M.
+* ``filters``  (groups, alpha^2, C, K rounded up to the register tile's channels)  U, transformed
+  once per call in float64 and rounded once; output channels contiguous (the tile broadcasts them);
+* ``transformed_input`` (alpha^2, C, columns)  V: tiles contiguous, one vector of tiles per load;
+* ``products`` (alpha^2, K rounded up, columns rounded up to whole register tiles)  M.
 
 ``columns`` is the chunk's tile count rounded up to TILE_ALIGN, so that every transform works on
 whole vectors; the extra tiles are zeros in V and are never written out.  Tiles are numbered
-row-major over (n, tile_row, tile_col).  Work proceeds in chunks of whole tile rows so that V and M
-stay within the workspace cap; per chunk and group: input transform (parallel over channel x run of
-tiles), alpha^2 GEMMs (parallel over xi, one BLAS thread each), output transform (parallel over
-output channel x run of tiles) which adds the bias and crops partial tiles at the right/bottom edges.
+row-major over (n, tile_row, tile_col).  Work proceeds in chunks of whole tile rows, sized so that
+V and M stay in the last-level cache between stages and within the workspace cap; per chunk and
+group: input transform (parallel over channel x run of tiles), the alpha^2 products on the direct
+backend's register tile (parallel over xi x tile positions), output transform (parallel over output
+channel x run of tiles) which adds the bias and crops partial tiles at the right/bottom edges.
 
 The transforms are straight-line formulas (``_f4_input``, ...) applied to vectors that hold one
 patch position of ``lanes`` consecutive tiles, whatever tile row each is in: a run of tiles is first
@@ -111,18 +113,18 @@ _VECTOR_BYTES = target_cpu().vector_bytes
 RUN_TILES = 64
 
 # V and M of a chunk are written by one stage and read by the next: kept within this budget they
-# stay in the last-level cache in between instead of going through memory (on the 64-channel ResNet
-# layer a single 29 MB chunk took twice as long).  The workspace cap still applies on top.
+# stay in the last-level cache in between instead of going through memory.  The workspace cap still
+# applies on top.
 CHUNK_BYTES = 8 << 20
 # ... but a chunk of at least this many tiles (cap permitting): each chunk streams all of U through
-# the GEMMs again, which costs more than the cache misses when C x K is large (a 256-channel layer in
-# chunks of 4 tiles took 6x as long).
+# the GEMMs again, which costs more than the cache misses when C x K is large and the chunk small.
 MIN_CHUNK_TILES = 128
 
-# V and M rows hold the chunk's tiles rounded up to a multiple of TILE_ALIGN (>= the lanes of the
-# widest vector: 16 float32), so every transform vector is whole.  The extra tiles are zeros in V,
-# cost at most TILE_ALIGN - 1 GEMM columns per chunk, and are never written out.
+# V rows hold the chunk's tiles rounded up to a multiple of TILE_ALIGN (>= the lanes of the widest
+# vector: 16 float32), so every transform vector is whole; the extra tiles are zeros and are never
+# written out.
 TILE_ALIGN = 16
+
 
 def supports(params) -> str | None:
     """3x3 kernels, stride 1, dilation 1; any zero padding, groups, batch, float32/float64."""
