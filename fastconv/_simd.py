@@ -553,32 +553,6 @@ def store_interleaved(typingctx, array, start, vectors):
 
 
 @intrinsic
-def store_first(typingctx, array, start, value, count):
-    """``array[start:start + count] = value[:count]`` (a masked store: the memory behind the other
-    lanes is not touched, so a tail can end at a row that another thread writes next)."""
-    _check_array(array, "store_first")
-    if not isinstance(value, Vector) or value.dtype != array.dtype:
-        raise TypingError(f"store_first: value must be a vector of {array.dtype}, got {value}")
-    if not isinstance(count, types.Integer):
-        raise TypingError(f"store_first: count must be an integer, got {count}")
-
-    def codegen(context, builder, signature, args):
-        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
-        count_value = context.cast(builder, args[3], signature.args[3], types.intp)
-        llvm_vector = args[2].type
-        index_vector = ir.VectorType(count_value.type, value.lanes)
-        mask = builder.icmp_signed("<", ir.Constant(index_vector, list(range(value.lanes))),
-                                   _splat(builder, index_vector, count_value))
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [llvm_vector, pointer.type, _I32, mask.type]),
-            f"llvm.masked.store.{_intrinsic_suffix(llvm_vector)}.p0")
-        builder.call(function, [args[2], pointer, ir.Constant(_I32, array.dtype.bitwidth // 8), mask])
-        return context.get_dummy_value()
-
-    return types.none(array, start, value, count), codegen
-
-
-@intrinsic
 def convert(typingctx, value, dtype):
     """``value`` with every lane converted to ``dtype`` (an array's ``.dtype`` or a NumPy float
     type): exact from float32 to float64, rounded to nearest the other way."""
