@@ -10,13 +10,11 @@ def _add_bench_parser(subparsers):
     bench.add_argument("--quick", action="store_true", help="a few shapes per suite, under a minute")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for fastconv and every peer (default: Numba's default)")
-    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret"),
+    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret", "latency"),
                        help="which benchmarks to run (default: all; 'regret' times every backend "
-                            "on 60+ shapes to score the dispatcher)")
-    bench.add_argument("--isa", default="native", choices=("native", "avx2"),
-                       help="run every library restricted to this instruction set (on an AVX-512 "
-                            "host, 'avx2' measures what AVX2 machines get: Numba, PyTorch/oneDNN "
-                            "and OpenBLAS alike, in a child process)")
+                            "on 60+ shapes to score the dispatcher; 'latency' times small calls "
+                            "against OpenCV, scipy and PyTorch)")
+    _add_isa_option(bench, "run every benchmark")
     bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="write time vs kernel size per algorithm (needs matplotlib)")
@@ -27,40 +25,52 @@ def _add_calibrate_parser(subparsers):
         "calibrate", help="fit the dispatcher's cost model to this machine (stored in the cache dir)"
     )
     calibrate.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
+    calibrate.add_argument("--fits", type=int, default=1,
+                           help="measure the grid this many times and fit the median times "
+                                "(how the shipped sets are made)")
+    calibrate.add_argument("--print-shipped", action="store_true",
+                           help="print the result as an entry of SHIPPED_COEFFICIENTS")
+    _add_isa_option(calibrate, "fit the model")
+
+
+def _add_isa_option(parser, what):
+    parser.add_argument("--isa", default="native", choices=("native", "avx2"),
+                        help=f"{what} with every library restricted to this instruction set (on an "
+                             "AVX-512 host, 'avx2' measures what AVX2 machines get: Numba, "
+                             "PyTorch/oneDNN and OpenBLAS alike, in a child process)")
+
+
+def _rerun_restricted(isa: str) -> int | None:
+    """The exit code of this command rerun in a child process restricted to ``isa``, or None when
+    this process already runs it (the target ISA is fixed when Numba, PyTorch and OpenBLAS load)."""
+    import os
+    import subprocess
+
+    from ._cpu import restricted_environment
+
+    restriction = restricted_environment(isa)
+    if all(os.environ.get(name) == value for name, value in restriction.items()):
+        return None
+    return subprocess.call([sys.executable, "-m", "fastconv"] + _current_argv,
+                           env=dict(os.environ, **restriction))
 
 
 def _run_calibrate(args) -> int:
+    restricted = _rerun_restricted(args.isa)
+    if restricted is not None:
+        return restricted
     from . import calibration
 
     return calibration.main(args)
 
 
 def _run_bench(args) -> int:
-    import os
-    import subprocess
-
-    from ._cpu import restricted_environment
-
-    restriction = restricted_environment(args.isa)
-    if any(os.environ.get(name) != value for name, value in restriction.items()):
-        # the target ISA is fixed when Numba, PyTorch and OpenBLAS load: rerun in a child process
-        command = [sys.executable, "-m", "fastconv"] + sys.argv[1:] if sys.argv[0].endswith(
-            "__main__.py") else [sys.executable, "-m", "fastconv", "bench"] + _bench_argv(args)
-        return subprocess.call(command, env=dict(os.environ, **restriction))
+    restricted = _rerun_restricted(args.isa)
+    if restricted is not None:
+        return restricted
     from . import benchmark
 
     return benchmark.main(args)
-
-
-def _bench_argv(args) -> list:
-    """``args`` back as command-line options (for a child process started from ``main(argv)``)."""
-    argv = ["--suite", args.suite, "--isa", args.isa]
-    if args.quick:
-        argv.append("--quick")
-    for option in ("threads", "json", "plot"):
-        if getattr(args, option) is not None:
-            argv += [f"--{option}", str(getattr(args, option))]
-    return argv
 
 
 def _run_info(args) -> int:
@@ -89,9 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_current_argv: list = []  # this command's arguments, for a restricted child process to rerun
+
+
 def main(argv=None) -> int:
+    global _current_argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    _current_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_current_argv)
     handlers = {"bench": _run_bench, "calibrate": _run_calibrate, "info": _run_info,
                 "train": _run_train}
     try:

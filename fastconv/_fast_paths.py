@@ -129,8 +129,7 @@ def _plan_signal(mode, algorithm, in_shape, kernel_shape, dtype, flip):
 
 
 class ConvPlan(NamedTuple):
-    forward: Callable  # the backend's forward(x, w, b, params)
-    params: object
+    run: Callable  # run(x (N, C, H, W), weight, bias or None) -> the output
     batched: bool
     padded: bool  # zero padding present: NaN/Inf weights take the general path
 
@@ -158,7 +157,7 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode,
     if plan is _NOT_FAST or (plan.padded and not np.isfinite(weight).all()):
         return None
     x = input if plan.batched else input[np.newaxis]
-    out = plan.forward(x, weight, bias, plan.params)
+    out = plan.run(x, weight, bias)
     return out if plan.batched else out[0]
 
 
@@ -175,8 +174,48 @@ def _plan_conv(input, weight, bias, stride, padding, dilation, groups, algorithm
         algorithm = dispatch.plan(params).ranking[0][0]
         if algorithm not in ("direct", "im2col"):  # choices that look at the data
             return _NOT_FAST
-    padded = any((params.pad_top, params.pad_bottom, params.pad_left, params.pad_right))
-    return ConvPlan(BACKENDS[algorithm].forward, params, batched, padded)
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    run = _one_channel_run(params, pads) if algorithm == "direct" else None
+    if run is None:
+        def run(x, weight, bias, forward=BACKENDS[algorithm].forward):
+            return forward(x, weight, bias, params)
+    return ConvPlan(run, batched, any(pads))
+
+
+def _one_channel_run(params, pads):
+    """For single images and depthwise layers at stride 1 (one input and one output channel per
+    group) that the direct backend runs on its padding kernel — serial problems, or stacks of
+    planes — the call straight to that kernel with everything but the data precomputed; else None.
+    The same kernel and arguments as ``_direct_blocked.correlate`` chooses, without its per-call
+    layout and offset work."""
+    one_channel = params.out_channels == params.groups and params.in_channels_per_group == 1
+    unit = (params.stride_h, params.stride_w) == (params.dilation_h, params.dilation_w) == (1, 1)
+    if not (one_channel and unit and min(pads) >= 0):
+        return None
+    out_h, out_w = params.out_h, params.out_w
+    serial = runs_serially(params.batch * params.out_channels * out_h * out_w
+                           * params.kernel_h * params.kernel_w)
+    if not (serial or _direct_blocked.pads_per_task(params.batch, params.groups, (1, 1), (1, 1),
+                                                    pads, get_num_threads())):
+        return None
+    layout = _direct_blocked.plane_layout(out_h, out_w, params.kernel_h, params.kernel_w,
+                                          (1, 1), (1, 1))
+    rows = out_h if serial else _direct_blocked.rows_per_task(
+        out_h, layout.plane_w, params.dtype.itemsize, params.batch * params.groups, channels=1)
+    offsets = _direct_blocked.tap_offsets(1, params.kernel_h, params.kernel_w, (1, 1), (1, 1),
+                                          rows, out_w)
+    kernel = _direct_blocked.one_channel_padding_kernel(serial)
+    out_shape = (params.batch, params.out_channels, out_h, out_w)
+    zero_bias = _read_only(np.zeros(params.out_channels, params.dtype))
+    groups, dtype = params.groups, params.dtype
+
+    def run(x, weight, bias):
+        out = np.empty(out_shape, dtype)
+        kernel(x, weight.reshape(groups, -1), offsets, zero_bias if bias is None else bias, out,
+               pads[0], pads[2], params.kernel_h, layout.plane_w, rows)
+        return out
+
+    return run
 
 
 dispatch.on_model_change(forget)

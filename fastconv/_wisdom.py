@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 import threading
 import warnings
@@ -133,3 +134,43 @@ class JsonStore:
         if what not in self._warned:
             self._warned.add(what)
             warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+# --- where fastconv keeps what it learns ---------------------------------------------------------
+# Kept here, not in the modules that use the files, so that the dispatcher (which reads both) and
+# the calibration CLI (which writes one) need not import each other.
+CALIBRATION_FILE = "calibration.json"
+
+
+def wisdom_path() -> Path:
+    """The wisdom file: ``$FASTCONV_WISDOM``, else ``wisdom.json`` in the fastconv cache directory."""
+    from ._config import cache_dir
+
+    override = os.environ.get("FASTCONV_WISDOM")
+    return Path(override).expanduser() if override else cache_dir() / "wisdom.json"
+
+
+def calibration_store() -> JsonStore:
+    """The calibration file in the fastconv cache directory."""
+    from ._config import cache_dir
+
+    return JsonStore(cache_dir() / CALIBRATION_FILE, "calibration")
+
+
+def machine_fingerprint() -> str:
+    """Coefficients are valid for one CPU model and the instruction set the kernels are compiled
+    for (a process restricted to AVX2 on an AVX-512 host has its own); the thread count is a
+    feature, not part of the key."""
+    from ._cpu import target_cpu
+
+    cpu = target_cpu()
+    return f"{platform.machine()}-{cpu.name}-{cpu.isa}"
+
+
+def load_calibration() -> dict | None:
+    """The stored coefficients if they were fitted on this CPU model, else None."""
+    record = calibration_store().get("model")
+    if not isinstance(record, dict) or record.get("machine") != machine_fingerprint():
+        return None
+    coefficients = record.get("coefficients")
+    return coefficients if isinstance(coefficients, dict) else None

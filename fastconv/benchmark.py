@@ -27,7 +27,7 @@ from ._params import make_conv_params
 from ._progress import progress
 from .conv import conv2d
 
-SUITES = ("forward", "backward", "pool", "signal")  # "regret" runs only when asked for
+SUITES = ("forward", "backward", "pool", "signal")  # "regret" and "latency" run only when asked for
 
 
 def _optional(name):
@@ -453,7 +453,8 @@ def format_regret(rows) -> str:
 QUICK_SKIP_FACTOR = 20.0
 
 
-def run_problem(problem: Problem, min_time: float, quick: bool = False) -> dict:
+def run_problem(problem: Problem, min_time: float, quick: bool = False,
+                timer: Callable = median_seconds) -> dict:
     """Time every implementation of ``problem``.  In quick mode, a fastconv backend the cost model
     predicts to be over ``QUICK_SKIP_FACTOR`` times slower than auto's pick is not timed (the row
     says so); everything is timed in full mode."""
@@ -475,7 +476,7 @@ def run_problem(problem: Problem, min_time: float, quick: bool = False) -> dict:
         if error > 1e-3:
             raise AssertionError(f"{problem.name}: {name} disagrees with the reference "
                                  f"(relative error {error:.2e})")
-        row["times"][name] = median_seconds(fn, min_time)
+        row["times"][name] = timer(fn, min_time)
     return row
 
 
@@ -555,6 +556,8 @@ def main(args) -> int:
             with open(args.json, "w") as handle:
                 json.dump({"threads": pinned, "rows": rows}, handle, indent=2)
         return 0
+    if args.suite == "latency":
+        return _run_latency(args, pinned)
     suites = SUITES if args.suite == "all" else (args.suite,)
     if args.plot and "signal" not in suites:
         suites = suites + ("signal",)  # the plot is the single-image kernel-size sweep
@@ -587,4 +590,23 @@ def main(args) -> int:
     if args.plot:
         plot_kernel_sweep(all_rows, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _run_latency(args, pinned) -> int:
+    from ._bench_latency import format_latency, latency_problems, loop_seconds
+    from ._cpu import what_each_library_runs
+
+    print(f"fastconv bench --suite latency ({'quick' if args.quick else 'full'}): median "
+          f"microseconds per call; threads pinned: {', '.join(pinned)}")
+    print(f"instruction set (--isa {getattr(args, 'isa', 'native')}): {what_each_library_runs()}")
+    problems = latency_problems(args.quick)
+    rows = [run_problem(p, 0.05 if args.quick else 0.2, timer=loop_seconds)
+            for p in progress(problems, description="latency")]
+    print(format_latency(rows))
+    if args.json:
+        import json
+
+        with open(args.json, "w") as handle:
+            json.dump({"threads": pinned, "rows": rows}, handle, indent=2)
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _config
+from fastconv import _config, _fast_paths
 from fastconv.backends import _direct_blocked as blocked
 from fastconv.backends import direct
 from fastconv._params import make_conv_params
@@ -122,6 +122,9 @@ def padding_path(request, monkeypatch):
     monkeypatch.setattr(blocked, "_one_channel_padding_kernel", counted)
     # small problems otherwise run as one serial task that always pads its own buffer
     monkeypatch.setattr(_config, "SERIAL_MACS", 0)
+    # plans memoised by earlier calls of the same shapes were made with the real decisions
+    _fast_paths.forget()
+    request.addfinalizer(_fast_paths.forget)
     return request.param, calls
 
 

@@ -10,6 +10,7 @@ import pytest
 import fastconv
 from fastconv import calibration, dispatch
 from fastconv._params import make_conv_params
+from fastconv._wisdom import load_calibration
 from tests import naive
 
 
@@ -118,7 +119,7 @@ def test_measured_winner_is_skipped_when_this_call_has_nan(wisdom_file, rng):
     w = rng.standard_normal((1, 1, 31, 31))
     params, xc, wc, _, _ = make_conv_params(x, w)
     key = dispatch.wisdom_key(params)
-    dispatch._wisdom().update({key: {"times": {"fft": 1e-6, "direct": 1.0, "im2col": 2.0}}})
+    dispatch.measure.wisdom().update({key: {"times": {"fft": 1e-6, "direct": 1.0, "im2col": 2.0}}})
     assert dispatch.choose_forward(params, xc, wc, "measure").algorithm == "fft"
     x[0, 0, 5, 5] = np.nan
     params, xc, wc, _, _ = make_conv_params(x, w)
@@ -217,8 +218,8 @@ def _synthetic_direct_rows(grid, truth):
     return rows
 
 
-# call, one-accumulator flops, channel-blocked flops, channel-blocked passes
-DIRECT_TRUTH = np.array([5e-6, 1 / 90e9, 1 / 120e9, 5e-8])
+# call, waking the thread pool, one-accumulator flops, channel-blocked flops, channel-blocked passes
+DIRECT_TRUTH = np.array([2e-6, 8e-6, 1 / 90e9, 1 / 120e9, 5e-8])
 
 
 def test_calibration_fit_recovers_known_coefficients(rng):
@@ -234,7 +235,7 @@ def test_calibration_keeps_the_default_of_a_coefficient_no_problem_exercises():
     rows = _synthetic_direct_rows(layers, DIRECT_TRUTH)
     fitted = np.array(calibration.fit(rows, threads=2)["direct"])
     one_channel = dispatch.FEATURE_NAMES["direct"].index("one_channel_flops")
-    assert fitted[one_channel] == dispatch.DEFAULT_COEFFICIENTS["direct"][one_channel]
+    assert fitted[one_channel] == dispatch.MODEL.shipped["direct"][one_channel]
     keep = np.arange(len(DIRECT_TRUTH)) != one_channel
     np.testing.assert_allclose(fitted[keep], DIRECT_TRUTH[keep], rtol=1e-6)
 
@@ -249,8 +250,9 @@ def test_the_test_run_has_its_own_cache_directory():
     isolated = Path(os.environ["FASTCONV_CACHE_DIR"])
     assert isolated.name.startswith("fastconv-test-cache-")
     assert cache_dir() == isolated and dispatch.wisdom_path().parent == isolated
-    assert calibration.load_calibration() is None
-    assert dispatch._coefficients == dispatch.DEFAULT_COEFFICIENTS
+    assert load_calibration() is None
+    assert not dispatch.MODEL.calibrated
+    assert dispatch.MODEL.coefficients == dispatch.MODEL.shipped
 
 
 def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):
@@ -259,7 +261,7 @@ def test_calibration_from_another_cpu_is_ignored(tmp_path, monkeypatch):
         "format": 1,
         "entries": {"model": {"machine": "some-other-cpu", "coefficients": {"direct": [1.0, 1.0]}}},
     }))
-    assert calibration.load_calibration() is None
+    assert load_calibration() is None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
@@ -290,3 +292,110 @@ def test_measure_mode_covers_conv2d_backward(wisdom_file, rng):
     assert sorted(key.split("|")[0] for key in entries) == ["backward:input", "backward:weight"]
     for entry in entries.values():
         assert set(entry["times"]) == {"direct", "im2col", "fft"}
+
+
+# --- the model object: shipped sets per ISA, lazy calibration, one reset ----------------------------
+@pytest.mark.parametrize("isa, expected", [("avx512", "avx512"), ("avx2", "avx2"), ("neon", "avx2"),
+                                           ("sse", "avx2"), ("generic", "avx2")])
+def test_shipped_set_follows_the_target_isa(isa, expected, monkeypatch):
+    from fastconv.dispatch.model import shipped_set_name
+
+    monkeypatch.delenv("FASTCONV_COST_MODEL", raising=False)
+    assert shipped_set_name(isa) == expected
+
+
+def test_cost_model_override_names_the_variable(monkeypatch):
+    from fastconv.dispatch.model import shipped_set_name
+
+    monkeypatch.setenv("FASTCONV_COST_MODEL", "avx2")
+    assert shipped_set_name("avx512") == "avx2"
+    monkeypatch.setenv("FASTCONV_COST_MODEL", "pentium")
+    with pytest.raises(ValueError, match="FASTCONV_COST_MODEL"):
+        shipped_set_name()
+
+
+@pytest.mark.parametrize("shipped_set", sorted(dispatch.SHIPPED_COEFFICIENTS))
+def test_every_shipped_set_prices_every_backend_and_decides(shipped_set, rng, request):
+    """Whatever the host, each ISA's set is complete, positive where it must be, and drives sane
+    decisions: a 31x31 kernel on a large image goes to the FFT, a tiny problem to direct."""
+    request.addfinalizer(lambda: dispatch.MODEL.use_shipped_set(None))
+    dispatch.MODEL.use_shipped_set(shipped_set)
+    shipped = dispatch.SHIPPED_COEFFICIENTS[shipped_set]
+    assert set(shipped) == set(dispatch.FEATURE_NAMES)
+    for name, values in shipped.items():
+        assert len(values) == len(dispatch.FEATURE_NAMES[name]) and min(values) >= 0
+    big = make_conv_params(rng.standard_normal((1, 1, 512, 512)), rng.standard_normal((1, 1, 31, 31)))[0]
+    tiny = make_conv_params(rng.standard_normal((1, 1, 8, 8)), rng.standard_normal((1, 1, 3, 3)))[0]
+    assert dispatch.plan(big).ranking[0][0] == "fft"
+    assert dispatch.plan(tiny).ranking[0][0] == "direct"
+
+
+def test_one_reset_clears_every_memo(rng):
+    """Forward plans, signal rankings and the small-call fast paths were all decided with the old
+    coefficients: changing them clears each."""
+    from fastconv import _fast_paths
+
+    x = rng.standard_normal((1, 1, 16, 16))
+    w = rng.standard_normal((1, 1, 3, 3))
+    fastconv.conv2d(x, w)
+    fastconv.correlate2d(x[0, 0], w[0, 0], "valid")
+    assert dispatch.forward._plans and dispatch.signal._signal_rankings
+    dispatch.set_cost_coefficients(None)
+    assert not dispatch.forward._plans and not dispatch.signal._signal_rankings
+    assert not _fast_paths._signal_plans and not _fast_paths._conv_plans
+
+
+def test_signal_api_and_gradients_use_the_calibration_without_a_forward_call(tmp_path):
+    """The calibration file is read by the model on its first prediction, whichever operation makes
+    it (it used to be read only by the forward planner)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import json, os
+os.environ["FASTCONV_CACHE_DIR"] = {str(tmp_path)!r}
+from fastconv._wisdom import machine_fingerprint
+coefficients = {{"direct": [1.0, 0.0, 0.0, 0.0], "fft": [0.0, 0.0, 0.0, 0.0, 0.0]}}
+(open({str(tmp_path / 'calibration.json')!r}, "w")
+ .write(json.dumps({{"format": 1, "entries": {{"model": {{"machine": machine_fingerprint(),
+                                                       "coefficients": coefficients}}}}}})))
+import numpy as np
+from fastconv import dispatch
+from fastconv._params import make_conv_params
+params = make_conv_params(np.ones((1, 1, 9, 9)), np.ones((1, 1, 3, 3)))[0]
+print(dispatch.signal_ranking(params)[0], dispatch.MODEL.calibrated)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["fft", "True"]
+
+
+def test_dispatch_and_calibration_do_not_import_each_other_and_conv2d_needs_no_optimiser():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import numpy as np
+import fastconv
+fastconv.conv2d(np.ones((1, 1, 6, 6)), np.ones((1, 1, 3, 3)))
+fastconv.correlate2d(np.ones((6, 6)), np.ones((3, 3)))
+print("fastconv.calibration" in sys.modules, "scipy.optimize" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_calibration_fits_median_times_and_reports_the_spread_of_separate_fits(rng):
+    params = make_conv_params(np.ones((1, 1, 9, 9)), np.ones((1, 1, 3, 3)))[0]
+    other = make_conv_params(np.ones((1, 1, 19, 19)), np.ones((1, 1, 3, 3)))[0]
+    runs = [[("direct", params, 1.0), ("direct", other, 5.0)],
+            [("direct", params, 3.0), ("direct", other, 4.0)],
+            [("direct", params, 2.0), ("direct", other, 9.0)]]
+    rows = calibration.median_rows(runs)
+    assert [(name, p.key, seconds) for name, p, seconds in rows] == [
+        ("direct", params.key, 2.0), ("direct", other.key, 5.0)]
+    spread = calibration.coefficient_spread([{"direct": [1.0, 2.0, 0.0]}, {"direct": [3.0, 2.0, 0.0]},
+                                             {}])
+    assert spread == {"direct": [3.0, 1.0, 1.0]}

@@ -195,13 +195,12 @@ def _decision(x, w, **kwargs):
     return dispatch.choose_forward(params, xc, wc, "auto")
 
 
-def test_auto_never_picks_winograd_on_non_finite_data(rng, monkeypatch):
+def test_auto_never_picks_winograd_on_non_finite_data(rng, request):
     x = rng.standard_normal((8, 64, 28, 28)).astype(np.float32)
     w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
     # make winograd the predicted winner regardless of this machine's calibration
-    monkeypatch.setattr(dispatch, "_coefficients",
-                        dict(dispatch._coefficients, winograd=(0.0, 0.0, 0.0, 0.0)))
-    monkeypatch.setattr(dispatch, "_plans", {})
+    dispatch.set_cost_coefficients(dict(dispatch.MODEL.coefficients, winograd=(0.0, 0.0, 0.0, 0.0)))
+    request.addfinalizer(lambda: dispatch.set_cost_coefficients(None))
     assert _decision(x, w, padding=1).algorithm == "winograd"
     x[3, 7, 5, 5] = np.nan
     assert _decision(x, w, padding=1).algorithm != "winograd"

@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 from numba import prange
 
-from .._config import get_num_threads, njit_kernel, njit_parallel
+from .._config import get_num_threads, njit_kernel, njit_parallel, runs_serially
 from . import _direct_blocked as blocked
 from ._common import bias_or_zeros
 
@@ -28,6 +28,31 @@ NAME = "direct"
 def supports(params) -> str | None:
     """Every conv2d parameter combination."""
     return None
+
+
+# The dispatcher's cost model (fastconv.dispatch.model) prices a call as the dot product of these
+# features with per-ISA coefficients (seconds per unit).  Counts are per thread, with float64
+# counted double because it fills half a vector.
+COST_FEATURES = ("call", "parallel_call", "one_channel_flops", "blocked_flops", "blocked_passes")
+
+
+def cost_features(params, threads: int) -> tuple[float, ...]:
+    """The features of the path ``forward`` takes on ``params`` (zero-padding form).  A problem
+    below the serial threshold runs on the calling thread and saves waking the thread pool, the
+    largest fixed cost of a small call (``parallel_call``)."""
+    width = params.dtype.itemsize / 4.0
+    parallel = 0.0 if runs_serially(params.flops // 2) else 1.0
+    if blocked.applies(params):
+        # kernels on flattened (phase) planes: they also compute the discarded columns, the zero
+        # channels that fill the last block and the lanes of a tile past a task's end; each pass
+        # (a register tile, or a sweep over one accumulator) has a fixed cost that dominates on
+        # small planes
+        flops, passes = blocked.work(params)
+        if params.out_channels_per_group == 1:  # one accumulator per pass: load-bound
+            return (1.0, parallel, flops * width / threads, 0.0, passes / threads)
+        return (1.0, parallel, 0.0, flops * width / threads, passes / threads)
+    # the fused single-channel kernel (integers), also one accumulator per pass
+    return (1.0, parallel, params.flops * width / threads, 0.0, 0.0)
 
 
 def _unsupported(params, what):

@@ -172,6 +172,22 @@ def cost_work(params, threads: int, path: str = "auto") -> tuple[float, float, f
     return planes * per_transform, 0.0, 8.0 * plan.mix_macs
 
 
+# Priced by the dispatcher's cost model (fastconv.dispatch.model).  tile_mix_flops is the
+# overlap-save path's channel mixing (register tiles on cache-resident spectra); the full-size
+# path's channel reduction (mac_flops) streams whole-image spectra from memory and costs an order
+# of magnitude more per flop.
+COST_FEATURES = ("call", "transform_flops", "mac_flops", "output_elements", "tile_mix_flops")
+
+
+def cost_features(params, threads: int, path: str = "auto") -> tuple[float, ...]:
+    """The features of the path ``forward`` takes (``path="full"``: of the full-size path)."""
+    width = params.dtype.itemsize / 4.0
+    transform_flops, mac_flops, mix_flops = cost_work(params, threads, path)
+    outputs = params.batch * params.out_channels * params.out_h * params.out_w
+    return (1.0, transform_flops * width / threads, mac_flops * width / threads,
+            outputs / threads, mix_flops * width / threads)
+
+
 def _resolve_tiling(params, tiling_):
     """``forward``'s ``tiling`` argument as a TilePlan or None (full size)."""
     if tiling_ == "auto":

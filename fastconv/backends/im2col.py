@@ -38,6 +38,36 @@ def supports(params) -> str | None:
     return None
 
 
+# Priced by the dispatcher's cost model (fastconv.dispatch.model): per-thread counts, float64
+# counted double.
+COST_FEATURES = ("call", "bytes_moved", "gemm_flops", "gemm_calls", "narrow_gemm_flops")
+
+
+def cost_features(params, threads: int) -> tuple[float, ...]:
+    """The features of the path ``forward`` takes on ``params``: shifted-tap GEMMs or unfold."""
+    width = params.dtype.itemsize / 4.0
+    itemsize = params.dtype.itemsize
+    if uses_shifted_taps(params):
+        # no unfold: the input is padded once and the GEMMs also compute the padded_w - out_w
+        # dropped columns of every output row; one GEMM per tap, sample and group
+        moved = (params.batch * params.in_channels * params.padded_h * params.padded_w
+                 + params.batch * params.out_channels * params.out_h * params.padded_w)
+        gemm_flops = params.flops * params.padded_w / params.out_w
+        calls = params.batch * params.groups * params.kernel_h * params.kernel_w
+        inner = params.in_channels_per_group
+    else:
+        depth = params.in_channels_per_group * params.kernel_h * params.kernel_w
+        moved = params.batch * params.groups * depth * params.out_h * params.out_w
+        gemm_flops = params.flops
+        calls = params.batch * params.groups
+        inner = depth
+    # BLAS runs far below peak when an operand is thin (few output channels or a short inner
+    # dimension): its packing and edge handling cost per element, not per multiply-add
+    narrow = gemm_flops / min(params.out_channels_per_group, inner)
+    return (1.0, moved * itemsize / threads, gemm_flops * width / threads, float(calls),
+            narrow * width / threads)
+
+
 @njit_kernel
 def _unfold_tap(image, first_channel, crs, kernel_h, kernel_w, stride_h, stride_w, dilation_h,
                 dilation_w, pad_top, pad_left, first_row, rows, out_w, dest):

@@ -24,6 +24,22 @@ def supports(params) -> str | None:
     return None
 
 
+# Priced by the dispatcher's cost model (fastconv.dispatch.model).
+COST_FEATURES = ("call", "flops", "kernel_factorisations")
+
+
+def cost_features(params, threads: int) -> tuple[float, ...]:
+    """Both 1-D passes' multiply-adds, and the rank check (one small SVD per (k, c) kernel) that
+    runs on every call."""
+    width = params.dtype.itemsize / 4.0
+    span_rows = params.out_h * params.stride_h + params.dilated_kernel_h
+    pair_count = params.batch * params.out_channels * params.in_channels_per_group
+    flops = 2 * pair_count * params.out_w * (
+        span_rows * params.kernel_w + params.out_h * params.kernel_h
+    )
+    return (1.0, flops * width / threads, float(params.out_channels * params.in_channels_per_group))
+
+
 def rank_tolerance(dtype) -> float:
     """Relative size of the second singular value below which a kernel counts as rank 1: a few
     units of the dtype's rounding per tap, i.e. the rank-1 factors reproduce the kernel to within

@@ -222,6 +222,18 @@ def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int]:
     return transform_elements, flops, 3 * params.groups * len(chunk_columns)
 
 
+# Priced by the dispatcher's cost model (fastconv.dispatch.model).
+COST_FEATURES = ("call", "transform_elements", "gemm_flops", "kernel_launches")
+
+
+def cost_features(params, threads: int) -> tuple[float, ...]:
+    """F(4x4, 3x3) as ``forward`` runs it (see ``work``), per thread, float64 counted double."""
+    width = params.dtype.itemsize / 4.0
+    transform_elements, gemm_flops, launches = work(params)
+    return (1.0, transform_elements * width / threads, gemm_flops * width / threads,
+            float(launches))
+
+
 @njit_kernel
 def _task_blocks(tasks, threads):
     """Split ``tasks`` into a few contiguous blocks per thread: each block allocates its scratch

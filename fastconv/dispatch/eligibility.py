@@ -1,0 +1,59 @@
+"""The data-dependent rules that protect correctness, each stated once.
+
+* **Non-finite data**: ``fft`` and ``winograd`` never run when an operand holds NaN or Inf: a
+  transform spreads one non-finite value over the whole output (fft) or its whole tile (winograd),
+  while the direct definition confines it to the windows that touch it.
+* **Rank**: ``separable`` runs only when every (k, c) kernel is numerically rank 1 (an SVD per
+  kernel, ``separable.factorize``), checked only when separable would otherwise be chosen.
+
+Shape-only rules (what a backend supports at all) live in each backend's ``supports``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends import separable
+from ..backends._common import all_finite
+
+SPREADS_NON_FINITE = ("fft", "winograd")
+NOT_RANK_ONE = "some kernel is not numerically rank 1"
+
+
+def non_finite_reason(name: str) -> str:
+    return f"the data holds NaN or Inf, which {name} would spread beyond the windows touching it"
+
+
+def rank_one_factors(weight, dtype):
+    """The (column, row) factors of every (k, c) kernel of ``weight``, or None if one is not rank 1."""
+    return separable.factorize(np.asarray(weight), dtype)
+
+
+class DataChecks:
+    """Data-dependent eligibility on one call's operands, each check computed at most once and only
+    when a decision needs it.  ``operands`` are the arrays whose values reach the output (input and
+    weight; for a gradient, the output gradient and the other operand); ``weight`` is the kernel
+    the separable rule factorises, if any."""
+
+    def __init__(self, *operands, weight=None, dtype=None):
+        self.operands = operands
+        self.weight, self.dtype = weight, dtype
+        self._finite = None
+        self._factors = False  # False: not computed yet; None: not rank 1
+
+    def finite(self) -> bool:
+        if self._finite is None:
+            self._finite = all_finite(*self.operands)
+        return self._finite
+
+    def factors(self):
+        if self._factors is False:
+            self._factors = rank_one_factors(self.weight, self.dtype)
+        return self._factors
+
+    def rejects(self, name: str) -> str | None:
+        """Why backend ``name`` must not run on this data (None if it may)."""
+        if name == "separable" and self.factors() is None:
+            return NOT_RANK_ONE
+        if name in SPREADS_NON_FINITE and not self.finite():
+            return non_finite_reason(name)
+        return None

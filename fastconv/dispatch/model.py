@@ -1,0 +1,160 @@
+"""The cost model: a backend's predicted time is the dot product of the cost features of the path
+it takes (``backend.cost_features``: operation counts, bytes, calls, per thread) with coefficients
+in seconds per unit.
+
+The coefficients depend on the CPU far more than on anything else — an AVX-512 core multiplies
+twice the floats per instruction of an AVX2 one, while a BLAS call or a thread wake-up costs about
+the same — so fastconv ships one fitted set per vector instruction set and picks the set of the
+CPU the kernels are compiled for (``fastconv._cpu.target_cpu``).  ``python -m fastconv calibrate``
+refines them for the exact CPU model; its file is read lazily, on the first prediction.
+
+:data:`MODEL` owns the coefficients and the one reset: every memo of a decision made with the
+model (forward plans, signal rankings, the small-call fast paths) registers with
+:meth:`CostModel.on_change` and is cleared whenever the coefficients change.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from .._config import get_num_threads
+from .._cpu import target_cpu
+from .._wisdom import load_calibration
+from ..backends import BACKENDS
+
+FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items()}
+
+# Fitted by `python -m fastconv calibrate --fits 3 --print-shipped` (a fit of the median times of
+# three measurements of the grid) on a 2-core AMD
+# EPYC Zen 4 (znver4): natively for avx512, and in a process restricted to AVX2 as issue 11
+# describes (`fastconv._cpu.restricted_environment("avx2")`: Numba, oneDNN, ATen and OpenBLAS
+# alike) for avx2.  The README's dispatcher section has the commands and the fits' spread.
+SHIPPED_COEFFICIENTS = {
+    "avx512": {
+        "direct": (6.57e-06, 9.69e-06, 4.2e-11, 2.46e-11, 7.65e-08),
+        "im2col": (4.47e-06, 9.25e-10, 7.93e-11, 0.0, 0.0),
+        "fft": (3.92e-05, 8.88e-11, 4.81e-10, 5.4e-09, 1.94e-10),
+        "winograd": (6.53e-06, 1.29e-09, 4.18e-11, 5.46e-06),
+        "separable": (7.93e-05, 7.91e-10, 4.02e-06),
+    },
+    "avx2": {
+        "direct": (5.29e-06, 1.3e-05, 4.16e-11, 2.43e-11, 2.96e-09),
+        "im2col": (1.99e-06, 8.36e-10, 8.86e-11, 1.13e-06, 0.0),
+        "fft": (3.01e-05, 1.09e-10, 5.12e-10, 2.42e-09, 1.78e-10),
+        "winograd": (0.0, 1.53e-09, 8.12e-11, 7.31e-06),
+        "separable": (6.53e-05, 7.69e-10, 3.72e-06),
+    },
+}
+# Narrower vector units are priced with the AVX2 set: closer to them than AVX-512's per-flop rates
+# (an ARM NEON core has 128-bit vectors; `calibrate` fits the exact machine).
+_SHIPPED_FOR_ISA = {"avx512": "avx512"}
+
+
+def shipped_set_name(isa: str | None = None) -> str:
+    """Which shipped set prices a CPU of vector instruction set ``isa`` (default: the target's;
+    ``$FASTCONV_COST_MODEL`` overrides it, for tests and for comparing the sets)."""
+    override = os.environ.get("FASTCONV_COST_MODEL")
+    if override:
+        if override not in SHIPPED_COEFFICIENTS:
+            raise ValueError(f"FASTCONV_COST_MODEL must be one of {tuple(SHIPPED_COEFFICIENTS)}, "
+                             f"got {override!r}")
+        return override
+    isa = target_cpu().isa if isa is None else isa
+    return _SHIPPED_FOR_ISA.get(isa, "avx2")
+
+
+def _merged(base: dict, coefficients: dict | None) -> dict:
+    """``base`` with every well-formed entry of ``coefficients`` (right backend, right count)."""
+    merged = dict(base)
+    for name, values in (coefficients or {}).items():
+        if name in FEATURE_NAMES and len(values) == len(FEATURE_NAMES[name]):
+            merged[name] = tuple(float(v) for v in values)
+    return merged
+
+
+class CostModel:
+    """Coefficients per backend, from the shipped set of this CPU's ISA, refined by this machine's
+    calibration file (read on first use) or by :meth:`set_coefficients`."""
+
+    def __init__(self, shipped_set: str | None = None):
+        self._lock = threading.RLock()
+        self._forgetters: list = []
+        self._select(shipped_set)
+
+    def _select(self, shipped_set: str | None) -> None:
+        self.shipped_set = shipped_set or shipped_set_name()
+        self.shipped = {name: tuple(values) for name, values in
+                        SHIPPED_COEFFICIENTS[self.shipped_set].items()}
+        self._coefficients: dict | None = None  # None: the calibration file not looked at yet
+        self.calibrated = False
+
+    @property
+    def coefficients(self) -> dict:
+        coefficients = self._coefficients
+        if coefficients is None:
+            with self._lock:
+                if self._coefficients is None:
+                    stored = load_calibration()
+                    self.calibrated = bool(stored)
+                    self._coefficients = _merged(self.shipped, stored)
+                coefficients = self._coefficients
+        return coefficients
+
+    def set_coefficients(self, coefficients: dict | None) -> None:
+        """Use fitted coefficients (``None``: the shipped set, not the calibration file)."""
+        with self._lock:
+            self._coefficients = _merged(self.shipped, coefficients)
+            self.calibrated = coefficients is not None
+        self.reset()
+
+    def use_shipped_set(self, shipped_set: str | None) -> None:
+        """Price with another ISA's shipped set (``None``: this CPU's again); for tests and for
+        comparing the sets.  The calibration file is looked at again on the next prediction."""
+        with self._lock:
+            self._select(shipped_set)
+        self.reset()
+
+    def predict(self, name: str, features) -> float:
+        return float(sum(c * f for c, f in zip(self.coefficients[name], features)))
+
+    def fixed_and_work(self, name: str, features) -> tuple[float, float]:
+        """A prediction split into the fixed cost of a call (the ``call`` feature, always first)
+        and the part that grows with the problem."""
+        coefficients = self.coefficients[name]
+        fixed = coefficients[0] * features[0]
+        return fixed, float(sum(c * f for c, f in zip(coefficients[1:], features[1:])))
+
+    def on_change(self, forget) -> None:
+        """Call ``forget()`` whenever the coefficients change: for memos of decisions."""
+        self._forgetters.append(forget)
+
+    def reset(self) -> None:
+        """Clear every memoised decision (they were made with the old coefficients)."""
+        for forget in self._forgetters:
+            forget()
+
+
+MODEL = CostModel()
+
+
+def cost_features(name: str, params, threads: int) -> tuple[float, ...]:
+    """The cost features of backend ``name``'s path on ``params`` (zero-padding form)."""
+    if name not in BACKENDS:
+        raise ValueError(f"no cost model for algorithm {name!r}")
+    return BACKENDS[name].cost_features(params, threads)
+
+
+def estimate_seconds(name: str, params, threads: int | None = None) -> float:
+    """Predicted wall time of backend ``name`` on ``params`` (zero-padding form)."""
+    threads = get_num_threads() if threads is None else threads
+    return MODEL.predict(name, cost_features(name, params, threads))
+
+
+def set_cost_coefficients(coefficients: dict | None) -> None:
+    """Use fitted coefficients (``None`` restores the shipped set); clears every memoised plan."""
+    MODEL.set_coefficients(coefficients)
+
+
+def on_model_change(forget) -> None:
+    """Call ``forget()`` whenever the cost model changes (memos of decisions kept elsewhere)."""
+    MODEL.on_change(forget)
