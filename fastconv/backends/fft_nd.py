@@ -1,0 +1,189 @@
+"""Linear N-d convolution in the frequency domain: one full-size transform, or overlap-add blocks.
+
+``convolve_full(in1, in2, axes, blocks)`` returns the full linear convolution over ``axes``
+(shape ``s1 + s2 - 1`` there), broadcasting over the other axes as scipy's ``fftconvolve`` does.
+Each convolution axis is either
+
+* *whole* (``blocks[axis] is None``): both inputs are transformed at the fast length
+  ``scipy.fft.next_fast_len(s1 + s2 - 1)`` (the circular convolution is then linear) and the
+  result cropped; or
+* *split* (``blocks[axis] = Block(length, step, split_first)``): the longer input is cut into
+  ``nsteps`` pieces of ``step`` samples, each transformed at ``length = step + overlap``
+  (``overlap = shorter - 1``), multiplied by the shorter input's spectrum at that length, inverted,
+  and the pieces added back at multiples of ``step`` (overlap-add).  Memory and transform sizes
+  then scale with the piece, not with the signal.
+
+The layout follows scipy's ``oaconvolve``: every convolution axis of size ``n`` becomes two axes
+``(nsteps, step)`` (``(1, n)`` when whole), so one batched transform over the ``step`` axes
+handles every piece, one broadcast product multiplies them all, and the overlap-add is a fold per
+split axis.  The transforms are ``scipy.fft`` (pocketfft) with ``workers`` threads — the
+transform primitive only; the planning (``fastconv._nd_choice``), padding, pointwise product,
+overlap-add and crop are fastconv's own (the product and the fold are the compiled kernels below).
+
+dtypes: real data use real transforms (``rfftn``) in float32 when both inputs are float32, else
+float64; complex data full complex transforms.  Integers are transformed in float64 by the caller.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from numba import prange
+
+from .._config import get_num_threads, njit_parallel
+
+
+@dataclass(frozen=True)
+class Block:
+    """How one convolution axis is split for overlap-add."""
+
+    length: int        # transform length of one piece: step + overlap
+    step: int          # samples of the longer input per piece
+    split_first: bool  # True: in1 is the longer input on this axis (the one cut into pieces)
+
+
+# --- kernels ----------------------------------------------------------------------------------
+@njit_parallel
+def _multiply_rows(spectra, row):
+    """spectra[r, f] *= row[f] for every row: a piece-by-kernel product (or one whole spectrum)."""
+    rows, width = spectra.shape
+    for r in prange(rows):
+        target = spectra[r]
+        for f in range(width):
+            target[f] *= row[f]
+
+
+@njit_parallel
+def _fold(pieces, out, step_elements):
+    """Overlap-add along one axis: out[o, s * step_elements + j] += pieces[o, s, j].
+
+    ``pieces`` is (outer, nsteps, length * inner) and ``out`` (outer, out_length * inner), zeroed,
+    with ``inner`` the product of the axes after the folded one: a piece and its destination are
+    both contiguous.  Pieces are added in order within one task, so an overlap is never written by
+    two threads."""
+    outer, nsteps, piece = pieces.shape
+    for o in prange(outer):
+        dest = out[o]
+        for s in range(nsteps):
+            source = pieces[o, s]
+            target = dest[s * step_elements:s * step_elements + piece]
+            for j in range(piece):
+                target[j] += source[j]
+
+
+# --- the engine -------------------------------------------------------------------------------
+def transform_dtype(dtype1, dtype2) -> np.dtype:
+    """The dtype the transforms run in, as scipy's ``fftconvolve`` computes: integers and bool in
+    float64, float16 in float32 (scipy.fft's rule), the promotion of the two otherwise."""
+    def as_float(dtype):
+        dtype = np.dtype(dtype)
+        if dtype.kind in "biu":
+            return np.dtype(np.float64)
+        if dtype == np.float16:
+            return np.dtype(np.float32)
+        return dtype
+
+    return np.result_type(as_float(dtype1), as_float(dtype2))
+
+
+def _pieces(array, axes, blocks, first):
+    """``array`` zero-padded and reshaped so that every convolution axis becomes (nsteps, step)."""
+    shape = array.shape
+    padding = [(0, 0)] * array.ndim
+    new_shape = []
+    for axis, size in enumerate(shape):
+        if axis not in axes:
+            new_shape.append(size)
+            continue
+        block = blocks.get(axis)
+        if block is None or block.split_first != first:
+            new_shape += [1, size]
+            continue
+        nsteps = math.ceil(size / block.step)
+        padding[axis] = (0, nsteps * block.step - size)
+        new_shape += [nsteps, block.step]
+    if any(after for _, after in padding):
+        array = np.pad(array, padding)
+    return array.reshape(new_shape)
+
+
+def convolve_full(in1, in2, axes, blocks=None, workers=None):
+    """Full linear convolution of ``in1`` and ``in2`` over ``axes`` (sorted, unique, every axis of
+    size > 1 in both inputs; sizes elsewhere equal or 1), by FFT, in ``transform_dtype``.
+
+    ``blocks`` maps an axis to its :class:`Block` (missing: transformed whole).  Returns a
+    C-contiguous array of shape ``s1 + s2 - 1`` on ``axes`` and ``max(s1, s2)`` elsewhere.
+    """
+    blocks = {} if blocks is None else blocks
+    workers = get_num_threads() if workers is None else workers
+    dtype = transform_dtype(in1.dtype, in2.dtype)
+    in1 = np.asarray(in1, dtype=dtype)
+    in2 = np.asarray(in2, dtype=dtype)
+    s1, s2 = in1.shape, in2.shape
+    full_shape = [s1[a] + s2[a] - 1 if a in axes else max(s1[a], s2[a]) for a in range(in1.ndim)]
+
+    pieces1 = _pieces(in1, axes, blocks, True)
+    pieces2 = _pieces(in2, axes, blocks, False)
+    # positions of the (nsteps, step) pairs in the reshaped arrays
+    pair_positions = [axis + rank for rank, axis in enumerate(axes)]
+    fft_axes = [p + 1 for p in pair_positions]
+    lengths = []
+    for axis in axes:
+        block = blocks.get(axis)
+        if block is None:
+            lengths.append(scipy.fft.next_fast_len(s1[axis] + s2[axis] - 1, dtype.kind != "c"))
+        else:
+            lengths.append(block.length)
+
+    if dtype.kind == "c":
+        forward, inverse = scipy.fft.fftn, scipy.fft.ifftn
+    else:
+        forward, inverse = scipy.fft.rfftn, scipy.fft.irfftn
+    spectrum1 = forward(pieces1, s=lengths, axes=fft_axes, workers=workers)
+    spectrum2 = forward(pieces2, s=lengths, axes=fft_axes, workers=workers)
+    product = _multiply(spectrum1, spectrum2)
+    del spectrum1, spectrum2
+    result = inverse(product, s=lengths, axes=fft_axes, workers=workers, overwrite_x=True)
+    del product
+    result = np.ascontiguousarray(result)
+
+    # fold the split axes (overlap-add), from the last pair to the first so positions stay valid
+    for rank in range(len(axes) - 1, -1, -1):
+        axis = axes[rank]
+        position = pair_positions[rank]
+        nsteps, length = result.shape[position], result.shape[position + 1]
+        outer = math.prod(result.shape[:position])
+        inner = math.prod(result.shape[position + 2:])
+        if nsteps == 1:
+            result = result.reshape(result.shape[:position] + (length,) + result.shape[position + 2:])
+            continue
+        step = blocks[axis].step
+        out_length = (nsteps - 1) * step + length
+        folded = np.zeros((outer, out_length * inner), dtype=result.dtype)
+        _fold(result.reshape(outer, nsteps, length * inner), folded, step * inner)
+        result = folded.reshape(result.shape[:position] + (out_length,) + result.shape[position + 2:])
+    crop = tuple(slice(0, n) for n in full_shape)
+    return np.ascontiguousarray(result[crop])
+
+
+def _multiply(spectrum1, spectrum2):
+    """The pointwise product, in place in the larger spectrum when the other one is one row that
+    repeats along its leading axes (a whole transform, or every piece times the kernel's)."""
+    if spectrum2.size > spectrum1.size:
+        spectrum1, spectrum2 = spectrum2, spectrum1
+    big, small = spectrum1, spectrum2
+    row = small.size
+    trailing_match = False
+    if small.ndim == big.ndim:
+        # small's shape must be (1, ..., 1, big.shape[k:]) for some k
+        for k in range(big.ndim + 1):
+            if all(n == 1 for n in small.shape[:k]) and small.shape[k:] == big.shape[k:]:
+                trailing_match = True
+                break
+    if trailing_match and big.flags.c_contiguous and small.flags.c_contiguous:
+        _multiply_rows(big.reshape(-1, row), small.reshape(row))
+        return big
+    # general broadcasting (inputs of size 1 along non-convolution axes): NumPy's product
+    return np.multiply(spectrum1, spectrum2)
