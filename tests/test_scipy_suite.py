@@ -73,10 +73,7 @@ EXPECTED_FAILURES = {
 }
 
 # "Class.test" -> why it does not test fastconv (it is skipped with that reason).
-SCIPY_ONLY = {
-    "TestCorrelate2d.test_consistency_correlate_funcs":
-        "compares scipy.signal.correlate (1-D) with np.correlate; no correlate2d call",
-}
+SCIPY_ONLY: dict[str, str] = {}
 
 RUN_SLOW = os.environ.get("FASTCONV_SCIPY_SLOW", "") == "1"
 
