@@ -16,6 +16,7 @@ Kept in its own module for the dispatcher's restructuring (the lead moves it int
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -133,7 +134,19 @@ def _axis_block(longer: int, shorter: int, dtype: np.dtype) -> int | None:
     return best_length
 
 
+@functools.lru_cache(maxsize=1024)
+def _overlap_add_blocks(shape1, shape2, axes, dtype, prefer_whole) -> tuple:
+    return tuple(sorted(_plan_blocks(shape1, shape2, axes, dtype, prefer_whole).items()))
+
+
 def overlap_add_blocks(shape1, shape2, axes, dtype, prefer_whole=False) -> dict:
+    """Per convolution axis, a :class:`Block` where cutting the longer input into pieces is
+    predicted cheaper (memoised; see :func:`_plan_blocks`)."""
+    return dict(_overlap_add_blocks(tuple(shape1), tuple(shape2), tuple(axes), np.dtype(dtype),
+                                    prefer_whole))
+
+
+def _plan_blocks(shape1, shape2, axes, dtype, prefer_whole) -> dict:
     """Per convolution axis, a :class:`Block` where cutting the longer input into pieces is
     predicted cheaper (shorter input more than halved, as scipy's ``_calc_oa_lens`` requires).
     With ``prefer_whole``, the whole-array transform is returned ({}) when it is predicted at
@@ -172,11 +185,25 @@ def choose_method(volume, kernel, mode) -> str:
         return "direct"
     if _integer_fft_may_be_inexact(volume, kernel):
         return "direct"
-    result = np.result_type(volume.dtype, kernel.dtype)
-    fft_dtype = transform_dtype(volume.dtype, kernel.dtype)
-    axes = [a for a in range(volume.ndim) if volume.shape[a] != 1 and kernel.shape[a] != 1]
+    return _method_by_cost(volume.shape, kernel.shape, mode, volume.dtype, kernel.dtype,
+                           get_num_threads())
+
+
+@functools.lru_cache(maxsize=1024)
+def _method_by_cost(shape1, shape2, mode, dtype1, dtype2, threads) -> str:
+    """The cost comparison, memoised per problem: planning the blocks costs as much as a small
+    direct convolution.  (``threads`` is part of the key: the predictions depend on it.)"""
+    result = np.result_type(dtype1, dtype2)
+    fft_dtype = transform_dtype(dtype1, dtype2)
+    axes = [a for a in range(len(shape1)) if shape1[a] != 1 and shape2[a] != 1]
     if not axes:
         return "direct"
-    blocks = overlap_add_blocks(volume.shape, kernel.shape, axes, fft_dtype, prefer_whole=True)
-    fft_time = spectral_seconds(volume.shape, kernel.shape, axes, blocks, fft_dtype)
-    return "fft" if fft_time < direct_seconds(volume.shape, kernel.shape, mode, result) else "direct"
+    blocks = overlap_add_blocks(shape1, shape2, axes, fft_dtype, prefer_whole=True)
+    fft_time = spectral_seconds(shape1, shape2, axes, blocks, fft_dtype)
+    return "fft" if fft_time < direct_seconds(shape1, shape2, mode, result) else "direct"
+
+
+def forget() -> None:
+    """Drop the memoised choices and plans (after the constants change)."""
+    _method_by_cost.cache_clear()
+    _overlap_add_blocks.cache_clear()

@@ -122,16 +122,25 @@ def _direct_correlate(signal, weights, mode, result_dtype):
             pads.append((k - 1 - start, start))
         else:
             pads.append((0, 0))
+    # the casts are unsafe: unsigned -> signed wraps, which the modular integer sums allow
+    kernel = np.ascontiguousarray(weights, dtype=compute)
+    if signal.ndim == 1 and signal.size >= weights.size:
+        # a long signal is read in place; only its ends are padded (see direct_nd.correlate_1d)
+        out = direct_nd.correlate_1d(np.ascontiguousarray(signal, dtype=compute), kernel, *pads[0])
+        return _direct_result(out, result_dtype)
     padded_shape = tuple(n + before + after for n, (before, after) in zip(signal.shape, pads))
     check_memory(int(np.prod(padded_shape, dtype=object)) * compute.itemsize * 2,
                  f"the zero-padded input of shape {padded_shape} and its output")
     padded = np.zeros(padded_shape, dtype=compute)
     padded[tuple(slice(before, before + n) for n, (before, _) in zip(signal.shape, pads))] = signal
-    # asarray casts unsafely: unsigned -> signed wraps, which the modular integer sums allow
-    kernel = np.ascontiguousarray(weights, dtype=compute)
     out = direct_nd.correlate_valid(padded, kernel)
+    return _direct_result(out, result_dtype)
+
+
+def _direct_result(out, result_dtype):
     if result_dtype.kind == "b":
         return out != 0
+    # unsigned and narrow integers were summed in wrapping int32/int64: the same residue
     return out.astype(result_dtype, copy=False)
 
 
