@@ -32,10 +32,16 @@ from .backends.fft_nd import Block, transform_dtype
 DIRECT_SECONDS_PER_MAC = {
     "f4": 0.09e-9, "f8": 0.18e-9, "c8": 0.5e-9, "c16": 0.9e-9, "i4": 0.12e-9, "i8": 0.6e-9,
 }
-# Seconds per n*log2(n) of a real transform, per thread (complex transforms: x2), and per value
-# of a spectrum for the product and the copies around the transforms.
-FFT_SECONDS_PER_NLOGN = {4: 0.5e-9, 8: 0.7e-9}
-FFT_SECONDS_PER_VALUE = {4: 2.0e-9, 8: 3.0e-9}
+# One complex transform line of length L costs ``a * L * log2(L) + b * L`` seconds on one thread
+# (pocketfft through scipy.fft; ``b`` is the per-line overhead that dominates short lines), by the
+# width of a real component; a real line costs half.  Measured on lines of 64 to 16384 points.
+FFT_LINE_SECONDS = {4: (0.25e-9, 2.0e-9), 8: (0.6e-9, 3.0e-9)}
+# A line larger than the L2 cache streams from memory in every butterfly pass: the cost per point
+# grows by about half for every doubling beyond this size (a whole-signal transform of 10**6
+# points measured 3-4x the rate of 64K-point pieces).
+FFT_CACHED_LINE_BYTES = 512 << 10
+# The pointwise product and each copy (padding, fold, crop): seconds per complex value.
+POINTWISE_SECONDS = {4: 0.6e-9, 8: 1.0e-9}
 # A call's fixed cost: Python-level planning and allocation (the FFT path does more of it).
 DIRECT_CALL_SECONDS = 10e-6
 FFT_CALL_SECONDS = 60e-6
@@ -71,67 +77,87 @@ def direct_seconds(shape1, shape2, mode, dtype) -> float:
     return DIRECT_CALL_SECONDS + macs * DIRECT_SECONDS_PER_MAC[_direct_key(np.dtype(dtype))] / _threads()
 
 
-def _real_width(dtype: np.dtype) -> int:
-    """Bytes of one real value of the transform dtype."""
-    return dtype.itemsize // 2 if dtype.kind == "c" else dtype.itemsize
+def _line_seconds(length: int, width: int, real: bool) -> float:
+    per_log, per_value = FFT_LINE_SECONDS[width]
+    seconds = per_log * length * math.log2(max(length, 2)) + per_value * length
+    line_bytes = length * 2 * width
+    if line_bytes > FFT_CACHED_LINE_BYTES:
+        seconds *= 1.0 + 0.5 * math.log2(line_bytes / FFT_CACHED_LINE_BYTES)
+    return seconds / 2 if real else seconds
 
 
-def _transform_seconds(size: int, count: int, dtype: np.dtype) -> float:
-    width = _real_width(dtype)
-    complex_factor = 2.0 if dtype.kind == "c" else 1.0
-    n_log_n = size * math.log2(max(size, 2))
-    return count * (complex_factor * FFT_SECONDS_PER_NLOGN[width] * n_log_n
-                    + complex_factor * FFT_SECONDS_PER_VALUE[width] * size)
+def _staged_transform_seconds(extents, lengths, width, real) -> float:
+    """One N-d transform done axis by axis as ``fft_nd`` does.  Forward (last axis first), the
+    axes before stage j are not transformed yet (their extents: unpadded samples); inverse (first
+    axis first), they are transformed and already cut back (their extents: the samples kept).
+    Either way the axes after j are at their spectral lengths, so one count serves both."""
+    spectral = list(lengths)
+    if real:
+        spectral[-1] = lengths[-1] // 2 + 1
+    seconds = 0.0
+    for j, length in enumerate(lengths):
+        lines = math.prod(extents[:j]) * math.prod(spectral[j + 1:])
+        seconds += lines * _line_seconds(length, width, real and j == len(lengths) - 1)
+    return seconds
 
 
-def spectral_seconds(shape1, shape2, axes, blocks, dtype) -> float:
-    """Predicted time of ``fft_nd.convolve_full`` with this blocking (``dtype``: the transforms')."""
+def spectral_seconds(shape1, shape2, axes, blocks, dtype, kept=None) -> float:
+    """Predicted time of ``fft_nd.convolve_full`` with this blocking (``dtype``: the transforms');
+    ``kept``: the extents of the returned region (default: the full result)."""
     dtype = np.dtype(dtype)
-    batch = math.prod(max(shape1[a], shape2[a]) for a in range(len(shape1)) if a not in axes)
-    size = 1
+    real = dtype.kind != "c"
+    width = dtype.itemsize if real else dtype.itemsize // 2
+    ndim = len(shape1)
+    batch = math.prod(max(shape1[a], shape2[a]) for a in range(ndim) if a not in axes)
+    batch1 = math.prod(shape1[a] for a in range(ndim) if a not in axes)
+    batch2 = math.prod(shape2[a] for a in range(ndim) if a not in axes)
+    full = [shape1[a] + shape2[a] - 1 for a in axes]
+    kept = full if kept is None else [kept[a] for a in axes]
+    lengths, extents1, extents2, out_extents = [], [], [], []
     pieces1 = pieces2 = 1
-    for axis in axes:
+    copies = 0
+    for rank, axis in enumerate(axes):
+        n1, n2 = shape1[axis], shape2[axis]
         block = blocks.get(axis)
         if block is None:
-            size *= scipy.fft.next_fast_len(shape1[axis] + shape2[axis] - 1, dtype.kind != "c")
+            lengths.append(scipy.fft.next_fast_len(n1 + n2 - 1, real))
+            extents1.append(n1)
+            extents2.append(n2)
+            out_extents.append(kept[rank])
             continue
-        size *= block.length
-        longer = shape1[axis] if block.split_first else shape2[axis]
-        steps = math.ceil(longer / block.step)
+        lengths.append(block.length)
+        out_extents.append(block.length)
+        steps = math.ceil(max(n1, n2) / block.step)
         if block.split_first:
             pieces1 *= steps
+            extents1.append(block.step)
+            extents2.append(n2)
         else:
             pieces2 *= steps
-    # forward transforms of both inputs' pieces, the inverse of every product piece
-    transforms = pieces1 + pieces2 + max(pieces1, pieces2)
-    return FFT_CALL_SECONDS + batch * _transform_seconds(size, transforms, dtype) / _threads()
+            extents1.append(n1)
+            extents2.append(block.step)
+        copies = 2  # the padded copy of the split input and the overlap-add
+    spectrum = math.prod(lengths[:-1]) * (lengths[-1] // 2 + 1 if real else lengths[-1])
+    pieces = max(pieces1, pieces2)
+    seconds = (
+        batch1 * pieces1 * _staged_transform_seconds(extents1, lengths, width, real)
+        + batch2 * pieces2 * _staged_transform_seconds(extents2, lengths, width, real)
+        + batch * pieces * _staged_transform_seconds(out_extents, lengths, width, real)
+        + batch * pieces * spectrum * POINTWISE_SECONDS[width]
+        + batch * copies * math.prod(full) * POINTWISE_SECONDS[width]
+    )
+    return FFT_CALL_SECONDS + seconds / _threads()
 
 
-def _fast_lengths(low: int, high: int):
-    """Fast transform lengths from ``low`` up to ``next_fast_len(high)``, about 5% apart."""
-    length = scipy.fft.next_fast_len(low)
-    top = scipy.fft.next_fast_len(high)
-    while length < top:
-        yield length
-        length = scipy.fft.next_fast_len(max(length + 1, int(length * 1.05)))
-    yield top
-
-
-def _axis_block(longer: int, shorter: int, dtype: np.dtype) -> int | None:
-    """The overlap-add transform length with the lowest predicted cost per output sample on one
-    axis, or None when one piece would cover the axis (a whole transform is then as good)."""
-    overlap = shorter - 1
-    full = longer + shorter - 1
-    best_length, best_cost = None, math.inf
-    for length in _fast_lengths(2 * overlap + 1, full):
-        step = length - overlap
-        pieces = math.ceil(longer / step)
-        cost = pieces * _transform_seconds(length, 1, dtype)
-        if cost < best_cost:
-            best_length, best_cost = length, cost
-    if best_length is None or best_length - overlap >= longer:
-        return None
-    return best_length
+def _piece_lengths(low: int, high: int):
+    """Overlap-add transform lengths from ``low`` up to ``high``: 2**a and 3 * 2**a, the lengths
+    pocketfft runs fastest (5-smooth lengths such as 4320 measured up to 1.5x slower than 4096)."""
+    power = 1
+    while power < 2 * high:
+        for length in (power, 3 * power):
+            if low <= length < high:
+                yield length
+        power *= 2
 
 
 @functools.lru_cache(maxsize=1024)
@@ -147,25 +173,44 @@ def overlap_add_blocks(shape1, shape2, axes, dtype, prefer_whole=False) -> dict:
 
 
 def _plan_blocks(shape1, shape2, axes, dtype, prefer_whole) -> dict:
-    """Per convolution axis, a :class:`Block` where cutting the longer input into pieces is
-    predicted cheaper (shorter input more than halved, as scipy's ``_calc_oa_lens`` requires).
-    With ``prefer_whole``, the whole-array transform is returned ({}) when it is predicted at
-    least as fast as the blocked plan."""
+    """The overlap-add plan with the lowest predicted time: one piece length ``L`` (2**a or
+    3 * 2**a) for every axis where the shorter input is less than half the longer (scipy's
+    condition for a useful block) and ``L`` leaves more than one piece; the other axes are
+    transformed whole.  Searching one ``L`` for all axes keeps the search small and prices the
+    N-d pieces as a whole (an axis-by-axis choice would price 1-d lines and pick N-d pieces far
+    too small).  With ``prefer_whole`` the whole-array transform competes too ({} when it wins)."""
     dtype = np.dtype(dtype)
-    blocks = {}
+    splittable = {}
     for axis in axes:
         n1, n2 = shape1[axis], shape2[axis]
         longer, shorter = max(n1, n2), min(n1, n2)
-        if shorter >= longer / 2:
+        if shorter < longer / 2:
+            splittable[axis] = (longer, shorter, n1 >= n2)
+    if not splittable:
+        return {}
+    lowest = min(2 * shorter - 1 for _, shorter, _ in splittable.values())
+    highest = max(longer + shorter - 1 for longer, shorter, _ in splittable.values())
+    best, best_seconds = {}, math.inf
+    if prefer_whole:
+        best_seconds = spectral_seconds(shape1, shape2, axes, {}, dtype)
+    # lengths that cut an axis into a few equal pieces (a 128-sample axis and 9 taps: two pieces
+    # of 64 at length 72) waste no padding on a short axis
+    fitted = {
+        scipy.fft.next_fast_len(math.ceil(longer / pieces) + shorter - 1, dtype.kind != "c")
+        for longer, shorter, _ in splittable.values() for pieces in range(2, 17)
+    }
+    for length in sorted(set(_piece_lengths(lowest, highest)) | fitted):
+        blocks = {
+            axis: Block(length=length, step=length - shorter + 1, split_first=first)
+            for axis, (longer, shorter, first) in splittable.items()
+            if length >= 2 * shorter - 1 and length - shorter + 1 < longer
+        }
+        if not blocks:
             continue
-        length = _axis_block(longer, shorter, dtype)
-        if length is not None:
-            blocks[axis] = Block(length=length, step=length - shorter + 1, split_first=n1 >= n2)
-    if prefer_whole and blocks:
-        if (spectral_seconds(shape1, shape2, axes, {}, dtype)
-                <= spectral_seconds(shape1, shape2, axes, blocks, dtype)):
-            return {}
-    return blocks
+        seconds = spectral_seconds(shape1, shape2, axes, blocks, dtype)
+        if seconds < best_seconds:
+            best, best_seconds = blocks, seconds
+    return best
 
 
 def _integer_fft_may_be_inexact(volume, kernel) -> bool:

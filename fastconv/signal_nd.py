@@ -203,19 +203,23 @@ def _freq_axes(function, in1, in2, mode, axes):
     return in1, in2, axes
 
 
-def _centered(array, shape):
-    start = [(current - new) // 2 for current, new in zip(array.shape, shape)]
-    return array[tuple(slice(b, b + n) for b, n in zip(start, shape))]
-
-
 def _apply_mode(full, s1, s2, mode, axes):
     """The ``mode`` part of the full result, as scipy's ``_apply_conv_mode`` (a copy)."""
+    region = _mode_region(full.shape, s1, s2, mode, axes)
+    return np.ascontiguousarray(full[tuple(slice(*bounds) for bounds in region)])
+
+
+def _mode_region(full_shape, s1, s2, mode, axes):
+    """``(start, stop)`` per axis of the part of the full result ``mode`` keeps: all of it, the
+    centred ``s1`` (``same``) or the centred ``s1 - s2 + 1`` on the convolution axes (``valid``),
+    as scipy's ``_apply_conv_mode``."""
     if mode == "full":
-        return np.ascontiguousarray(full)
-    if mode == "same":
-        return np.ascontiguousarray(_centered(full, s1))
-    shape = [full.shape[a] if a not in axes else s1[a] - s2[a] + 1 for a in range(full.ndim)]
-    return np.ascontiguousarray(_centered(full, shape))
+        shape = list(full_shape)
+    elif mode == "same":
+        shape = list(s1)
+    else:
+        shape = [full_shape[a] if a not in axes else s1[a] - s2[a] + 1 for a in range(len(full_shape))]
+    return [((n - m) // 2, (n - m) // 2 + m) for n, m in zip(full_shape, shape)]
 
 
 def _spectral(function, in1, in2, mode, axes, strategy):
@@ -232,8 +236,9 @@ def _spectral(function, in1, in2, mode, axes, strategy):
     else:
         blocks = _nd_choice.overlap_add_blocks(s1, s2, axes, fft_nd.transform_dtype(in1.dtype, in2.dtype),
                                                prefer_whole=(strategy == "auto"))
-    full = fft_nd.convolve_full(in1, in2, axes, blocks)
-    return _apply_mode(full, s1, s2, mode, axes)
+    full_shape = [s1[a] + s2[a] - 1 if a in axes else max(s1[a], s2[a]) for a in range(in1.ndim)]
+    region = _mode_region(full_shape, s1, s2, mode, axes)
+    return fft_nd.convolve_full(in1, in2, axes, blocks, region)
 
 
 # --- public API ---------------------------------------------------------------------------------

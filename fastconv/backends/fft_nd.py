@@ -109,45 +109,76 @@ def _pieces(array, axes, blocks, first):
     return array.reshape(new_shape)
 
 
-def convolve_full(in1, in2, axes, blocks=None, workers=None):
-    """Full linear convolution of ``in1`` and ``in2`` over ``axes`` (sorted, unique, every axis of
-    size > 1 in both inputs; sizes elsewhere equal or 1), by FFT, in ``transform_dtype``.
+def _forward(array, fft_axes, lengths, real, workers):
+    """The N-d transform one axis at a time, last axis first (the real-to-complex one, which halves
+    the data): each stage transforms an array that is still unpadded along the axes not yet
+    transformed, so the zero padding is transformed only where it has become non-zero — a small
+    kernel's transform costs about one pass over the spectrum instead of N."""
+    *others, last = zip(fft_axes, lengths)
+    axis, n = last
+    spectrum = (scipy.fft.rfft if real else scipy.fft.fft)(array, n=n, axis=axis, workers=workers)
+    for axis, n in reversed(others):
+        spectrum = scipy.fft.fft(spectrum, n=n, axis=axis, workers=workers, overwrite_x=True)
+    return spectrum
 
-    ``blocks`` maps an axis to its :class:`Block` (missing: transformed whole).  Returns a
-    C-contiguous array of shape ``s1 + s2 - 1`` on ``axes`` and ``max(s1, s2)`` elsewhere.
+
+def _inverse(spectrum, fft_axes, lengths, real, workers, crops):
+    """The inverse of :func:`_forward`, first axis first, cutting each axis down to ``crops[axis]``
+    (a slice or None) as soon as it is transformed: the later stages skip the rows no one reads."""
+    *others, last = zip(fft_axes, lengths)
+    for axis, n in others:
+        spectrum = scipy.fft.ifft(spectrum, n=n, axis=axis, workers=workers, overwrite_x=True)
+        if crops.get(axis) is not None:
+            spectrum = spectrum[(slice(None),) * axis + (crops[axis],)]
+    axis, n = last
+    if real:
+        result = scipy.fft.irfft(spectrum, n=n, axis=axis, workers=workers)
+    else:
+        result = scipy.fft.ifft(spectrum, n=n, axis=axis, workers=workers, overwrite_x=True)
+    if crops.get(axis) is not None:
+        result = result[(slice(None),) * axis + (crops[axis],)]
+    return result
+
+
+def convolve_full(in1, in2, axes, blocks=None, region=None, workers=None):
+    """Linear convolution of ``in1`` and ``in2`` over ``axes`` (sorted, unique, every axis of size
+    > 1 in both inputs; sizes elsewhere equal or 1), by FFT, in ``transform_dtype``.
+
+    ``blocks`` maps an axis to its :class:`Block` (missing: transformed whole).  ``region``, one
+    ``(start, stop)`` per axis of the full result (shape ``s1 + s2 - 1`` on ``axes``, ``max(s1,
+    s2)`` elsewhere), is the part returned (default: all of it); on whole axes the inverse
+    transform skips what lies outside it.  Returns a C-contiguous array.
     """
     blocks = {} if blocks is None else blocks
     workers = get_num_threads() if workers is None else workers
     dtype = transform_dtype(in1.dtype, in2.dtype)
+    real = dtype.kind != "c"
     in1 = np.asarray(in1, dtype=dtype)
     in2 = np.asarray(in2, dtype=dtype)
     s1, s2 = in1.shape, in2.shape
     full_shape = [s1[a] + s2[a] - 1 if a in axes else max(s1[a], s2[a]) for a in range(in1.ndim)]
+    region = [(0, n) for n in full_shape] if region is None else list(region)
 
     pieces1 = _pieces(in1, axes, blocks, True)
     pieces2 = _pieces(in2, axes, blocks, False)
     # positions of the (nsteps, step) pairs in the reshaped arrays
     pair_positions = [axis + rank for rank, axis in enumerate(axes)]
     fft_axes = [p + 1 for p in pair_positions]
-    lengths = []
-    for axis in axes:
+    lengths, crops = [], {}
+    for axis, fft_axis in zip(axes, fft_axes):
         block = blocks.get(axis)
         if block is None:
-            lengths.append(scipy.fft.next_fast_len(s1[axis] + s2[axis] - 1, dtype.kind != "c"))
+            lengths.append(scipy.fft.next_fast_len(s1[axis] + s2[axis] - 1, real))
+            crops[fft_axis] = slice(*region[axis])
         else:
             lengths.append(block.length)
 
-    if dtype.kind == "c":
-        forward, inverse = scipy.fft.fftn, scipy.fft.ifftn
-    else:
-        forward, inverse = scipy.fft.rfftn, scipy.fft.irfftn
-    spectrum1 = forward(pieces1, s=lengths, axes=fft_axes, workers=workers)
-    spectrum2 = forward(pieces2, s=lengths, axes=fft_axes, workers=workers)
+    spectrum1 = _forward(pieces1, fft_axes, lengths, real, workers)
+    spectrum2 = _forward(pieces2, fft_axes, lengths, real, workers)
     product = _multiply(spectrum1, spectrum2)
     del spectrum1, spectrum2
-    result = inverse(product, s=lengths, axes=fft_axes, workers=workers, overwrite_x=True)
+    result = np.ascontiguousarray(_inverse(product, fft_axes, lengths, real, workers, crops))
     del product
-    result = np.ascontiguousarray(result)
 
     # fold the split axes (overlap-add), from the last pair to the first so positions stay valid
     for rank in range(len(axes) - 1, -1, -1):
@@ -158,14 +189,15 @@ def convolve_full(in1, in2, axes, blocks=None, workers=None):
         inner = math.prod(result.shape[position + 2:])
         if nsteps == 1:
             result = result.reshape(result.shape[:position] + (length,) + result.shape[position + 2:])
+            if axis not in blocks:
+                region[axis] = (0, length)  # already cut to the region by the inverse transform
             continue
         step = blocks[axis].step
         out_length = (nsteps - 1) * step + length
         folded = np.zeros((outer, out_length * inner), dtype=result.dtype)
         _fold(result.reshape(outer, nsteps, length * inner), folded, step * inner)
         result = folded.reshape(result.shape[:position] + (out_length,) + result.shape[position + 2:])
-    crop = tuple(slice(0, n) for n in full_shape)
-    return np.ascontiguousarray(result[crop])
+    return np.ascontiguousarray(result[tuple(slice(*bounds) for bounds in region)])
 
 
 def _multiply(spectrum1, spectrum2):
