@@ -18,7 +18,10 @@ Differences from scipy, all deliberate and raised or documented:
   1-D path, NumPy's, accepts them): bool results are "any product true", float16 is summed in
   float32 and rounded once;
 * object arrays raise TypeError and extended precision (longdouble) ValueError: no kernel here
-  computes in them.
+  computes in them;
+* ``method="auto"`` never picks the FFT when an input holds NaN or Inf (scipy's does, and warns
+  that the whole output is then NaN/Inf): the direct sum confines them to the windows that touch
+  them, as fastconv's other ``auto`` choices do.  ``method="fft"`` behaves and warns as scipy's.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import warnings
 import numpy as np
 
 from . import _nd_choice
-from ._params import check_memory, signal_compute_dtype
+from ._params import check_copy, check_memory, signal_compute_dtype
 from .backends import direct_nd, fft_nd
 
 MODES = ("full", "same", "valid")
@@ -95,6 +98,15 @@ def _reverse_and_conj(array):
     return np.conj(reversed_) if array.dtype.kind == "c" else reversed_
 
 
+def _all_finite(*arrays) -> bool:
+    for array in arrays:
+        if array.dtype.kind in "fc":
+            check_memory(array.size, f"the NaN/Inf scan of an input of shape {array.shape}")
+            if not np.isfinite(array).all():
+                return False
+    return True
+
+
 def _scalar_product(in1, in2, conjugate):
     _check_dtype("0-d product", in1, in2)
     return in1 * (np.conj(in2) if conjugate and in2.dtype.kind == "c" else in2)
@@ -126,6 +138,9 @@ def _direct_correlate(signal, weights, mode, result_dtype):
     kernel = np.ascontiguousarray(weights, dtype=compute)
     if signal.ndim == 1 and signal.size >= weights.size:
         # a long signal is read in place; only its ends are padded (see direct_nd.correlate_1d)
+        check_copy(signal, compute, "the signal")
+        check_memory((signal.size + weights.size) * compute.itemsize,
+                     f"the output of a direct convolution of {signal.size} samples")
         out = direct_nd.correlate_1d(np.ascontiguousarray(signal, dtype=compute), kernel, *pads[0])
         return _direct_result(out, result_dtype)
     padded_shape = tuple(n + before + after for n, (before, after) in zip(signal.shape, pads))
@@ -265,6 +280,10 @@ def convolve(in1, in2, mode="full", method="auto"):
         volume, kernel = kernel, volume  # convolution commutes
     if method == "auto":
         method = _nd_choice.choose_method(volume, kernel, mode)
+        if method == "fft" and not _all_finite(volume, kernel):
+            # a transform spreads one NaN/Inf over the whole output; the definition confines it
+            # to the windows that touch it (fastconv's rule for every auto choice)
+            method = "direct"
     if method == "direct":
         return _convolve_direct(volume, kernel, mode, result_dtype)
     out = _spectral("convolve", volume, kernel, mode, None, "auto")

@@ -353,3 +353,25 @@ def test_nan_inputs_are_fine():
         for method in METHODS:
             assert np.isnan(fastconv.correlate(x, np.ones(2), method=method)).any()
         assert np.isnan(fastconv.fftconvolve(x, np.ones(2))).any()
+
+
+def test_auto_keeps_nan_in_the_windows_that_touch_it():
+    rng = np.random.default_rng(12)
+    signal = rng.standard_normal(100_000)
+    signal[5000] = np.nan
+    kernel = rng.standard_normal(4095)
+    assert fastconv.choose_conv_method(np.nan_to_num(signal), kernel) == "fft"
+    out = fastconv.convolve(signal, kernel)  # auto: the direct sum, no warning
+    assert np.isnan(out[5000:5000 + 4095]).all()
+    assert np.isfinite(out[:5000]).all() and np.isfinite(out[5000 + 4095:]).all()
+
+
+def test_huge_problems_are_refused_before_any_allocation():
+    big = np.lib.stride_tricks.as_strided(np.zeros(1), shape=(10 ** 7, 10 ** 6), strides=(0, 0))
+    with pytest.raises(ValueError, match="physical memory"):
+        fastconv.fftconvolve(big, np.ones((3, 3)))
+    long_view = np.lib.stride_tricks.as_strided(np.zeros(1), shape=(10 ** 13,), strides=(0,))
+    with pytest.raises(ValueError, match="physical memory"):
+        fastconv.convolve(long_view, np.ones(3), method="direct")
+    with pytest.raises(ValueError, match="physical memory"):
+        fastconv.convolve(big, np.ones((3, 3)), method="direct")

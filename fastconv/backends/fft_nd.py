@@ -33,6 +33,7 @@ import scipy.fft
 from numba import prange
 
 from .._config import get_num_threads, njit_parallel
+from .._params import check_memory
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,10 @@ def convolve_full(in1, in2, axes, blocks=None, region=None, workers=None):
         else:
             lengths.append(block.length)
 
+    spectrum_values = max(pieces1.size, pieces2.size) / math.prod(pieces1.shape[a] for a in fft_axes)
+    spectrum_values *= math.prod(lengths)
+    check_memory(int(spectrum_values) * 3 * 2 * dtype.itemsize,
+                 f"the spectra of a convolution of shapes {s1} and {s2} (transform lengths {lengths})")
     spectrum1 = _forward(pieces1, fft_axes, lengths, real, workers)
     spectrum2 = _forward(pieces2, fft_axes, lengths, real, workers)
     product = _multiply(spectrum1, spectrum2)
