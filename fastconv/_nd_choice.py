@@ -37,8 +37,8 @@ DIRECT_SECONDS_PER_MAC = {
 # width of a real component; a real line costs half.  Measured on lines of 64 to 16384 points.
 FFT_LINE_SECONDS = {4: (0.25e-9, 2.0e-9), 8: (0.6e-9, 3.0e-9)}
 # A line larger than the L2 cache streams from memory in every butterfly pass: the cost per point
-# grows by about half for every doubling beyond this size (a whole-signal transform of 10**6
-# points measured 3-4x the rate of 64K-point pieces).
+# grows by about half for every doubling beyond this size (whole-signal transforms of 10**6
+# points against 64K-point pieces, docs/measurements.md).
 FFT_CACHED_LINE_BYTES = 512 << 10
 # The pointwise product and each copy (padding, fold, crop): seconds per complex value.
 POINTWISE_SECONDS = {4: 0.6e-9, 8: 1.0e-9}
@@ -151,7 +151,8 @@ def spectral_seconds(shape1, shape2, axes, blocks, dtype, kept=None) -> float:
 
 def _piece_lengths(low: int, high: int):
     """Overlap-add transform lengths from ``low`` up to ``high``: 2**a and 3 * 2**a, the lengths
-    pocketfft runs fastest (5-smooth lengths such as 4320 measured up to 1.5x slower than 4096)."""
+    pocketfft runs fastest (other 5-smooth lengths such as 4320 measured slower than 4096 per
+    point, docs/measurements.md)."""
     power = 1
     while power < 2 * high:
         for length in (power, 3 * power):

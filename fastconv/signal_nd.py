@@ -378,7 +378,7 @@ def choose_conv_method(in1, in2, mode="full", measure=False):
 
 
 def _time_call(run, repeat=3) -> float:
-    """Seconds per call: enough calls per repeat for 5 ms, best of ``repeat`` (scipy's timing)."""
+    """Seconds per call: enough calls per repeat to last 0.005 s, best of ``repeat`` (as scipy times)."""
     timer = timeit.Timer(run)
     number = 1
     for power in range(10):
