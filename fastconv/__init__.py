@@ -1,6 +1,6 @@
 """fastconv: JIT-compiled (Numba) CPU convolution kernels with PyTorch and scipy.signal semantics."""
 from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
-from .conv import conv2d, sepconv2d
+from .conv import conv1d, conv2d, sepconv2d
 from .dispatch import algorithms, explain, get_autotune, set_autotune
 from .formulas import conv_flops, conv_output_shape, conv_params
 from .gradients import conv2d_backward, conv_transpose2d
@@ -25,6 +25,7 @@ __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
     "choose_conv_method",
+    "conv1d",
     "conv2d",
     "conv2d_backward",
     "conv_flops",
