@@ -174,9 +174,10 @@ def convolve_full(in1, in2, axes, blocks=None, region=None, workers=None):
         else:
             lengths.append(block.length)
 
-    spectrum_values = max(pieces1.size, pieces2.size) / math.prod(pieces1.shape[a] for a in fft_axes)
-    spectrum_values *= math.prod(lengths)
-    check_memory(int(spectrum_values) * 3 * 2 * dtype.itemsize,
+    # the product's spectrum has the broadcast batch shape; two spectra and the product coexist
+    batch = math.prod(max(n1, n2) for position, (n1, n2) in enumerate(zip(pieces1.shape, pieces2.shape))
+                      if position not in fft_axes)
+    check_memory(batch * math.prod(lengths) * 3 * 2 * dtype.itemsize,
                  f"the spectra of a convolution of shapes {s1} and {s2} (transform lengths {lengths})")
     spectrum1 = _forward(pieces1, fft_axes, lengths, real, workers)
     spectrum2 = _forward(pieces2, fft_axes, lengths, real, workers)
