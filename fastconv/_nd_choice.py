@@ -42,6 +42,11 @@ FFT_LINE_SECONDS = {4: (0.25e-9, 2.0e-9), 8: (0.6e-9, 3.0e-9)}
 FFT_CACHED_LINE_BYTES = 512 << 10
 # The pointwise product and each copy (padding, fold, crop): seconds per complex value.
 POINTWISE_SECONDS = {4: 0.6e-9, 8: 1.0e-9}
+# The rates above are of isolated transforms of contiguous lines; whole convolutions add the
+# strided stages of N-d transforms, allocation and memory traffic.  Against whole convolutions
+# timed on 1-d to 4-d problems (docs/measurements.md) the summed terms were low by a factor of
+# 1.3 to 2.7, median 1.8, which this restores (the direct kernel's prediction needed no such term).
+FFT_IN_CONTEXT = 1.8
 # A call's fixed cost: Python-level planning and allocation (the FFT path does more of it).
 DIRECT_CALL_SECONDS = 10e-6
 FFT_CALL_SECONDS = 60e-6
@@ -146,7 +151,7 @@ def spectral_seconds(shape1, shape2, axes, blocks, dtype, kept=None) -> float:
         + batch * pieces * spectrum * POINTWISE_SECONDS[width]
         + batch * copies * math.prod(full) * POINTWISE_SECONDS[width]
     )
-    return FFT_CALL_SECONDS + seconds / _threads()
+    return FFT_CALL_SECONDS + FFT_IN_CONTEXT * seconds / _threads()
 
 
 def _piece_lengths(low: int, high: int):
