@@ -7,9 +7,10 @@ are those of fastconv's own kernels and the constants were measured on them
 
 * direct (``backends/direct_nd.py``): ``flat outputs x taps`` multiply-adds, where the flat outputs
   include the thrown-away positions between rows of the padded input;
-* frequency domain (``backends/fft_nd.py``): ``sum over transforms of n log2 n`` for the forward
-  transforms of both inputs and the inverse, plus one pass per spectrum value for the product,
-  the padding and the crop.
+* frequency domain (``backends/fft_nd.py``): per transform stage (one axis at a time, as the engine
+  runs them), ``lines x (a L log2 L + b L)`` for the forward transforms of both inputs and the
+  inverse, plus one pass per spectrum value for the product and per output value for the copies
+  of overlap-add, scaled by ``FFT_IN_CONTEXT``.
 
 Kept in its own module for the dispatcher's restructuring (the lead moves it into
 ``fastconv/dispatch/``).
@@ -26,9 +27,10 @@ from ._config import get_num_threads
 from .backends import direct_nd
 from .backends.fft_nd import Block, transform_dtype
 
-# Seconds per multiply-add of the direct kernel on one thread, by the dtype it computes in
-# (vector width halves from 32- to 64-bit; a complex multiply-add is four real ones; AVX2 has no
-# 64-bit integer multiply).
+# Seconds per multiply-add of the direct kernel on one thread, by the dtype it computes in.  The
+# float ones were measured (1-d to 4-d problems, docs/measurements.md); the others are derived
+# from them, not measured: complex = four real multiply-adds, int32 a little above float32, int64
+# several times (AVX2 has no 64-bit integer multiply).
 DIRECT_SECONDS_PER_MAC = {
     "f4": 0.09e-9, "f8": 0.18e-9, "c8": 0.5e-9, "c16": 0.9e-9, "i4": 0.12e-9, "i8": 0.6e-9,
 }
