@@ -16,8 +16,9 @@ Each convolution axis is either
 The layout follows scipy's ``oaconvolve``: every convolution axis of size ``n`` becomes two axes
 ``(nsteps, step)`` (``(1, n)`` when whole), so one batched transform over the ``step`` axes
 handles every piece, one broadcast product multiplies them all, and the overlap-add is a fold per
-split axis.  The transforms are ``scipy.fft`` (pocketfft) with ``workers`` threads — the
-transform primitive only; the planning (``fastconv._nd_choice``), padding, pointwise product,
+split axis.  The transforms are pocketfft with ``workers`` threads — compiled through rocket-fft
+(``fastconv._transforms``) along the last axis, ``scipy.fft`` along the others: the transform
+primitive only; the planning (``fastconv._nd_choice``), padding, pointwise product,
 overlap-add and crop are fastconv's own (the product and the fold are the compiled kernels below).
 
 dtypes: real data use real transforms (``rfftn``) in float32 when both inputs are float32, else
@@ -32,6 +33,7 @@ import numpy as np
 import scipy.fft
 from numba import prange
 
+from .. import _transforms as transforms
 from .._config import get_num_threads, njit_parallel
 from .._params import check_memory
 
@@ -110,6 +112,20 @@ def _pieces(array, axes, blocks, first):
     return array.reshape(new_shape)
 
 
+def _transform_last(array, axis, n, real, inverse, workers):
+    """One stage along ``axis``.  A stack of lines (a 1-d convolution: pieces x samples) goes to
+    compiled pocketfft (rocket-fft, ``fastconv._transforms``), which measured faster than
+    ``scipy.fft`` there but slower on the last axis of 3-d volumes (docs/measurements.md);
+    everything else to ``scipy.fft``."""
+    if array.ndim <= 2 and axis == array.ndim - 1:
+        if inverse:
+            return (transforms.irfft_last if real else transforms.ifft_last)(array, n, workers)
+        return (transforms.rfft_last if real else transforms.fft_last)(array, n, workers)
+    if inverse:
+        return (scipy.fft.irfft if real else scipy.fft.ifft)(array, n=n, axis=axis, workers=workers)
+    return (scipy.fft.rfft if real else scipy.fft.fft)(array, n=n, axis=axis, workers=workers)
+
+
 def _forward(array, fft_axes, lengths, real, workers):
     """The N-d transform one axis at a time, last axis first (the real-to-complex one, which halves
     the data): each stage transforms an array that is still unpadded along the axes not yet
@@ -117,7 +133,7 @@ def _forward(array, fft_axes, lengths, real, workers):
     kernel's transform costs about one pass over the spectrum instead of N."""
     *others, last = zip(fft_axes, lengths)
     axis, n = last
-    spectrum = (scipy.fft.rfft if real else scipy.fft.fft)(array, n=n, axis=axis, workers=workers)
+    spectrum = _transform_last(np.ascontiguousarray(array), axis, n, real, False, workers)
     for axis, n in reversed(others):
         spectrum = scipy.fft.fft(spectrum, n=n, axis=axis, workers=workers, overwrite_x=True)
     return spectrum
@@ -132,10 +148,7 @@ def _inverse(spectrum, fft_axes, lengths, real, workers, crops):
         if crops.get(axis) is not None:
             spectrum = spectrum[(slice(None),) * axis + (crops[axis],)]
     axis, n = last
-    if real:
-        result = scipy.fft.irfft(spectrum, n=n, axis=axis, workers=workers)
-    else:
-        result = scipy.fft.ifft(spectrum, n=n, axis=axis, workers=workers, overwrite_x=True)
+    result = _transform_last(spectrum, axis, n, real, True, workers)
     if crops.get(axis) is not None:
         result = result[(slice(None),) * axis + (crops[axis],)]
     return result
