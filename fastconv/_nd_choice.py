@@ -38,10 +38,12 @@ DIRECT_SECONDS_PER_MAC = {
 # (pocketfft through scipy.fft; ``b`` is the per-line overhead that dominates short lines), by the
 # width of a real component; a real line costs half.  Measured on lines of 64 to 16384 points.
 FFT_LINE_SECONDS = {4: (0.25e-9, 2.0e-9), 8: (0.6e-9, 3.0e-9)}
-# A line larger than the L2 cache streams from memory in every butterfly pass: the cost per point
+# A line whose working set (the samples, the spectrum and the inverse: about four times its complex
+# size) outgrows the L2 cache streams from memory in every butterfly pass: the cost per point
 # grows by about half for every doubling beyond this size (whole-signal transforms of 10**6
-# points against 64K-point pieces, docs/measurements.md).
-FFT_CACHED_LINE_BYTES = 512 << 10
+# points against pieces, and piece lengths on the compiled 1-d overlap-add pass,
+# docs/measurements.md).
+FFT_CACHED_LINE_BYTES = 128 << 10
 # The pointwise product and each copy (padding, fold, crop): seconds per complex value.
 POINTWISE_SECONDS = {4: 0.6e-9, 8: 1.0e-9}
 # The rates above are of isolated transforms of contiguous lines; whole convolutions add the

@@ -21,6 +21,10 @@ split axis.  The transforms are pocketfft with ``workers`` threads — compiled 
 primitive only; the planning (``fastconv._nd_choice``), padding, pointwise product,
 overlap-add and crop are fastconv's own (the product and the fold are the compiled kernels below).
 
+A real 1-d problem cut into pieces skips the layout above: ``_overlap_add_1d`` runs gather,
+transforms, product, inverse and overlap-add per group of pieces in one compiled parallel pass,
+so no signal-sized intermediate (padded copy, spectra, pieces) is ever allocated.
+
 dtypes: real data use real transforms (``rfftn``) in float32 when both inputs are float32, else
 float64; complex data full complex transforms.  Integers are transformed in float64 by the caller.
 """
@@ -74,6 +78,79 @@ def _fold(pieces, out, step_elements):
             target = dest[s * step_elements:s * step_elements + piece]
             for j in range(piece):
                 target[j] += source[j]
+
+
+@njit_parallel
+def _overlap_add_1d(signal, kernel_spectrum, out, tails, step, length, group):
+    """The whole overlap-add of a real 1-d signal in one compiled pass: each task gathers
+    ``group`` consecutive pieces of ``step`` samples into a zero-padded (group, length) buffer,
+    transforms them (rocket-fft, one thread), multiplies by the kernel's spectrum, transforms back
+    and adds the pieces into ``out`` (zeroed, ``n_pieces * step + overlap`` long) while they are in
+    cache — no signal-sized intermediate arrays.  A task owns the heads of its pieces; the tail
+    of its last piece, which overlaps the next task's first head, goes to ``tails[task]`` and is
+    added after the parallel loop, so no two threads write one element."""
+    n = signal.shape[0]
+    overlap = length - step
+    n_pieces = (n + step - 1) // step
+    n_tasks = (n_pieces + group - 1) // group
+    for task in prange(n_tasks):
+        first = task * group
+        count = min(group, n_pieces - first)
+        pieces = np.zeros((count, length), dtype=signal.dtype)
+        for g in range(count):
+            start = (first + g) * step
+            samples = min(step, n - start)
+            row = pieces[g]
+            source = signal[start:start + samples]
+            for i in range(samples):
+                row[i] = source[i]
+        spectra = transforms.rfft_last(pieces, length, 1)
+        for g in range(count):
+            spectrum = spectra[g]
+            for f in range(spectrum.shape[0]):
+                spectrum[f] *= kernel_spectrum[f]
+        planes = transforms.irfft_last(spectra, length, 1)
+        for g in range(count):
+            start = (first + g) * step
+            plane = planes[g]
+            head = out[start:start + step]
+            for i in range(step):
+                head[i] += plane[i]
+            if g == count - 1:
+                tail = tails[task]
+                for i in range(overlap):
+                    tail[i] = plane[step + i]
+            else:
+                rest = out[start + step:start + step + overlap]
+                for i in range(overlap):
+                    rest[i] += plane[step + i]
+    for task in range(n_tasks):  # after the parallel loop: one thread
+        end = min((task + 1) * group, n_pieces) * step
+        dest = out[end:end + overlap]
+        for i in range(overlap):
+            dest[i] += tails[task, i]
+
+
+PIECE_GROUP_BYTES = 256 << 10
+"""Bytes of one task's pieces in ``_overlap_add_1d``: the group and its spectra stay in L2."""
+
+
+def _overlap_add_real_1d(in1, in2, block, region, workers):
+    """Full 1-d overlap-add convolution of real ``in1``, ``in2`` on the compiled pass, cut to
+    ``region``: the longer input is cut into pieces (convolution commutes)."""
+    signal, kernel = (in1, in2) if block.split_first else (in2, in1)
+    signal = np.ascontiguousarray(signal)
+    step, length = block.step, block.length
+    overlap = length - step
+    n_pieces = -(-signal.size // step)
+    kernel_spectrum = scipy.fft.rfft(kernel, n=length)
+    group = max(1, min(-(-n_pieces // (4 * workers)), PIECE_GROUP_BYTES // (length * signal.itemsize)))
+    n_tasks = -(-n_pieces // group)
+    out = np.zeros(n_pieces * step + overlap, dtype=signal.dtype)
+    tails = np.empty((n_tasks, overlap), dtype=signal.dtype)
+    _overlap_add_1d(signal, kernel_spectrum, out, tails, step, length, group)
+    start, stop = region[0]
+    return np.ascontiguousarray(out[start:stop])
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -172,6 +249,9 @@ def convolve_full(in1, in2, axes, blocks=None, region=None, workers=None):
     s1, s2 = in1.shape, in2.shape
     full_shape = [s1[a] + s2[a] - 1 if a in axes else max(s1[a], s2[a]) for a in range(in1.ndim)]
     region = [(0, n) for n in full_shape] if region is None else list(region)
+
+    if in1.ndim == 1 and real and blocks:
+        return _overlap_add_real_1d(in1, in2, blocks[0], region, workers)
 
     pieces1 = _pieces(in1, axes, blocks, True)
     pieces2 = _pieces(in2, axes, blocks, False)
