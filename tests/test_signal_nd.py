@@ -155,11 +155,11 @@ import fastconv
 taps = int(sys.argv[1])
 rng = np.random.default_rng(taps)
 # the same code paths on a small problem first: compiled kernels loaded before the baseline
-fastconv.oaconvolve(rng.standard_normal(50 * taps + 1000).astype(np.float32),
-                    rng.standard_normal(taps).astype(np.float32), mode="same")
+fastconv.oaconvolve(rng.standard_normal(50 * taps + 1000, dtype=np.float32),
+                    rng.standard_normal(taps, dtype=np.float32), mode="same")
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-signal = rng.standard_normal(10_000_000).astype(np.float32)
-kernel = rng.standard_normal(taps).astype(np.float32)
+signal = rng.standard_normal(10_000_000, dtype=np.float32)  # no float64 temporary
+kernel = rng.standard_normal(taps, dtype=np.float32)
 out = fastconv.oaconvolve(signal, kernel, mode="same")
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 # spot checks against the definition (float64 dot products of the windows)
@@ -190,8 +190,8 @@ def test_oaconvolve_handles_a_long_signal_within_a_few_copies_of_it(taps):
                             capture_output=True, text=True, timeout=600, check=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["shape"] == [10_000_000] and report["dtype"] == "float32"
-    # the signal itself and the output are two copies; everything else must stay small
-    assert report["extra_bytes"] < 4 * report["signal_bytes"], report["extra_bytes"]
+    # the signal itself and the output are two copies; the rest must stay a fraction of one
+    assert report["extra_bytes"] < 3 * report["signal_bytes"], report["extra_bytes"]
     for got, exact, scale in report["checks"]:
         assert abs(got - exact) <= 2e-5 * max(scale, 1e-3) * np.sqrt(np.log2(taps) + 1) * 4
 
