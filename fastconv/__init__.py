@@ -1,6 +1,6 @@
 """fastconv: JIT-compiled (Numba) CPU convolution kernels with PyTorch and scipy.signal semantics."""
 from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
-from .conv import conv2d, sepconv2d
+from .conv import conv1d, conv2d, sepconv2d
 from .dispatch import algorithms, explain, get_autotune, set_autotune
 from .formulas import conv_flops, conv_output_shape, conv_params
 from .gradients import conv2d_backward, conv_transpose2d
@@ -15,6 +15,7 @@ from .pooling import (
 )
 from .receptive_field import receptive_field
 from .signal import convolve2d, correlate2d
+from .signal_nd import choose_conv_method, convolve, correlate, fftconvolve, oaconvolve
 from .weighted_pooling import weighted_avg_pool2d, weighted_avg_pool2d_backward
 
 __version__ = "0.1.0"
@@ -23,15 +24,20 @@ __all__ = [
     "algorithms",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "choose_conv_method",
+    "conv1d",
     "conv2d",
     "conv2d_backward",
     "conv_flops",
     "conv_output_shape",
     "conv_params",
     "conv_transpose2d",
+    "convolve",
     "convolve2d",
+    "correlate",
     "correlate2d",
     "explain",
+    "fftconvolve",
     "get_autotune",
     "get_num_threads",
     "get_workspace_limit",
@@ -41,6 +47,7 @@ __all__ = [
     "lp_pool2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "oaconvolve",
     "receptive_field",
     "sepconv2d",
     "set_autotune",

@@ -10,10 +10,13 @@ def _add_bench_parser(subparsers):
     bench.add_argument("--quick", action="store_true", help="a few shapes per suite, under a minute")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for fastconv and every peer (default: Numba's default)")
-    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret", "latency"),
+    bench.add_argument("--suite", default="all",
+                       choices=("forward", "backward", "pool", "signal", "all", "regret", "latency",
+                                "1d", "3d"),
                        help="which benchmarks to run (default: all; 'regret' times every backend "
                             "on 60+ shapes to score the dispatcher; 'latency' times small calls "
-                            "against OpenCV, scipy and PyTorch)")
+                            "against OpenCV, scipy and PyTorch; '1d' and '3d' the N-d signal "
+                            "API against scipy.signal and NumPy)")
     _add_isa_option(bench, "run every benchmark")
     bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
     bench.add_argument("--plot", metavar="FILE.png",

@@ -1,4 +1,4 @@
-"""Fourier transforms for the FFT backend, compiled: rocket-fft lets ``scipy.fft`` run inside
+"""Fourier transforms for the FFT backends, compiled: rocket-fft lets ``scipy.fft`` run inside
 ``@njit`` (the same pocketfft, multithreaded with ``workers``, without the Python-level argument
 handling and temporaries of each ``scipy.fft`` call).
 
@@ -22,6 +22,18 @@ def rfft_last(planes, n, workers):
 def fft_last(planes, n, workers):
     """Complex FFT along the last axis, zero-padded/cropped to ``n``."""
     return scipy.fft.fft(planes, n=n, axis=-1, workers=workers)
+
+
+@njit_kernel
+def irfft_last(spectra, n, workers):
+    """Inverse of :func:`rfft_last` to real lines of ``n`` points."""
+    return scipy.fft.irfft(spectra, n=n, axis=-1, workers=workers)
+
+
+@njit_kernel
+def ifft_last(spectra, n, workers):
+    """Inverse complex FFT along the last axis at ``n`` points."""
+    return scipy.fft.ifft(spectra, n=n, axis=-1, workers=workers)
 
 
 @njit_kernel

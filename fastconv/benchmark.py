@@ -339,6 +339,10 @@ def build_problems(suite: str, quick: bool) -> list[Problem]:
         return pool_problems(quick)
     if suite == "signal":
         return signal_problems(quick)
+    if suite in ("1d", "3d"):  # the N-d signal API (fastconv._bench_nd), run only when asked for
+        from . import _bench_nd
+
+        return _bench_nd.problems(suite, quick)
     raise ValueError(f"unknown suite {suite!r}; choose from {SUITES + ('all',)}")
 
 
@@ -576,6 +580,11 @@ def main(args) -> int:
         all_rows += rows
         print(f"\n== {suite} ==")
         print(format_table(rows))
+        if suite in ("1d", "3d"):
+            from . import _bench_nd
+
+            print("fastconv auto / fastest peer (< 1: fastconv faster):")
+            print(_bench_nd.best_peer_ratios(rows))
         not_timed = [f"{r['case']}: {name}" for r in rows for name, why in r["skipped"].items()
                      if "--quick" in why]
         if not_timed:

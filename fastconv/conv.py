@@ -1,4 +1,4 @@
-"""conv2d and sepconv2d: validate -> pad (non-zero modes) -> dispatch -> backend."""
+"""conv2d, conv1d and sepconv2d: validate -> pad (non-zero modes) -> dispatch -> backend."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,6 +74,51 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     else:
         out = BACKENDS[decision.algorithm].forward(x, w, b, params)
     return out if batched else out[0]
+
+
+def _one(value, name: str):
+    """conv1d's stride / padding / dilation: an int or a 1-tuple (PyTorch's forms), or a padding
+    string; returned as given (a 1-tuple unwrapped) for conv2d to validate."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"conv1d: {name} must be an int or a 1-tuple, got {value!r}")
+        return value[0]
+    return value
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algorithm="auto"):
+    """1-D convolution with exactly the semantics of ``torch.nn.functional.conv1d``.
+
+    A thin layer over :func:`conv2d`: the signal is a plane of height 1 and the kernel a 1 x R
+    row, so every backend, the dispatcher and conv2d's validation serve it unchanged (the
+    flattened-plane direct kernels read a height-1 plane as the same contiguous rows).
+
+    Parameters
+    ----------
+    input : array (N, C, L) or unbatched (C, L)
+    weight : array (K, C/groups, R)
+    bias : array (K,) or None
+    stride, dilation : int or (int,), positive
+    padding : int, (int,), ``"valid"`` or ``"same"``
+    groups, padding_mode, algorithm : as :func:`conv2d`
+
+    Returns
+    -------
+    ndarray (N, K, L') or (K, L'), C-contiguous.
+    """
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"conv1d: input must be 3-D (N, C, L) or 2-D (C, L), got shape {x.shape}")
+    if w.ndim != 3:
+        raise ValueError(f"conv1d: weight must be 3-D (K, C/groups, R), got shape {w.shape}")
+    padding = _one(padding, "padding")
+    padding = padding if isinstance(padding, str) else (0, padding)
+    out = conv2d(x[..., np.newaxis, :], w[:, :, np.newaxis, :], bias, (1, _one(stride, "stride")),
+                 padding, (1, _one(dilation, "dilation")), groups, padding_mode=padding_mode,
+                 algorithm=algorithm)
+    return out[..., 0, :]
 
 
 def _as_factor(value, name, length_axis_name):

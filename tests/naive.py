@@ -440,3 +440,61 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
 def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     """scipy.signal.convolve2d from its definition: sum in1[i - r, j - s] * in2[r, s]."""
     return _signal_2d(in1, in2, mode, boundary, fillvalue, flip=True)
+
+
+# --- scipy.signal N-d API: correlate / convolve (issue 19) ------------------------------------
+# From the definition, any number of dimensions: the full convolution adds one shifted, scaled copy
+# of in1 per element of in2; correlation is convolution with in2 reversed and conjugated.  Floats
+# accumulate in float64 (complex128), integers in int64 (wrapping, the residue scipy's integer
+# loops keep) — the caller casts to the result dtype.  ``same`` is the centred part of ``full``
+# with in1's shape; ``valid`` the centred part of shape in1 - in2 + 1, with the larger input
+# playing in1 (a swapped correlation is reversed and conjugated), as scipy documents.
+
+def _accumulation_dtype(in1, in2):
+    kind = np.result_type(in1, in2).kind
+    return {"c": np.complex128, "f": np.float64}.get(kind, np.int64)
+
+
+def convolve_nd_full(in1, in2):
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    dtype = _accumulation_dtype(in1, in2)
+    out = np.zeros(tuple(a + b - 1 for a, b in zip(in1.shape, in2.shape)), dtype=dtype)
+    x = in1.astype(dtype)
+    weights = in2.astype(dtype)
+    for index in np.ndindex(*in2.shape):
+        window = tuple(slice(i, i + n) for i, n in zip(index, in1.shape))
+        out[window] += weights[index] * x
+    return out
+
+
+def _centred(array, shape):
+    start = [(n - m) // 2 for n, m in zip(array.shape, shape)]
+    return array[tuple(slice(s, s + m) for s, m in zip(start, shape))]
+
+
+def convolve_nd(in1, in2, mode="full"):
+    """scipy.signal.convolve from its definition (accumulation dtype, see above)."""
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    if mode == "valid" and all(b >= a for a, b in zip(in1.shape, in2.shape)):
+        in1, in2 = in2, in1
+    full = convolve_nd_full(in1, in2)
+    if mode == "full":
+        return full
+    if mode == "same":
+        return _centred(full, in1.shape)
+    return _centred(full, tuple(a - b + 1 for a, b in zip(in1.shape, in2.shape)))
+
+
+def correlate_nd(in1, in2, mode="full"):
+    """scipy.signal.correlate from its definition: sum_l in1[l + k] * conj(in2[l]) (shifted)."""
+    in1 = np.asarray(in1)
+    in2 = np.asarray(in2)
+    if mode == "valid" and in1.shape != in2.shape and all(
+            b >= a for a, b in zip(in1.shape, in2.shape)):
+        swapped = correlate_nd(in2, in1, mode)
+        reversed_ = swapped[(slice(None, None, -1),) * swapped.ndim]
+        return np.conj(reversed_) if np.iscomplexobj(reversed_) else reversed_
+    reversed_in2 = in2[(slice(None, None, -1),) * in2.ndim]
+    return convolve_nd(in1, np.conj(reversed_in2) if np.iscomplexobj(in2) else reversed_in2, mode)
