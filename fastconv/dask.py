@@ -13,18 +13,19 @@ in-memory function on the whole array.  The recipe is the same for every operati
    -inf or zeros for pooling.  Wrap and mirror strips are gathered from the array itself with the
    index map the in-memory padding uses (:func:`fastconv._padding.source_index`), so pads wider
    than the array (a kernel larger than the image) behave exactly as scipy's.
-2. **Choose block boundaries** on the padded axes: the original chunk boundaries, each rounded
-   down to a multiple of the stride, dropping any that would leave a block smaller than the halo
-   (or, for the last block, smaller than the kernel).  This is the minimal rechunk: chunks that
-   already qualify are kept, small ones are merged into a neighbour.
-3. **Add a halo on the bottom/right side only**: a block whose first output row is ``o`` reads
-   padded rows ``o * stride`` to ``(o + rows - 1) * stride + span - 1``, so all it lacks is
-   ``span - stride`` rows from the next block (``span`` = the dilated kernel size).  Dask's
-   ``overlap`` with the asymmetric depth ``(0, halo)`` and ``boundary="none"`` gives exactly that
-   and nothing more; the symmetric alternative (``depth = halo`` on both sides, then trimming)
-   would move twice the halo between blocks.  Because the edges were padded in step 1, the
-   asymmetric halo of ``same`` mode (``R // 2`` above and ``(R - 1) // 2`` below for convolution,
-   mirrored for correlation) is just padding plus this one-sided halo.
+2. **Choose block boundaries** on the padded axes (:func:`_plan_axis`): the original chunk
+   boundaries, dropping any that would leave a block shorter than the halo it supplies to a
+   neighbour or producing no output (the minimal rechunk: chunks that qualify are kept, small ones
+   merged into a neighbour); with a stride, boundaries are rounded down to a multiple of it so
+   that block outputs tile the output exactly.
+3. **Add the halo, and only it**: a valid window of extent ``span`` (the dilated kernel) and step
+   ``stride`` needs ``span - stride`` rows beyond a block's own.  With stride 1 the halo is split
+   as the padding is (``same`` mode: ``R // 2`` above and ``(R - 1) // 2`` below for convolution,
+   mirrored for correlation), so the output keeps the input's chunks; with a larger stride it is
+   all below.  Dask's ``overlap`` with that asymmetric depth and ``boundary="none"`` copies
+   exactly those rows from the adjacent blocks (the true edges are already padded); the symmetric
+   alternative, ``depth = halo`` on both sides and trimming afterwards, would move up to twice the
+   halo between blocks.
 4. **Run the in-memory function** on each block in ``valid`` mode (no padding, stride and
    dilation as given); block outputs tile the output exactly.
 
@@ -50,6 +51,7 @@ from __future__ import annotations
 import copy
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -185,44 +187,71 @@ def _pad_plane(array, pads, mode, fill_value=0):
 
 
 # --- step 2: block boundaries ---------------------------------------------------------------------
-def _boundaries(chunks, offset=0):
-    """Interior chunk boundaries of one axis, shifted by ``offset`` (the padding before it)."""
-    return [offset + int(b) for b in np.cumsum(chunks)[:-1]]
+@dataclass(frozen=True)
+class AxisPlan:
+    """How one padded axis is cut into blocks: each block's own rows, the rows of output it
+    produces, and the halo it reads from the block before (``above``) and after (``below``)."""
+
+    block_sizes: tuple
+    output_sizes: tuple
+    above: int
+    below: int
 
 
-def _plan_axis(padded_size, preferred_boundaries, span, stride):
-    """Block sizes of one padded axis and the output rows each block produces.
+def _plan_axis(padded_size, chunks, pad_before, span, stride) -> AxisPlan:
+    """Cut one padded axis (the original ``chunks`` with ``pad_before`` rows in front) into blocks
+    for a valid sliding window of extent ``span`` and step ``stride``.
 
-    Every block but the last starts and ends on a multiple of ``stride`` (so block outputs tile the
-    output), is at least ``halo = span - stride`` long (its successor supplies its halo, and Dask
-    takes a halo from the adjacent block only), and the last is at least ``span`` long (so it
-    produces at least one row).  Returns ``(block_sizes, output_sizes, halo)``.
+    A block whose first output row is ``o`` reads padded rows ``o * stride`` onwards, so the halo
+    is ``span - stride`` rows in all.  With stride 1 it is split as the padding is (``above`` =
+    ``pad_before``, clipped to the halo): block boundaries stay where the original chunk boundaries
+    are, so ``same`` mode returns the input's chunks.  With a larger stride the whole halo is below
+    and every block starts on a multiple of the stride, so block outputs tile the output.
+
+    The original boundaries are kept except where a block would be shorter than the halo it must
+    supply to a neighbour (Dask takes a halo from the adjacent block only) or would produce no
+    output: those are merged into a neighbour, the minimal rechunk.
     """
     halo = max(span - stride, 0)
-    shortest = max(halo, 1)
+    above = min(pad_before, halo) if stride == 1 else 0
+    below = halo - above
+    shortest = max(above, below, 1)
+    last_shortest = max(shortest, span - above)  # the last block's output is at least one row
     starts = [0]
-    for boundary in sorted(set(b // stride * stride for b in preferred_boundaries)):
-        if boundary - starts[-1] >= shortest and padded_size - boundary >= max(span, shortest):
+    for boundary in np.cumsum(chunks)[:-1] + pad_before:
+        boundary = int(boundary) // stride * stride
+        first_shortest = shortest if len(starts) > 1 else max(shortest, above + 1)
+        if boundary - starts[-1] >= first_shortest and padded_size - boundary >= last_shortest:
             starts.append(boundary)
-    ends = starts[1:] + [padded_size]
-    block_sizes = tuple(end - start for start, end in zip(starts, ends))
-    output_sizes = tuple(size // stride for size in block_sizes[:-1])
-    output_sizes += ((block_sizes[-1] - span) // stride + 1,)
-    return block_sizes, output_sizes, halo
+    output_end = (padded_size - span) // stride + 1
+    output_starts = [(start - above) // stride for start in starts[1:]]
+    output_bounds = [0] + output_starts + [output_end]
+    return AxisPlan(
+        block_sizes=tuple(np.diff(starts + [padded_size]).tolist()),
+        output_sizes=tuple(np.diff(output_bounds).tolist()),
+        above=above, below=below,
+    )
 
 
-# --- steps 3 and 4: one-sided halo, then the in-memory function on every block --------------------
-def _map_valid_blocks(padded, plans, block_function, *args, out_chunks, dtype, **kwargs):
-    """Rechunk ``padded`` to the planned blocks of its last two axes, add the bottom/right halos and
-    map ``block_function`` (which must compute a valid-mode result) over the blocks."""
+# --- steps 3 and 4: the halo, then the in-memory function on every block --------------------------
+def _map_valid_blocks(padded, plans, block_function, *args, dtype, **kwargs):
+    """Rechunk ``padded`` to the planned blocks of its last two axes, add the halos (none at the
+    array's edges, which are already padded) and map ``block_function``, which must compute a
+    valid-mode result, over the blocks.  The leading axes keep their chunks, and the block
+    function keeps their sizes, except axis 1 where ``kwargs`` may set ``channels``."""
     h_plan, w_plan = plans
-    target = padded.chunks[:-2] + (h_plan[0], w_plan[0])
+    target = padded.chunks[:-2] + (h_plan.block_sizes, w_plan.block_sizes)
     if target != padded.chunks:
         padded = padded.rechunk(target)
-    halos = {padded.ndim - 2: (0, h_plan[2]), padded.ndim - 1: (0, w_plan[2])}
-    if h_plan[2] or w_plan[2]:
-        depth = {axis: halos.get(axis, 0) for axis in range(padded.ndim)}
+    if h_plan.above or h_plan.below or w_plan.above or w_plan.below:
+        depth = {axis: 0 for axis in range(padded.ndim - 2)}
+        depth[padded.ndim - 2] = (h_plan.above, h_plan.below)
+        depth[padded.ndim - 1] = (w_plan.above, w_plan.below)
         padded = da.overlap.overlap(padded, depth=depth, boundary="none")
+    out_chunks = padded.chunks[:-2] + (h_plan.output_sizes, w_plan.output_sizes)
+    channels = kwargs.pop("channels", None)
+    if channels is not None:
+        out_chunks = out_chunks[:1] + ((channels,),) + out_chunks[2:]
     return da.map_blocks(block_function, padded, *args, chunks=out_chunks, dtype=dtype,
                          meta=_meta(dtype, padded.ndim), **kwargs)
 
@@ -311,14 +340,10 @@ def _signal_2d(function, in1, in2, mode, boundary, fillvalue, algorithm, threads
     # Blocks run in the result dtype, so that a fill strip holds the fill value converted as scipy
     # converts it (to the result dtype, not in1's).
     padded = _pad_plane(in1.astype(result_dtype), pads, boundary, None if fill is None else fill[()])
-    plans = [
-        _plan_axis(padded.shape[axis], _boundaries(in1.chunks[axis], pads[2 * axis]),
-                   in2.shape[axis], 1)
-        for axis in (0, 1)
-    ]
+    plans = [_plan_axis(padded.shape[axis], in1.chunks[axis], pads[2 * axis], in2.shape[axis], 1)
+             for axis in (0, 1)]
     return _map_valid_blocks(
-        padded, plans, _signal_block, kernel, out_chunks=(plans[0][1], plans[1][1]),
-        dtype=result_dtype, function=in_memory_function, algorithm=algorithm,
+        padded, plans, _signal_block, kernel, dtype=result_dtype, function=in_memory_function, algorithm=algorithm,
         threads_per_task=threads_per_task,
     )
 
@@ -351,16 +376,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
     padded = _pad_plane(x, pads, params.padding_mode, 0)
     plans = [
-        _plan_axis(params.padded_h, _boundaries(x.chunks[2], params.pad_top),
-                   params.dilated_kernel_h, params.stride_h),
-        _plan_axis(params.padded_w, _boundaries(x.chunks[3], params.pad_left),
-                   params.dilated_kernel_w, params.stride_w),
+        _plan_axis(params.padded_h, x.chunks[2], params.pad_top, params.dilated_kernel_h,
+                   params.stride_h),
+        _plan_axis(params.padded_w, x.chunks[3], params.pad_left, params.dilated_kernel_w,
+                   params.stride_w),
     ]
     out = _map_valid_blocks(
         padded, plans, _conv_block, dask.delayed(weight.astype(params.dtype), pure=True),
         None if bias is None else dask.delayed(bias.astype(params.dtype), pure=True),
-        out_chunks=(x.chunks[0], (params.out_channels,), plans[0][1], plans[1][1]),
-        dtype=params.dtype, stride=(params.stride_h, params.stride_w),
+        channels=params.out_channels, dtype=params.dtype, stride=(params.stride_h, params.stride_w),
         dilation=(params.dilation_h, params.dilation_w), groups=params.groups,
         algorithm=algorithm, threads_per_task=threads_per_task,
     )
@@ -384,10 +408,8 @@ def _pool_plans(params, x, pad_h, pad_w):
     right = max(pad_w, reach_w - params.in_w - pad_w)
     pads = (pad_h, bottom, pad_w, right)
     plans = [
-        _plan_axis(params.in_h + pad_h + bottom, _boundaries(x.chunks[2], pad_h), span_h,
-                   params.stride_h),
-        _plan_axis(params.in_w + pad_w + right, _boundaries(x.chunks[3], pad_w), span_w,
-                   params.stride_w),
+        _plan_axis(params.in_h + pad_h + bottom, x.chunks[2], pad_h, span_h, params.stride_h),
+        _plan_axis(params.in_w + pad_w + right, x.chunks[3], pad_w, span_w, params.stride_w),
     ]
     return pads, plans
 
@@ -415,8 +437,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     pads, plans = _pool_plans(params, x, params.pad_h, params.pad_w)
     padded = _pad_plane(x, pads, "fill", -np.inf)
     out = _map_valid_blocks(
-        padded, plans, _max_pool_block, out_chunks=x.chunks[:2] + (plans[0][1], plans[1][1]),
-        dtype=params.dtype, kernel_size=(params.kernel_h, params.kernel_w),
+        padded, plans, _max_pool_block, dtype=params.dtype, kernel_size=(params.kernel_h, params.kernel_w),
         stride=(params.stride_h, params.stride_w),
         dilation=(params.dilation_h, params.dilation_w), threads_per_task=threads_per_task,
     )
@@ -444,8 +465,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     pads, plans = _pool_plans(params, x, params.pad_h, params.pad_w)
     padded = _pad_plane(x, pads, "fill", 0)
     sums = _map_valid_blocks(
-        padded, plans, _sum_pool_block, out_chunks=x.chunks[:2] + (plans[0][1], plans[1][1]),
-        dtype=params.dtype, kernel_size=(params.kernel_h, params.kernel_w),
+        padded, plans, _sum_pool_block, dtype=params.dtype, kernel_size=(params.kernel_h, params.kernel_w),
         stride=(params.stride_h, params.stride_w), threads_per_task=threads_per_task,
     )
     if divisor:
@@ -455,8 +475,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                               params.in_h, count_include_pad)
         cols = _window_counts(params.out_w, params.stride_w, params.pad_w, params.kernel_w,
                               params.in_w, count_include_pad)
-        divisors = (da.from_array(rows.astype(params.dtype), chunks=(plans[0][1],))[:, None]
-                    * da.from_array(cols.astype(params.dtype), chunks=(plans[1][1],))[None, :])
+        divisors = (da.from_array(rows.astype(params.dtype), chunks=(plans[0].output_sizes,))[:, None]
+                    * da.from_array(cols.astype(params.dtype), chunks=(plans[1].output_sizes,))[None, :])
     out = sums / divisors
     return out if batched else out[0]
 

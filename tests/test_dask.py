@@ -178,6 +178,18 @@ def test_a_chunk_smaller_than_the_halo_is_merged_minimally():
     assert result.chunks[0] == (10, 12, 14)
 
 
+def test_same_mode_keeps_the_chunks_of_in1():
+    """The halo is split as the padding is (above and below), so block boundaries stay put."""
+    image = da.zeros((50, 40), chunks=((12, 20, 18), (7, 30, 3)))
+    for function in (fd.correlate2d, fd.convolve2d):
+        for kernel_shape in ((5, 4), (2, 7)):
+            result = function(image, np.ones(kernel_shape), "same", "symm")
+            assert result.chunks == image.chunks
+    # a 2-column chunk cannot supply the 4 columns the blocks beside it need: merged, the rest kept
+    image = da.zeros((50, 40), chunks=((12, 20, 18), (7, 2, 31)))
+    assert fd.correlate2d(image, np.ones((1, 9)), "same").chunks == ((12, 20, 18), (7, 33))
+
+
 def test_input_arrays_are_not_modified(rng):
     image = rng.standard_normal((15, 15))
     kernel = rng.standard_normal((3, 3))
