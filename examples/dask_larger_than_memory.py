@@ -30,10 +30,19 @@ from dask.distributed import Client, LocalCluster
 import fastconv.dask as fd
 
 
+def _chunk_shape(text):
+    rows, _, cols = text.partition("x")
+    return int(rows), int(cols or rows)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=40_000, help="image side (default 40,000)")
-    parser.add_argument("--chunk", type=int, default=2048, help="block side (default 2048)")
+    # Short, wide blocks: Dask works through the image a few rows of blocks at a time, and a block
+    # waits in memory until the blocks around it have taken their halos from it, so what is in
+    # memory at once grows with (block height x image width), not with the block count.
+    parser.add_argument("--chunk", type=_chunk_shape, default=(256, 4096),
+                        help="block shape, ROWSxCOLS or one side (default 256x4096)")
     parser.add_argument("--kernel", type=int, default=7, help="kernel side (default 7)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads-per-worker", type=int, default=1)
@@ -61,17 +70,18 @@ def main(argv=None) -> int:
     filtered = fd.correlate2d(image, kernel, "same", "symm")
 
     # No spilling, no pausing: the memory limit is a hard wall (the nanny restarts a worker past
-    # 95% of it, which fails the computation).
+    # 95% of it, and with no retries allowed that fails the computation at once).
     no_spill = {"distributed.worker.memory.target": False,
                 "distributed.worker.memory.spill": False,
-                "distributed.worker.memory.pause": False}
+                "distributed.worker.memory.pause": False,
+                "distributed.scheduler.allowed-failures": 0}
     with dask.config.set(no_spill), tempfile.TemporaryDirectory() as directory, LocalCluster(
         n_workers=args.workers, threads_per_worker=args.threads_per_worker,
         memory_limit=args.memory_limit, processes=True, dashboard_address=None,
     ) as cluster, Client(cluster) as client:
         limit = cluster.workers[0].memory_manager.memory_limit
         print(f"image {args.size}x{args.size} float32 = {image.nbytes / 1e9:.2f} GB in "
-              f"{image.npartitions} blocks of {args.chunk}^2; kernel {args.kernel}x{args.kernel}; "
+              f"{image.npartitions} blocks of {args.chunk[0]}x{args.chunk[1]}; kernel {args.kernel}x{args.kernel}; "
               f"{args.workers} workers x {args.threads_per_worker} threads, memory limit "
               f"{limit / 2**30:.2f} GiB each ({args.workers * limit / 1e9:.2f} GB in all)")
         store = f"{directory}/filtered.zarr"

@@ -10,9 +10,10 @@ def _add_bench_parser(subparsers):
     bench.add_argument("--quick", action="store_true", help="a few shapes per suite, under a minute")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for fastconv and every peer (default: Numba's default)")
-    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret"),
+    bench.add_argument("--suite", default="all", choices=("forward", "backward", "pool", "signal", "all", "regret", "dask"),
                        help="which benchmarks to run (default: all; 'regret' times every backend "
-                            "on 60+ shapes to score the dispatcher)")
+                            "on 60+ shapes to score the dispatcher; 'dask' fastconv.dask on a "
+                            "local cluster, not part of 'all')")
     bench.add_argument("--isa", default="native", choices=("native", "avx2"),
                        help="run every library restricted to this instruction set (on an AVX-512 "
                             "host, 'avx2' measures what AVX2 machines get: Numba, PyTorch/oneDNN "

@@ -242,7 +242,10 @@ def _map_valid_blocks(padded, plans, block_function, *args, dtype, **kwargs):
     h_plan, w_plan = plans
     target = padded.chunks[:-2] + (h_plan.block_sizes, w_plan.block_sizes)
     if target != padded.chunks:
-        padded = padded.rechunk(target)
+        # Merging a few neighbouring chunks is local work for plain tasks; on a distributed
+        # cluster Dask may pick its P2P rechunk, an all-to-all barrier that holds (and writes to
+        # disk) the whole array before any block proceeds.
+        padded = padded.rechunk(target, method="tasks")
     if h_plan.above or h_plan.below or w_plan.above or w_plan.below:
         depth = {axis: 0 for axis in range(padded.ndim - 2)}
         depth[padded.ndim - 2] = (h_plan.above, h_plan.below)
