@@ -25,6 +25,7 @@ import dask
 import dask.array as da
 import numpy as np
 import scipy.signal
+import zarr
 from dask.distributed import Client, LocalCluster
 
 import fastconv.dask as fd
@@ -44,6 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--chunk", type=_chunk_shape, default=(256, 4096),
                         help="block shape, ROWSxCOLS or one side (default 256x4096)")
     parser.add_argument("--kernel", type=int, default=7, help="kernel side (default 7)")
+    parser.add_argument("--band-rows", type=int, default=2048,
+                        help="rows computed and stored per step (default 2048)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads-per-worker", type=int, default=1)
     parser.add_argument("--memory-limit", default="1GiB", help="per worker (default 1GiB)")
@@ -60,6 +63,24 @@ def spilled_bytes(dask_worker) -> int:
     """Bytes this worker wrote to its spill directory (0 when spilling is off, as here)."""
     spilled = getattr(dask_worker.data, "spilled_total", None)  # a SpillBuffer's; a dict has none
     return 0 if spilled is None else int(spilled.disk)
+
+
+def store_in_bands(filtered, store, band_rows):
+    """Write ``filtered`` to a new Zarr array, one band of rows (whole rows of blocks) at a time.
+
+    Given the whole image's graph at once, Dask's scheduler runs the cheap tasks that generate
+    image blocks far ahead of the filter and store tasks that consume them, and the generated
+    blocks pile up in memory; a band at a time bounds what can be in memory to about one band
+    (each band regenerates the one row of blocks it shares with its neighbours as halo)."""
+    target = zarr.open_array(store, mode="w", shape=filtered.shape, dtype=filtered.dtype,
+                             chunks=tuple(c[0] for c in filtered.chunks))
+    boundaries = np.cumsum((0,) + filtered.chunks[0])
+    block_rows = max(1, band_rows // filtered.chunks[0][0])
+    for first in range(0, len(filtered.chunks[0]), block_rows):
+        top, bottom = int(boundaries[first]), int(boundaries[min(first + block_rows,
+                                                                 len(boundaries) - 1)])
+        da.store(filtered[top:bottom], target, regions=(slice(top, bottom), slice(None)),
+                 lock=False)
 
 
 def main(argv=None) -> int:
@@ -83,10 +104,11 @@ def main(argv=None) -> int:
         print(f"image {args.size}x{args.size} float32 = {image.nbytes / 1e9:.2f} GB in "
               f"{image.npartitions} blocks of {args.chunk[0]}x{args.chunk[1]}; kernel {args.kernel}x{args.kernel}; "
               f"{args.workers} workers x {args.threads_per_worker} threads, memory limit "
-              f"{limit / 2**30:.2f} GiB each ({args.workers * limit / 1e9:.2f} GB in all)")
+              f"{limit / 2**30:.2f} GiB each ({args.workers * limit / 1e9:.2f} GB in all); "
+              f"stored in bands of {args.band_rows} rows")
         store = f"{directory}/filtered.zarr"
         start = time.perf_counter()
-        filtered.to_zarr(store, compute=True)
+        store_in_bands(filtered, store, args.band_rows)
         seconds = time.perf_counter() - start
         peaks = client.run(peak_rss_bytes)
         spilled = client.run(spilled_bytes)

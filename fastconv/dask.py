@@ -52,9 +52,14 @@ import copy
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from itertools import product
 
 import dask
 import dask.array as da
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 import numba
 import numpy as np
 
@@ -234,11 +239,40 @@ def _plan_axis(padded_size, chunks, pad_before, span, stride) -> AxisPlan:
 
 
 # --- steps 3 and 4: the halo, then the in-memory function on every block --------------------------
-def _map_valid_blocks(padded, plans, block_function, *args, dtype, **kwargs):
-    """Rechunk ``padded`` to the planned blocks of its last two axes, add the halos (none at the
-    array's edges, which are already padded) and map ``block_function``, which must compute a
-    valid-mode result, over the blocks.  The leading axes keep their chunks, and the block
-    function keeps their sizes, except axis 1 where ``kwargs`` may set ``channels``."""
+def _halo_pieces(plan, block):
+    """``[(neighbour, slice), ...]`` along one axis: what block ``block`` reads, in order — the
+    last ``above`` rows of the block before, its own rows, the first ``below`` of the block after
+    (none at the array's edges, which are already padded)."""
+    pieces = []
+    if plan.above and block > 0:
+        pieces.append((block - 1, slice(plan.block_sizes[block - 1] - plan.above, None)))
+    pieces.append((block, slice(None)))
+    if plan.below and block < len(plan.block_sizes) - 1:
+        pieces.append((block + 1, slice(0, plan.below)))
+    return pieces
+
+
+def _run_on_block_with_halo(block_function, pieces, *args):
+    """Assemble one block and its halo from the neighbouring blocks (a list of rows of
+    ``[block, row_slice, column_slice]``), then run ``block_function`` on it."""
+    rows = [[piece[..., row_slice, column_slice] for piece, row_slice, column_slice in row]
+            for row in pieces]
+    return block_function(np.block(rows) if len(rows) > 1 or len(rows[0]) > 1 else rows[0][0],
+                          *args)
+
+
+def _map_valid_blocks(padded, plans, block_function, *args, dtype, channels=None, **kwargs):
+    """Rechunk ``padded`` to the planned blocks of its last two axes and run ``block_function``,
+    which must compute a valid-mode result, on each block plus its halo.  The leading axes keep
+    their chunks (the block function keeps their sizes, except axis 1 when ``channels`` is given).
+
+    Each output block is ONE task that reads its (up to nine) neighbouring blocks and slices the
+    halo out of them itself.  ``dask.array.overlap`` would do the same with a task per halo
+    piece, whose results are views that keep the whole neighbouring block in memory until the
+    block they belong to is assembled, and the scheduler runs those cheap tasks far ahead of the
+    rest: on a wide image the held blocks pile up.  ``args`` may hold Delayed objects (the kernel):
+    one key each, shared by every task.
+    """
     h_plan, w_plan = plans
     target = padded.chunks[:-2] + (h_plan.block_sizes, w_plan.block_sizes)
     if target != padded.chunks:
@@ -246,17 +280,23 @@ def _map_valid_blocks(padded, plans, block_function, *args, dtype, **kwargs):
         # cluster Dask may pick its P2P rechunk, an all-to-all barrier that holds (and writes to
         # disk) the whole array before any block proceeds.
         padded = padded.rechunk(target, method="tasks")
-    if h_plan.above or h_plan.below or w_plan.above or w_plan.below:
-        depth = {axis: 0 for axis in range(padded.ndim - 2)}
-        depth[padded.ndim - 2] = (h_plan.above, h_plan.below)
-        depth[padded.ndim - 1] = (w_plan.above, w_plan.below)
-        padded = da.overlap.overlap(padded, depth=depth, boundary="none")
     out_chunks = padded.chunks[:-2] + (h_plan.output_sizes, w_plan.output_sizes)
-    channels = kwargs.pop("channels", None)
     if channels is not None:
         out_chunks = out_chunks[:1] + ((channels,),) + out_chunks[2:]
-    return da.map_blocks(block_function, padded, *args, chunks=out_chunks, dtype=dtype,
-                         meta=_meta(dtype, padded.ndim), **kwargs)
+    function = partial(block_function, **kwargs) if kwargs else block_function
+    arg_keys = [arg.key if isinstance(arg, Delayed) else arg for arg in args]
+    name = "fastconv-" + block_function.__name__.strip("_").replace("_", "-") + "-" + tokenize(
+        padded, block_function, kwargs, *args)
+    graph = {}
+    for index in product(*(range(n) for n in padded.numblocks)):
+        *leading, row_block, column_block = index
+        pieces = [[[(padded.name, *leading, row, column), row_slice, column_slice]
+                   for column, column_slice in _halo_pieces(w_plan, column_block)]
+                  for row, row_slice in _halo_pieces(h_plan, row_block)]
+        graph[(name, *index)] = (_run_on_block_with_halo, function, pieces, *arg_keys)
+    dependencies = [padded] + [arg for arg in args if isinstance(arg, Delayed)]
+    layers = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
+    return da.Array(layers, name, chunks=out_chunks, meta=_meta(dtype, padded.ndim))
 
 
 # --- scipy.signal: correlate2d / convolve2d -------------------------------------------------------
