@@ -36,18 +36,24 @@ def _require_dask():
         ) from None
 
 
-def _best_seconds(build, client, repeats):
-    """Best wall time of ``persist`` + ``wait`` of the graph ``build()`` returns."""
+def _best_seconds(build, client, repeats, data):
+    """Best wall time of ``persist`` + ``wait`` of the graph ``build(data)`` returns.
+
+    Each repeat runs on a fresh copy of ``data`` (persisted, untimed): Dask names results after
+    their inputs, so a repeat on the same input could find the previous result still in memory.
+    """
     from distributed import wait
 
     best = float("inf")
-    for _ in range(repeats):
-        lazy = build()
+    for repeat in range(repeats):
+        fresh = client.persist(data + data.dtype.type(repeat))
+        wait(fresh)
+        lazy = build(fresh)
         start = time.perf_counter()
         result = client.persist(lazy)
         wait(result)
         best = min(best, time.perf_counter() - start)
-        del result
+        del result, fresh
     return best
 
 
@@ -63,11 +69,18 @@ def _nothing(block):
     return block[:1, :1]
 
 
+def _warm_up(client, function, *args, **kwargs):
+    """Run ``function`` once in every worker process, so that loading Numba's compiled kernels
+    from the cache (per process, on first use) is not timed."""
+    client.run(lambda: function(*args, **kwargs) is None)
+
+
 def _signal_table(size, chunk, kernel_sizes, repeats, workers):
     import dask.array as da
     import scipy.signal
     from dask_image.ndfilters import correlate as dask_image_correlate
 
+    import fastconv
     import fastconv.dask as fd
 
     rng = np.random.default_rng(0)
@@ -79,6 +92,8 @@ def _signal_table(size, chunk, kernel_sizes, repeats, workers):
         crop = image[:3 * chunk // 2, :3 * chunk // 2]
         for k in kernel_sizes:
             kernel = rng.standard_normal((k, k)).astype(np.float32)  # not separable
+            block = np.zeros((chunk + k - 1, chunk + k - 1), np.float32)
+            _warm_up(client, fastconv.correlate2d, block, kernel, "valid")
             # same numbers from both, checked (and both warmed up) on a crop with true edges
             ours = fd.correlate2d(crop, kernel, "same", "symm").compute()
             theirs = dask_image_correlate(crop, kernel, mode="reflect").compute()
@@ -89,21 +104,33 @@ def _signal_table(size, chunk, kernel_sizes, repeats, workers):
                 error = np.abs(result - reference).max() / scale
                 if error > 1e-4:
                     raise AssertionError(f"{name} differs from scipy.signal by {error:.2g} (k={k})")
-            lazy_ours = lambda: fd.correlate2d(image, kernel, "same", "symm")  # noqa: E731
-            lazy_theirs = lambda: dask_image_correlate(image, kernel, mode="reflect")  # noqa: E731
-            fastconv_s = _best_seconds(lazy_ours, client, repeats)
-            dask_image_s = _best_seconds(lazy_theirs, client, 1 if k > 7 else repeats)
-            graph = lazy_ours().__dask_graph__()
+            lazy_ours = lambda x: fd.correlate2d(x, kernel, "same", "symm")  # noqa: E731
+            lazy_theirs = lambda x: dask_image_correlate(x, kernel, mode="reflect")  # noqa: E731
+            fastconv_s = _best_seconds(lazy_ours, client, repeats, image)
+            dask_image_s = _best_seconds(lazy_theirs, client, 1 if k > 7 else repeats, image)
+            graph = lazy_ours(image).__dask_graph__()
             rows.append({"k": k, "workers": workers, "fastconv_s": fastconv_s,
                          "dask_image_s": dask_image_s, "tasks": len(graph),
                          "blocks": image.npartitions})
-        noop = lambda: image.map_blocks(_nothing, chunks=((1,) * image.numblocks[0],  # noqa: E731
-                                                          (1,) * image.numblocks[1]))
-        noop_s = _best_seconds(noop, client, repeats)
+        noop = lambda x: x.map_blocks(_nothing, chunks=((1,) * x.numblocks[0],  # noqa: E731
+                                                        (1,) * x.numblocks[1]))
+        noop_s = _best_seconds(noop, client, repeats, image)
     finally:
         client.close()
         cluster.close()
     return rows, noop_s, image.npartitions
+
+
+def _in_memory_correlate(block, kernel):
+    from . import correlate2d
+
+    return correlate2d(block, kernel, "valid")
+
+
+def _in_memory_conv2d(images, weight):
+    from . import conv2d
+
+    return conv2d(images, weight, None, 1, 1)
 
 
 def _fastconv_only(size, chunk, k, repeats, workers):
@@ -116,9 +143,10 @@ def _fastconv_only(size, chunk, k, repeats, workers):
     try:
         image = client.persist(da.random.default_rng(0).random((size, size), dtype=np.float32,
                                                                chunks=chunk))
-        fd.correlate2d(image[:chunk, :chunk], kernel, "same", "symm").compute()  # warm-up
-        return _best_seconds(lambda: fd.correlate2d(image, kernel, "same", "symm"), client,
-                             repeats)
+        block = np.zeros((chunk + k - 1, chunk + k - 1), np.float32)
+        _warm_up(client, _in_memory_correlate, block, kernel)
+        return _best_seconds(lambda x: fd.correlate2d(x, kernel, "same", "symm"), client,
+                             repeats, image)
     finally:
         client.close()
         cluster.close()
@@ -134,8 +162,9 @@ def _conv_batch(shape, weight_shape, batch_chunk, repeats, workers):
     try:
         images = client.persist(da.random.default_rng(0).random(
             shape, dtype=np.float32, chunks=(batch_chunk,) + shape[1:]))
-        fd.conv2d(images[:batch_chunk], weight, None, 1, 1).compute()  # warm-up
-        return _best_seconds(lambda: fd.conv2d(images, weight, None, 1, 1), client, repeats)
+        _warm_up(client, _in_memory_conv2d,
+                 np.zeros((batch_chunk,) + shape[1:], np.float32), weight)
+        return _best_seconds(lambda x: fd.conv2d(x, weight, None, 1, 1), client, repeats, images)
     finally:
         client.close()
         cluster.close()
@@ -160,9 +189,9 @@ def main(args) -> int:
     from .info import _cpu_features
 
     quick = args.quick
-    size, chunk = (2048, 512) if quick else (8192, 1024)
+    size, chunk = (2048, 512) if quick else (8192, 2048)
     kernel_sizes = (3, 7, 15) if quick else (3, 7, 15, 31)
-    repeats = 1 if quick else 2
+    repeats = 2 if quick else 3
     batch_shape = (32, 16, 64, 64) if quick else (256, 16, 128, 128)
     weight_shape = (32, 16, 3, 3)
     batch_chunk = 8 if quick else 32

@@ -22,10 +22,12 @@ in-memory function on the whole array.  The recipe is the same for every operati
    ``stride`` needs ``span - stride`` rows beyond a block's own.  With stride 1 the halo is split
    as the padding is (``same`` mode: ``R // 2`` above and ``(R - 1) // 2`` below for convolution,
    mirrored for correlation), so the output keeps the input's chunks; with a larger stride it is
-   all below.  Dask's ``overlap`` with that asymmetric depth and ``boundary="none"`` copies
-   exactly those rows from the adjacent blocks (the true edges are already padded); the symmetric
-   alternative, ``depth = halo`` on both sides and trimming afterwards, would move up to twice the
-   halo between blocks.
+   all below.  Small tasks copy exactly those rows and columns out of the neighbouring blocks,
+   and one task per block runs the kernel on the assembled block (:func:`_map_valid_blocks`).
+   A symmetric ``depth = halo`` with ``dask.array.overlap`` followed by trimming would move up
+   to twice the halo between blocks;
+   its asymmetric form (``boundary="none"``) moves exactly the halo, as here, but keeps halo
+   pieces as views of whole blocks and stores each padded block before the kernel runs.
 4. **Run the in-memory function** on each block in ``valid`` mode (no padding, stride and
    dilation as given); block outputs tile the output exactly.
 
@@ -252,13 +254,16 @@ def _halo_pieces(plan, block):
     return pieces
 
 
+def _copy_of(block, row_slice, column_slice):
+    """A halo piece, copied: a view would keep the whole neighbouring block in memory."""
+    return np.array(block[..., row_slice, column_slice], copy=True)
+
+
 def _run_on_block_with_halo(block_function, pieces, *args):
-    """Assemble one block and its halo from the neighbouring blocks (a list of rows of
-    ``[block, row_slice, column_slice]``), then run ``block_function`` on it."""
-    rows = [[piece[..., row_slice, column_slice] for piece, row_slice, column_slice in row]
-            for row in pieces]
-    return block_function(np.block(rows) if len(rows) > 1 or len(rows[0]) > 1 else rows[0][0],
-                          *args)
+    """Assemble one block and its halo (rows of pieces, for ``np.block``), then run
+    ``block_function`` on it."""
+    whole = np.block(pieces) if len(pieces) > 1 or len(pieces[0]) > 1 else pieces[0][0]
+    return block_function(whole, *args)
 
 
 def _map_valid_blocks(padded, plans, block_function, *args, dtype, channels=None, **kwargs):
@@ -266,12 +271,12 @@ def _map_valid_blocks(padded, plans, block_function, *args, dtype, channels=None
     which must compute a valid-mode result, on each block plus its halo.  The leading axes keep
     their chunks (the block function keeps their sizes, except axis 1 when ``channels`` is given).
 
-    Each output block is ONE task that reads its (up to nine) neighbouring blocks and slices the
-    halo out of them itself.  ``dask.array.overlap`` would do the same with a task per halo
-    piece, whose results are views that keep the whole neighbouring block in memory until the
-    block they belong to is assembled, and the scheduler runs those cheap tasks far ahead of the
-    rest: on a wide image the held blocks pile up.  ``args`` may hold Delayed objects (the kernel):
-    one key each, shared by every task.
+    Each halo piece is copied out of its block by a task of its own, which runs where that block
+    is, so only the halo crosses the network between workers and the copy (not a view) lets the
+    block go as soon as its pieces are taken.  Assembling the block with its halo and running the
+    in-memory function is one task, so no padded copy of a block is ever stored.  (This is what
+    ``dask.array.overlap`` does with ``boundary="none"``, except for the copies and the fused last
+    step.)  ``args`` may hold Delayed objects (the kernel): one key each, shared by every task.
     """
     h_plan, w_plan = plans
     target = padded.chunks[:-2] + (h_plan.block_sizes, w_plan.block_sizes)
@@ -285,18 +290,27 @@ def _map_valid_blocks(padded, plans, block_function, *args, dtype, channels=None
         out_chunks = out_chunks[:1] + ((channels,),) + out_chunks[2:]
     function = partial(block_function, **kwargs) if kwargs else block_function
     arg_keys = [arg.key if isinstance(arg, Delayed) else arg for arg in args]
-    name = "fastconv-" + block_function.__name__.strip("_").replace("_", "-") + "-" + tokenize(
-        padded, block_function, kwargs, *args)
+    token = tokenize(padded, block_function, kwargs, *args)
+    name = "fastconv-" + block_function.__name__.strip("_").replace("_", "-") + "-" + token
+    halo_name = "fastconv-halo-" + token
     graph = {}
     for index in product(*(range(n) for n in padded.numblocks)):
         *leading, row_block, column_block = index
-        pieces = [[[(padded.name, *leading, row, column), row_slice, column_slice]
-                   for column, column_slice in _halo_pieces(w_plan, column_block)]
-                  for row, row_slice in _halo_pieces(h_plan, row_block)]
+        pieces = []
+        for row, row_slice in _halo_pieces(h_plan, row_block):
+            pieces.append([])
+            for column, column_slice in _halo_pieces(w_plan, column_block):
+                source = (padded.name, *leading, row, column)
+                if (row, column) == (row_block, column_block):
+                    pieces[-1].append(source)
+                    continue
+                piece = (halo_name, *index, row - row_block, column - column_block)
+                graph[piece] = (_copy_of, source, row_slice, column_slice)
+                pieces[-1].append(piece)
         graph[(name, *index)] = (_run_on_block_with_halo, function, pieces, *arg_keys)
-    dependencies = [padded] + [arg for arg in args if isinstance(arg, Delayed)]
-    layers = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
-    return da.Array(layers, name, chunks=out_chunks, meta=_meta(dtype, padded.ndim))
+    layer_graph = HighLevelGraph.from_collections(
+        name, graph, dependencies=[padded] + [arg for arg in args if isinstance(arg, Delayed)])
+    return da.Array(layer_graph, name, chunks=out_chunks, meta=_meta(dtype, padded.ndim))
 
 
 # --- scipy.signal: correlate2d / convolve2d -------------------------------------------------------
