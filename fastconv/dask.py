@@ -92,11 +92,8 @@ def _check_threads_per_task(threads_per_task):
     if isinstance(threads_per_task, (bool, np.bool_)) or not hasattr(threads_per_task, "__index__"):
         raise TypeError(f"threads_per_task must be a positive int or None, got {threads_per_task!r}")
     threads = int(threads_per_task)
-    if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(
-            f"threads_per_task must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
-            f"(NUMBA_NUM_THREADS), got {threads_per_task!r}"
-        )
+    if threads < 1:
+        raise ValueError(f"threads_per_task must be a positive int or None, got {threads_per_task!r}")
     return threads
 
 
@@ -104,7 +101,8 @@ def _threads_for_this_task(threads_per_task):
     """The thread count a task uses (see the module docstring): the requested one, else one thread
     unless the task runs on the main thread, where nothing else runs alongside it."""
     if threads_per_task is not None:
-        return threads_per_task
+        # a worker on another machine may have fewer threads than the client's
+        return min(threads_per_task, numba.config.NUMBA_NUM_THREADS)
     if threading.current_thread() is threading.main_thread():
         return numba.get_num_threads()
     return 1
