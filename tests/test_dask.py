@@ -149,6 +149,56 @@ def test_blocks_run_fastconvs_kernel_in_valid_mode(monkeypatch, rng):
         (rows + 4) * (cols + 4) for rows in result.chunks[0] for cols in result.chunks[1])
 
 
+# --- block planning --------------------------------------------------------------------------------
+@settings(max_examples=200)
+@given(
+    chunks=st.lists(st.integers(1, 9), min_size=1, max_size=8),
+    pad_before=st.integers(0, 6), pad_after=st.integers(0, 6),
+    span=st.integers(1, 9), stride=st.integers(1, 4),
+)
+def test_plan_axis_tiles_the_output(chunks, pad_before, pad_after, span, stride):
+    """Blocks cover the padded axis; each block's halo comes from its adjacent blocks only; block
+    outputs are non-empty, tile the output, and start where a valid window of the whole axis would."""
+    padded = pad_before + sum(chunks) + pad_after
+    if padded < span:
+        return
+    plan = fd._plan_axis(padded, tuple(chunks), pad_before, span, stride)
+    assert sum(plan.block_sizes) == padded
+    assert plan.above + plan.below == max(span - stride, 0)
+    assert all(size >= max(plan.above, plan.below) for size in plan.block_sizes)
+    assert all(rows >= 1 for rows in plan.output_sizes)
+    assert sum(plan.output_sizes) == (padded - span) // stride + 1
+    start, first_output = 0, 0
+    for block, (size, rows) in enumerate(zip(plan.block_sizes, plan.output_sizes)):
+        read_from = start - (plan.above if block else 0)
+        read_to = start + size + (plan.below if block < len(plan.block_sizes) - 1 else 0)
+        assert read_from == first_output * stride  # the block's first window starts its read
+        assert (first_output + rows - 1) * stride + span <= read_to  # its last window fits
+        start, first_output = start + size, first_output + rows
+
+
+@settings(max_examples=12)
+@given(
+    height=st.integers(4, 14), width=st.integers(4, 14),
+    chunk_h=st.integers(1, 6), chunk_w=st.integers(1, 6),
+    kernel=st.integers(1, 4), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+    padding=st.integers(0, 2), mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv2d_property(height, width, chunk_h, chunk_w, kernel, stride, dilation, padding, mode,
+                         seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, height, width))
+    weight = rng.standard_normal((3, 2, kernel, kernel))
+    span = dilation * (kernel - 1) + 1
+    if span > min(height, width) + 2 * padding or (mode == "reflect" and padding >= min(height, width)):
+        return
+    lazy = da.from_array(x, chunks=(1, 1, chunk_h, chunk_w))
+    result = fd.conv2d(lazy, weight, None, stride, padding, dilation, padding_mode=mode)
+    expected = fastconv.conv2d(x, weight, None, stride, padding, dilation, padding_mode=mode)
+    _close(result.compute(), expected)
+
+
 # --- the graph ------------------------------------------------------------------------------------
 def test_kernel_is_one_key_and_tasks_grow_with_blocks(rng):
     kernel = rng.standard_normal((32, 32))  # 8 KiB: easy to spot in a pickled graph
