@@ -12,11 +12,12 @@ def _add_bench_parser(subparsers):
                        help="threads for fastconv and every peer (default: Numba's default)")
     bench.add_argument("--suite", default="all",
                        choices=("forward", "backward", "pool", "signal", "all", "regret", "latency",
-                                "1d", "3d"),
+                                "1d", "3d", "dask"),
                        help="which benchmarks to run (default: all; 'regret' times every backend "
                             "on 60+ shapes to score the dispatcher; 'latency' times small calls "
                             "against OpenCV, scipy and PyTorch; '1d' and '3d' the N-d signal "
-                            "API against scipy.signal and NumPy)")
+                            "API against scipy.signal and NumPy; 'dask' fastconv.dask on a local "
+                            "cluster; none of these is part of 'all')")
     _add_isa_option(bench, "run every benchmark")
     bench.add_argument("--json", metavar="FILE", help="also write the raw timings as JSON")
     bench.add_argument("--plot", metavar="FILE.png",

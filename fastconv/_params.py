@@ -263,7 +263,7 @@ def check_not_empty(shape, name: str, batched: bool, op: str = "") -> None:
         raise ValueError(f"{prefix}{name} must not be empty{batch_note}, got shape {shape}")
 
 
-def check_fits(params: ConvParams) -> None:
+def check_fits(params: ConvParams, check_output_memory: bool = True) -> None:
     """The (dilated) kernel must fit in the padded input; the output must be allocatable."""
     if params.dilated_kernel_h > params.padded_h or params.dilated_kernel_w > params.padded_w:
         raise ValueError(
@@ -274,6 +274,8 @@ def check_fits(params: ConvParams) -> None:
         )
     if np.prod(params.output_shape, dtype=np.float64) > _MAX_ELEMENTS:
         raise ValueError(f"output of shape {params.output_shape} is too large to allocate")
+    if not check_output_memory:
+        return
     elements = 1
     for size in params.output_shape:
         elements *= size
@@ -282,12 +284,13 @@ def check_fits(params: ConvParams) -> None:
 
 def describe_conv(
     input_shape, weight_shape, bias_shape, dtype, stride=1, padding=0, dilation=1, groups=1,
-    padding_mode="zeros", *, input_name="input", weight_name="weight",
+    padding_mode="zeros", *, input_name="input", weight_name="weight", whole_output_in_memory=True,
 ):
     """Validate a conv2d problem given by shapes alone; return ``(ConvParams, batched)``.
 
     ``bias_shape`` is None for no bias.  Used by :func:`make_conv_params` and by ``explain``, which
-    must not allocate the arrays it describes.
+    must not allocate the arrays it describes.  ``whole_output_in_memory=False`` (``fastconv.dask``,
+    whose output lives in blocks) skips the check that the output fits in this machine's memory.
     """
     input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
     if len(input_shape) not in (3, 4):
@@ -345,7 +348,7 @@ def describe_conv(
         pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
         groups=groups, padding_mode=mode, dtype=np.dtype(dtype), has_bias=bias_shape is not None,
     )
-    check_fits(params)
+    check_fits(params, check_output_memory=whole_output_in_memory)
     return params, batched
 
 
@@ -430,23 +433,20 @@ class PoolParams:
         return (self.batch, self.channels, self.out_h, self.out_w)
 
 
-def _pool_input(input, name="input") -> tuple[np.ndarray, bool]:
-    x = as_array(input, name)
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
-    check_not_empty(x.shape, name, x.ndim == 4)
-    return x, x.ndim == 4
+def describe_pool(input_shape, dtype, kernel_size, stride=None, padding=0, dilation=1,
+                  ceil_mode=False, *, op="pool", name="input") -> tuple[PoolParams, bool]:
+    """Validate pooling arguments as PyTorch does, from the input's shape and dtype alone; return
+    ``(params, batched)``.  Used by :func:`make_pool_params` and by ``fastconv.dask``, whose input
+    must not be read (nor copied) to be described.
 
-
-def make_pool_params(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                     *, op="pool"):
-    """Validate pooling arguments as PyTorch does and return ``(params, x, batched)``.
-
-    ``x`` is the (N, C, H, W) C-contiguous input in the compute dtype (float32 or float64; integer
-    input is pooled in float64).  ``stride=None`` means ``stride = kernel_size``.  Padding may be at
-    most half the kernel (PyTorch's rule); every output must have at least one row and column.
+    ``stride=None`` means ``stride = kernel_size``.  Padding may be at most half the kernel
+    (PyTorch's rule); every output must have at least one row and column.
     """
-    x, batched = _pool_input(input)
+    input_shape = tuple(input_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError(f"{name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {input_shape}")
+    batched = len(input_shape) == 4
+    check_not_empty(input_shape, name, batched)
     kernel_h, kernel_w = as_pair(kernel_size, "kernel_size", minimum=1)
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         stride_h, stride_w = kernel_h, kernel_w
@@ -461,21 +461,34 @@ def make_pool_params(input, kernel_size, stride=None, padding=0, dilation=1, cei
             f"{op}: padding {(pad_h, pad_w)} must be at most half of kernel_size "
             f"{(kernel_h, kernel_w)}"
         )
-    x4 = x if batched else x[np.newaxis]
-    batch, channels, in_h, in_w = x4.shape
+    batch, channels, in_h, in_w = input_shape if batched else (1,) + input_shape
     params = PoolParams(
         batch=batch, channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
         stride_h=stride_h, stride_w=stride_w, pad_h=pad_h, pad_w=pad_w,
         dilation_h=dilation_h, dilation_w=dilation_w, ceil_mode=bool(ceil_mode),
-        dtype=compute_dtype(x),
+        dtype=np.dtype(dtype),
     )
-    check_copy(x4, params.dtype, "input")
     if params.out_h < 1 or params.out_w < 1:
         raise ValueError(
-            f"{op}: input of shape {x.shape} is too small for kernel_size {(kernel_h, kernel_w)} "
+            f"{op}: input of shape {input_shape} is too small for kernel_size {(kernel_h, kernel_w)} "
             f"with padding {(pad_h, pad_w)} and dilation {(dilation_h, dilation_w)}: output would "
             f"be {params.out_h}x{params.out_w}"
         )
+    return params, batched
+
+
+def make_pool_params(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                     *, op="pool"):
+    """Validate pooling arguments (see :func:`describe_pool`) and return ``(params, x, batched)``.
+
+    ``x`` is the (N, C, H, W) C-contiguous input in the compute dtype (float32 or float64; integer
+    input is pooled in float64).
+    """
+    x = as_array(input, "input")
+    params, batched = describe_pool(x.shape, compute_dtype(x), kernel_size, stride, padding,
+                                    dilation, ceil_mode, op=op)
+    x4 = x if batched else x[np.newaxis]
+    check_copy(x4, params.dtype, "input")
     return params, contiguous(x4, params.dtype), batched
 
 # --- scipy.signal 2-D API -----------------------------------------------------------------------

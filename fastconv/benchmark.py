@@ -550,6 +550,10 @@ def plot_kernel_sweep(rows, path) -> None:
 
 
 def main(args) -> int:
+    if args.suite == "dask":  # a local cluster of its own (fastconv/_bench_dask.py)
+        from . import _bench_dask
+
+        return _bench_dask.main(args)
     pinned = pin_threads(args.threads or get_num_threads())
     if args.suite == "regret":
         rows = regret_rows(min_time=0.05 if args.quick else 0.2)
