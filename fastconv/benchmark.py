@@ -37,6 +37,20 @@ def _optional(name):
         return None
 
 
+def jit_cache_is_warm() -> bool:
+    """Whether Numba's cache already holds the direct backend's kernels (a run compiled them
+    before): the one kernel every suite uses stands for all of them.  True when that cannot be told
+    (the check reads a Numba internal)."""
+    from .backends import _direct_blocked
+
+    try:
+        import os
+
+        return os.path.exists(_direct_blocked.one_channel_padding_serial._cache._cache_file._index_path)
+    except AttributeError:
+        return True
+
+
 def median_seconds(fn, min_time=0.2, min_repeats=3, max_repeats=200) -> float:
     fn()  # warm-up: compile, fault in pages
     times = []
@@ -576,6 +590,9 @@ def main(args) -> int:
     print(f"instruction set (--isa {getattr(args, 'isa', 'native')}): {what_each_library_runs()}")
     print("cells: median ms (GFLOP/s); 'vs X' = X's time / fastconv auto's time (> 1 means "
           "fastconv is faster); every result is checked against a float64 reference before it is timed")
+    if not jit_cache_is_warm():
+        print("first run here: every kernel is compiled for this CPU as it is first used (most of "
+              "this run's time; the timings exclude it) and cached for the next runs")
     all_rows = []
     min_time = 0.05 if args.quick else 0.3
     for suite in suites:
