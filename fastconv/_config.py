@@ -3,7 +3,8 @@
 Environment variables (read once, at import):
 
 ``FASTCONV_WORKSPACE_MB``   cap on scratch memory one call may allocate (im2col columns, FFT spectra); 256.
-``FASTCONV_SERIAL_MACS``    multiply-adds below which a kernel runs on the calling thread; 65536.
+``FASTCONV_SERIAL_MACS``    multiply-adds below which a kernel runs on the calling thread; default from
+                            the CPU (``_cpu.default_serial_macs``: 262144 with 32- or 64-byte vectors).
 ``FASTCONV_CACHE_DIR``      where fastconv keeps calibration and wisdom files; default: the user cache dir.
 ``NUMBA_CACHE_DIR``         Numba's own setting for where compiled kernels are cached (see ``info``).
 """
@@ -98,7 +99,9 @@ _workspace_bytes = _workspace_from_env()
 # gains nothing on a few thousand multiply-adds), so small problems run on the calling thread.  The
 # threshold is about what one core does in the time a parallel launch costs, several times over.
 def _serial_macs_from_env() -> int:
-    raw = os.environ.get("FASTCONV_SERIAL_MACS", "65536")
+    from ._cpu import default_serial_macs
+
+    raw = os.environ.get("FASTCONV_SERIAL_MACS") or str(default_serial_macs())
     try:
         value = int(raw)
     except ValueError:

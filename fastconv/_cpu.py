@@ -168,6 +168,21 @@ def set_tile_shape(shape: TileShape | str | None) -> None:
 
 
 # --- measuring another ISA on this host -----------------------------------------------------------
+# Below this many multiply-adds a kernel runs on the calling thread: waking the other threads for a
+# parallel region costs about what one core does in this much work with 32-byte vectors (measured
+# on single images and small layers, Zen 4 natively and restricted to AVX2: the same crossover,
+# since Zen 4 runs 64-byte vectors as two halves; docs/measurements.md).  Narrower vectors do half
+# the work in that time.
+_SERIAL_MACS_PER_32_BYTES = 1 << 18
+
+
+def default_serial_macs(cpu: TargetCPU | None = None) -> int:
+    """The serial-work threshold for ``cpu`` (default: the target); ``FASTCONV_SERIAL_MACS``
+    overrides it (see ``fastconv._config``)."""
+    cpu = cpu or target_cpu()
+    return _SERIAL_MACS_PER_32_BYTES * min(cpu.vector_bytes, 32) // 32
+
+
 ISA_CHOICES = ("native", "avx2")
 
 

@@ -90,6 +90,8 @@ def signal(in1, in2, mode, boundary, fillvalue, algorithm, flip):
             _signal_plans[key] = plan
     if plan is _NOT_FAST:
         return None
+    if type(plan) is BlockedSignalPlan:
+        return plan.run(in1, in2)
     out = np.empty(plan.out_shape, plan.dtype)
     plan.kernel(in1.reshape(plan.x_shape), in2.reshape(1, -1), plan.offsets, plan.bias, out,
                 plan.pad_top, plan.pad_left, plan.kernel_h, plan.padded_w, plan.rows_per_task)
@@ -116,7 +118,7 @@ def _plan_signal(mode, algorithm, in_shape, kernel_shape, dtype, flip):
     rows = out_h if serial else _direct_blocked.rows_per_task(
         out_h, params.padded_w, dtype.itemsize, 1, channels=1)
     if not serial and kernel_h - 1 > _MAX_EXTRA_ROW_SHARE * rows:
-        return _NOT_FAST
+        return _blocked_signal_plan(params, in_shape, kernel_shape, flip)
     offsets = _direct_blocked.tap_offsets(1, kernel_h, kernel_w, (1, 1), (1, 1), rows, out_w)
     if flip:  # convolution: the kernel reversed is the tap order reversed
         offsets = _read_only(np.ascontiguousarray(offsets[::-1]))
@@ -126,6 +128,24 @@ def _plan_signal(mode, algorithm, in_shape, kernel_shape, dtype, flip):
         offsets=offsets, bias=_read_only(np.zeros(1, dtype)), pad_top=pads[0], pad_left=pads[2],
         kernel_h=kernel_h, padded_w=params.padded_w, rows_per_task=rows,
     )
+
+
+class BlockedSignalPlan(NamedTuple):
+    run: Callable  # run(in1, in2) -> the 2-D result
+
+
+def _blocked_signal_plan(params, in_shape, kernel_shape, flip):
+    """A plane whose tasks are too short for per-task padding: the direct backend's kernels with
+    one shared padded copy, as the general path runs them, without its per-call Python work."""
+    forward = BACKENDS["direct"].forward
+    x_shape = (1, 1) + tuple(in_shape)
+    w_shape = (1, 1) + tuple(kernel_shape)
+
+    def run(in1, in2):
+        kernel = np.ascontiguousarray(in2[::-1, ::-1]) if flip else in2
+        return forward(in1.reshape(x_shape), kernel.reshape(w_shape), None, params)[0, 0]
+
+    return BlockedSignalPlan(run)
 
 
 class ConvPlan(NamedTuple):

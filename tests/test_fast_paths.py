@@ -123,3 +123,20 @@ def test_serial_and_parallel_kernels_agree(serial_macs, rng, monkeypatch):
         w = rng.standard_normal(w_shape)
         np.testing.assert_allclose(fastconv.conv2d(x, w, algorithm="direct", **kwargs),
                                    naive.conv2d(x, w, **kwargs), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("isa, vector_bytes, expected", [
+    ("avx512", 64, 1 << 18), ("avx2", 32, 1 << 18), ("neon", 16, 1 << 17), ("sse", 16, 1 << 17)])
+def test_serial_threshold_follows_the_vector_width(isa, vector_bytes, expected):
+    from fastconv._cpu import TargetCPU, default_serial_macs
+
+    cpu = TargetCPU("some-cpu", frozenset(), isa, vector_bytes, 32 if isa in ("avx512", "neon") else 16)
+    assert default_serial_macs(cpu) == expected
+
+
+def test_serial_threshold_environment_override(monkeypatch):
+    monkeypatch.setenv("FASTCONV_SERIAL_MACS", "123")
+    assert _config._serial_macs_from_env() == 123
+    monkeypatch.setenv("FASTCONV_SERIAL_MACS", "lots")
+    with pytest.raises(ValueError, match="FASTCONV_SERIAL_MACS"):
+        _config._serial_macs_from_env()

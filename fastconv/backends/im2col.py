@@ -29,6 +29,10 @@ from ._common import all_finite, valid_output_range
 # Below this many input channels per group a tap's GEMM has too short an inner dimension for BLAS
 # to run well, and unfolding (inner dimension Cg*R*S) wins.
 SHIFTED_TAPS_MIN_CHANNELS = 8
+# Below this many output positions per row block (out_h * padded_w: a tap's GEMM's other
+# dimension) the R*S thin GEMMs lose to one unfolded GEMM with an R*S times longer inner dimension:
+# the small planes of late CNN stages at batch 1 (7x7, 14x14) — docs/measurements.md.
+SHIFTED_TAPS_MIN_POSITIONS = 256
 
 NAME = "im2col"
 
@@ -209,6 +213,7 @@ def uses_shifted_taps(params) -> bool:
     return (
         params.stride_h == params.stride_w == 1
         and params.in_channels_per_group >= SHIFTED_TAPS_MIN_CHANNELS
+        and params.out_h * params.padded_w >= SHIFTED_TAPS_MIN_POSITIONS
     )
 
 
