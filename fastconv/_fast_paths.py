@@ -115,8 +115,9 @@ def _plan_signal(mode, algorithm, in_shape, kernel_shape, dtype, flip):
     kernel_h, kernel_w = kernel_shape
     out_h, out_w = params.out_h, params.out_w
     serial = runs_serially(out_h * out_w * kernel_h * kernel_w)
-    rows = out_h if serial else _direct_blocked.rows_per_task(
-        out_h, params.padded_w, dtype.itemsize, 1, channels=1)
+    rows = (_direct_blocked.serial_rows_per_task(out_h, params.padded_w, dtype.itemsize) if serial
+            else _direct_blocked.rows_per_task(out_h, params.padded_w, dtype.itemsize, 1,
+                                               channels=1))
     if not serial and kernel_h - 1 > _MAX_EXTRA_ROW_SHARE * rows:
         return _blocked_signal_plan(params, in_shape, kernel_shape, flip)
     offsets = _direct_blocked.tap_offsets(1, kernel_h, kernel_w, (1, 1), (1, 1), rows, out_w)
@@ -220,8 +221,10 @@ def _one_channel_run(params, pads):
         return None
     layout = _direct_blocked.plane_layout(out_h, out_w, params.kernel_h, params.kernel_w,
                                           (1, 1), (1, 1))
-    rows = out_h if serial else _direct_blocked.rows_per_task(
-        out_h, layout.plane_w, params.dtype.itemsize, params.batch * params.groups, channels=1)
+    rows = (_direct_blocked.serial_rows_per_task(out_h, layout.plane_w, params.dtype.itemsize)
+            if serial else _direct_blocked.rows_per_task(
+                out_h, layout.plane_w, params.dtype.itemsize, params.batch * params.groups,
+                channels=1))
     offsets = _direct_blocked.tap_offsets(1, params.kernel_h, params.kernel_w, (1, 1), (1, 1),
                                           rows, out_w)
     kernel = _direct_blocked.one_channel_padding_kernel(serial)

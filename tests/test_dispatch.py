@@ -218,8 +218,9 @@ def _synthetic_direct_rows(grid, truth):
     return rows
 
 
-# call, waking the thread pool, one-accumulator flops, channel-blocked flops, channel-blocked passes
-DIRECT_TRUTH = np.array([2e-6, 8e-6, 1 / 90e9, 1 / 120e9, 5e-8])
+# call, waking the thread pool, one-accumulator flops, channel-blocked flops, channel-blocked passes,
+# bytes of the padded copy
+DIRECT_TRUTH = np.array([2e-6, 8e-6, 1 / 90e9, 1 / 120e9, 5e-8, 1 / 20e9])
 
 
 def test_calibration_fit_recovers_known_coefficients(rng):

@@ -402,3 +402,17 @@ def test_successful_calls_never_modify_read_only_inputs(rng):
         before = _snapshot(args)
         fn(*args, **kwargs)
         assert _unchanged(args, before), f"{fn.__name__} modified an input"
+
+
+def test_signal_api_refuses_measure_mode_by_name():
+    with pytest.raises(ValueError, match="measure"):
+        fastconv.correlate2d(np.ones((8, 8)), np.ones((3, 3)), algorithm="measure")
+
+
+def test_sequential_given_a_list_says_how_to_call_it():
+    from fastconv import nn
+
+    with pytest.raises(TypeError, match=r"Sequential\(\*layers\)"):
+        nn.Sequential([nn.Linear(4, 3), nn.Linear(3, 2)])
+    with pytest.raises(TypeError, match="layer 1"):
+        nn.Module([nn.Linear(4, 3), "relu"])

@@ -59,6 +59,23 @@ def gradients_apply(params) -> bool:
     return applies(params)
 
 
+def copied_bytes(params) -> int:
+    """Bytes of the padded (phase) planes ``correlate`` writes before its kernels run: zero where a
+    one-channel layer's tasks pad their own rows instead (serial problems, stacks of planes)."""
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
+    if params.out_channels == params.groups:
+        serial = runs_serially(params.flops // 2)
+        if (serial and stride == dilation == (1, 1) and min(pads) >= 0) or pads_per_task(
+                params.batch, params.groups, stride, dilation, pads, get_num_threads()):
+            return 0
+    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
+                          dilation)
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    return (params.batch * params.in_channels * phases * layout.plane_h * layout.plane_w
+            * params.dtype.itemsize)
+
+
 def work(params):
     """(multiply-add FLOPs actually performed, passes) of ``correlate`` for a problem ``applies``
     accepts: the cost model's features.  A pass is one register tile (real values) or one sweep
@@ -559,6 +576,13 @@ def rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, channels=CHANNE
     return int(max(1, min(fit, -(-out_h // chunks))))
 
 
+def serial_rows_per_task(out_h, padded_w, itemsize) -> int:
+    """Output rows per task of a one-channel kernel on the calling thread: as many as keep the
+    accumulator row block within ACCUMULATOR_BYTES.  (Whole planes per task made each call allocate
+    plane-sized buffers, which the allocator maps fresh and the kernel then page-faults in.)"""
+    return int(max(1, min(out_h, ACCUMULATOR_BYTES // (padded_w * itemsize))))
+
+
 def tile_rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, dtype):
     """``rows_per_task`` for the register-tile kernel: tasks of at least four tiles."""
     positions = tile_shape().position_bytes // dtype.itemsize
@@ -602,8 +626,9 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
         kernel = _one_channel_kernel
         packed = np.ascontiguousarray(w.reshape(groups, -1))
         serial = runs_serially(out.size * offsets.shape[0])
-        rows = out_h if serial else rows_per_task(out_h, layout.plane_w, x.dtype.itemsize,
-                                                  batch * groups, channels=1)
+        rows = (serial_rows_per_task(out_h, layout.plane_w, x.dtype.itemsize) if serial
+                else rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups,
+                                   channels=1))
         # small problems run as one serial task that pads its own buffer (no padded copy)
         if serial and stride == dilation == (1, 1) and min(pads) >= 0 or pads_per_task(
                 batch, groups, stride, dilation, pads, get_num_threads()):

@@ -33,7 +33,8 @@ def supports(params) -> str | None:
 # The dispatcher's cost model (fastconv.dispatch.model) prices a call as the dot product of these
 # features with per-ISA coefficients (seconds per unit).  Counts are per thread, with float64
 # counted double because it fills half a vector.
-COST_FEATURES = ("call", "parallel_call", "one_channel_flops", "blocked_flops", "blocked_passes")
+COST_FEATURES = ("call", "parallel_call", "one_channel_flops", "blocked_flops", "blocked_passes",
+                 "copied_bytes")
 
 
 def cost_features(params, threads: int) -> tuple[float, ...]:
@@ -47,12 +48,14 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
         # channels that fill the last block and the lanes of a tile past a task's end; each pass
         # (a register tile, or a sweep over one accumulator) has a fixed cost that dominates on
         # small planes
+        # and the padded copy of the input (or its phase planes) they read
         flops, passes = blocked.work(params)
+        copied = blocked.copied_bytes(params) / threads
         if params.out_channels_per_group == 1:  # one accumulator per pass: load-bound
-            return (1.0, parallel, flops * width / threads, 0.0, passes / threads)
-        return (1.0, parallel, 0.0, flops * width / threads, passes / threads)
+            return (1.0, parallel, flops * width / threads, 0.0, passes / threads, copied)
+        return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied)
     # the fused single-channel kernel (integers), also one accumulator per pass
-    return (1.0, parallel, params.flops * width / threads, 0.0, 0.0)
+    return (1.0, parallel, params.flops * width / threads, 0.0, 0.0, 0.0)
 
 
 def _unsupported(params, what):

@@ -31,18 +31,18 @@ FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items
 # alike) for avx2.  The README's dispatcher section has the commands and the fits' spread.
 SHIPPED_COEFFICIENTS = {
     "avx512": {
-        "direct": (6.57e-06, 9.69e-06, 4.2e-11, 2.46e-11, 7.65e-08),
-        "im2col": (4.47e-06, 9.25e-10, 7.93e-11, 0.0, 0.0),
-        "fft": (3.92e-05, 8.88e-11, 4.81e-10, 5.4e-09, 1.94e-10),
-        "winograd": (6.53e-06, 1.29e-09, 4.18e-11, 5.46e-06),
-        "separable": (7.93e-05, 7.91e-10, 4.02e-06),
+        "direct": (5.42e-06, 1.06e-05, 3.33e-11, 1.66e-11, 4.08e-08, 1.77e-10),
+        "im2col": (4.41e-06, 5.47e-10, 1.39e-11, 9.14e-07, 0.0),
+        "fft": (3.27e-05, 8.48e-11, 7.56e-10, 4.45e-09, 8.13e-11),
+        "winograd": (1.62e-05, 1.49e-09, 2.46e-11, 2.3e-06),
+        "separable": (8.42e-05, 5.01e-10, 1.59e-06),
     },
     "avx2": {
-        "direct": (5.29e-06, 1.3e-05, 4.16e-11, 2.43e-11, 2.96e-09),
-        "im2col": (1.99e-06, 8.36e-10, 8.86e-11, 1.13e-06, 0.0),
-        "fft": (3.01e-05, 1.09e-10, 5.12e-10, 2.42e-09, 1.78e-10),
-        "winograd": (0.0, 1.53e-09, 8.12e-11, 7.31e-06),
-        "separable": (6.53e-05, 7.69e-10, 3.72e-06),
+        "direct": (7.38e-06, 8.68e-06, 2.95e-11, 1.37e-11, 3.99e-08, 1.32e-10),
+        "im2col": (5.47e-06, 4.18e-10, 1.25e-11, 2.29e-06, 1.79e-10),
+        "fft": (4.18e-05, 6.54e-11, 7.96e-10, 4.09e-09, 8.63e-11),
+        "winograd": (2.28e-05, 1.65e-09, 2.78e-11, 2.96e-06),
+        "separable": (0.000104, 4.47e-10, 1.24e-06),
     },
 }
 # Narrower vector units are priced with the AVX2 set: closer to them than AVX-512's per-flop rates

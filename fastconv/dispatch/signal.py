@@ -170,6 +170,9 @@ def choose_signal(params, x, w, algorithm: str) -> Decision:
     """Pick the backend for a correlate2d / convolve2d call.  ``params`` is in zero-padding form,
     ``x`` (1, 1, H, W) and ``w`` (1, 1, R, S) are in ``params.dtype``."""
     checks = DataChecks(x, w, weight=w, dtype=params.dtype)
+    if algorithm == "measure":
+        raise ValueError("algorithm='measure' times conv2d's backends; correlate2d/convolve2d "
+                         "take 'auto' or one backend (see fastconv.algorithms())")
     if algorithm != "auto":
         reason = _signal_refusal(algorithm, params, x, w)
         refuse_requested(algorithm, reason if reason is not None

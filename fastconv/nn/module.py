@@ -130,11 +130,11 @@ class Module(Layer):
     """
 
     def __init__(self, layers=None):
-        self.layers = list(layers or [])
+        self.layers = [_checked_layer(layer, index) for index, layer in enumerate(layers or [])]
 
     def add(self, layer):
         """Append ``layer``; returns it, so ``x = model.add(nn.ReLU())`` reads naturally."""
-        self.layers.append(layer)
+        self.layers.append(_checked_layer(layer, len(self.layers)))
         return layer
 
     def forward(self, x):
@@ -205,6 +205,17 @@ class Module(Layer):
     def __repr__(self):
         inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"{type(self).__name__}({inner}\n)"
+
+
+def _checked_layer(layer, index: int):
+    """``layer`` if it follows the layer protocol (``forward`` and ``backward``), else TypeError —
+    e.g. a list passed to ``Sequential``, which takes its layers as separate arguments."""
+    if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
+        hint = (" (Sequential takes layers as separate arguments: Sequential(*layers), or "
+                "Module(layers) for a list)" if isinstance(layer, (list, tuple)) else "")
+        raise TypeError(f"layer {index} must have forward() and backward(), got "
+                        f"{type(layer).__name__}{hint}")
+    return layer
 
 
 class Sequential(Module):
