@@ -9,6 +9,7 @@ import functools
 
 import pytest
 
+from fastconv import _bench_latency
 from fastconv import benchmark as fastconv_bench
 
 SUITE_CASES = {  # ids only; the data is built lazily
@@ -17,6 +18,7 @@ SUITE_CASES = {  # ids only; the data is built lazily
     "pool": ["max 2x2", "avg 2x2"],
     "signal": [f"512x512 k{k} {dtype}" for dtype in fastconv_bench.SIGNAL_DTYPES
                for k in fastconv_bench.SIGNAL_KERNELS],
+    "latency": _bench_latency.latency_case_names(),
 }
 IMPLEMENTATIONS = [
     "auto", "direct", "im2col", "fft", "separable",

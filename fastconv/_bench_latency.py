@@ -113,19 +113,29 @@ def layer_problem(case: Case) -> Problem:
     return problem
 
 
-def latency_problems(quick: bool) -> list[Problem]:
+def _grid(quick: bool):
+    """(kind, size, kernel size, dtype) of the single-image problems, then the layers."""
     sizes = QUICK_IMAGE_SIZES if quick else IMAGE_SIZES
     kernels = (3,) if quick else (3, 5)
     dtypes = ("float32",) if quick else ("float32", "float64")
-    problems = []
-    for dtype in dtypes:
-        for kernel_size in kernels:
-            for size in sizes:
-                problems.append(correlate2d_problem(size, kernel_size, dtype))
-                problems.append(conv2d_problem(size, kernel_size, dtype))
+    images = [(kind, size, kernel_size, dtype) for dtype in dtypes for kernel_size in kernels
+              for size in sizes for kind in ("correlate2d", "conv2d")]
     layers = [RESNET18_BATCH1[i] for i in QUICK_LAYERS] if quick else RESNET18_BATCH1
-    problems += [layer_problem(case) for case in layers]
-    return problems
+    return images, layers
+
+
+def latency_case_names(quick: bool = False) -> list[str]:
+    """The problems' names, without building their data (for pytest-benchmark's ids)."""
+    images, layers = _grid(quick)
+    return ([f"{kind} {size}² k{kernel_size} {dtype}" for kind, size, kernel_size, dtype in images]
+            + [f"ResNet-18 N=1 {case.name}" for case in layers])
+
+
+def latency_problems(quick: bool) -> list[Problem]:
+    images, layers = _grid(quick)
+    build = {"correlate2d": correlate2d_problem, "conv2d": conv2d_problem}
+    problems = [build[kind](size, kernel_size, dtype) for kind, size, kernel_size, dtype in images]
+    return problems + [layer_problem(case) for case in layers]
 
 
 def geomean_ratios(rows, peer: str, prefix: str) -> tuple[float, int] | None:
