@@ -1,0 +1,228 @@
+"""Direct 3-D convolution (conv3d) and its gradients on the padded, flattened volume of each channel.
+
+Layout: the input is padded once (zeros or a padding mode, :func:`fastconv._padding.pad_ncdhw`) to
+``(N, C, Dp, Hp, Wp)`` and each channel's volume read as one flat vector, as in ``direct_nd``.  A
+tap ``(t, r, s)`` of output depth slice ``od`` then reads, for every output position of that slice,
+the element at a fixed offset ``(od*stride_d + t*dil_d)*Hp*Wp + r*dil_h*Wp + s*dil_w`` from the
+position's own place:
+
+* stride 1 in height and width: the whole slice is one contiguous vector of ``(OH-1)*Wp + OW``
+  positions (the ``Wp - OW`` columns at the end of each row are computed and thrown away, like the
+  2-D direct kernel's flattened plane), so every tap is one shifted contiguous multiply-add;
+* otherwise each output row is a vector of ``OW`` elements read with step ``stride_w``.
+
+One parallel task is (sample, block of up to four output channels of one group, output depth
+slice): each loaded input vector feeds four accumulators, and the task's accumulators are written
+once, cropped, with the bias.  Depth stride costs nothing: it only moves the slice's base.
+
+The input gradient is the forward kernel itself on the stride-upsampled, fully padded output
+gradient with the kernel flipped and its channel axes swapped (the transposed correlation); the
+weight gradient is one task per (output channel, input channel of its group) summing row dot
+products over the batch.  Every kernel keeps float32 in float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._config import njit_parallel
+from .._padding import pad_ncdhw, unpad_gradient_ncdhw
+
+CHANNEL_BLOCK = 4
+"""Output channels per task: each loaded input vector feeds this many accumulators."""
+
+
+@njit_parallel
+def _forward_padded(x_flat, padded_h, padded_w, weight, bias, has_bias, out,
+                    stride_d, stride_h, stride_w, dil_d, dil_h, dil_w):
+    """``out = conv3d(x, weight) + bias`` with ``x_flat`` the (N, C, Dp*Hp*Wp) padded input (no
+    implicit padding left).  ``out`` (N, K, OD, OH, OW) is written entirely."""
+    batch, in_channels, _ = x_flat.shape
+    out_channels, channels_per_group, kernel_t, kernel_r, kernel_s = weight.shape
+    _, _, out_d, out_h, out_w = out.shape
+    groups = in_channels // channels_per_group
+    out_per_group = out_channels // groups
+    blocks_per_group = (out_per_group + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    plane_size = padded_h * padded_w
+    flat_rows = stride_h == 1 and stride_w == 1
+    if flat_rows:  # one vector per slice, row pitch Wp
+        row_count, row_length, acc_pitch, step = 1, (out_h - 1) * padded_w + out_w, padded_w, 1
+    else:  # one vector per output row, read with step stride_w
+        row_count, row_length, acc_pitch, step = out_h, out_w, out_w, stride_w
+    acc_length = (out_h - 1) * acc_pitch + out_w
+    tasks = batch * groups * blocks_per_group * out_d
+    for task in prange(tasks):
+        od = task % out_d
+        rest = task // out_d
+        block = rest % blocks_per_group
+        rest //= blocks_per_group
+        group = rest % groups
+        n = rest // groups
+        k0 = group * out_per_group + block * CHANNEL_BLOCK
+        k_count = min(CHANNEL_BLOCK, (group + 1) * out_per_group - k0)
+        acc = np.zeros((CHANNEL_BLOCK, acc_length), dtype=x_flat.dtype)
+        acc0, acc1, acc2, acc3 = acc[0], acc[1], acc[2], acc[3]
+        for c in range(channels_per_group):
+            volume = x_flat[n, group * channels_per_group + c]
+            for t in range(kernel_t):
+                plane_base = (od * stride_d + t * dil_d) * plane_size
+                for r in range(kernel_r):
+                    for s in range(kernel_s):
+                        tap_base = plane_base + r * dil_h * padded_w + s * dil_w
+                        for row in range(row_count):
+                            source = tap_base + row * stride_h * padded_w
+                            dest = row * acc_pitch
+                            if k_count == CHANNEL_BLOCK:
+                                w0 = weight[k0, c, t, r, s]
+                                w1 = weight[k0 + 1, c, t, r, s]
+                                w2 = weight[k0 + 2, c, t, r, s]
+                                w3 = weight[k0 + 3, c, t, r, s]
+                                if step == 1:
+                                    vector = volume[source:source + row_length]
+                                    for i in range(row_length):
+                                        value = vector[i]
+                                        acc0[dest + i] += w0 * value
+                                        acc1[dest + i] += w1 * value
+                                        acc2[dest + i] += w2 * value
+                                        acc3[dest + i] += w3 * value
+                                else:
+                                    for i in range(row_length):
+                                        value = volume[source + i * step]
+                                        acc0[dest + i] += w0 * value
+                                        acc1[dest + i] += w1 * value
+                                        acc2[dest + i] += w2 * value
+                                        acc3[dest + i] += w3 * value
+                            else:  # the group's last, partial block
+                                for kk in range(k_count):
+                                    tap = weight[k0 + kk, c, t, r, s]
+                                    lane = acc[kk]
+                                    for i in range(row_length):
+                                        lane[dest + i] += tap * volume[source + i * step]
+        for kk in range(k_count):
+            lane = acc[kk]
+            for oh in range(out_h):
+                row_out = out[n, k0 + kk, od, oh]
+                start = oh * acc_pitch
+                if has_bias:
+                    shift = bias[k0 + kk]
+                    for ow in range(out_w):
+                        row_out[ow] = lane[start + ow] + shift
+                else:
+                    for ow in range(out_w):
+                        row_out[ow] = lane[start + ow]
+
+
+@njit_parallel
+def _weight_gradient_padded(x_flat, padded_h, padded_w, grad, grad_weight,
+                            stride_d, stride_h, stride_w, dil_d, dil_h, dil_w):
+    """``grad_weight[k, c, t, r, s] = sum over n, od, oh, ow of grad[n, k, od, oh, ow] *
+    x[n, group*C/groups + c, od*sd + t*dd, oh*sh + r*dh, ow*sw + s*dw]`` on the padded input.
+
+    One task per (k, c): its taps are private, so the batch reduction needs no atomics.  Each
+    output row contributes one dot product per tap; the row sum starts from its first term rather
+    than a zero literal so that float32 stays float32."""
+    batch, in_channels, _ = x_flat.shape
+    out_channels, channels_per_group, kernel_t, kernel_r, kernel_s = grad_weight.shape
+    _, _, out_d, out_h, out_w = grad.shape
+    groups = in_channels // channels_per_group
+    out_per_group = out_channels // groups
+    plane_size = padded_h * padded_w
+    taps_per_filter = kernel_t * kernel_r * kernel_s
+    for task in prange(out_channels * channels_per_group):
+        k = task // channels_per_group
+        c = task % channels_per_group
+        channel = (k // out_per_group) * channels_per_group + c
+        taps = np.zeros(taps_per_filter, dtype=grad_weight.dtype)
+        for n in range(batch):
+            volume = x_flat[n, channel]
+            for od in range(out_d):
+                for oh in range(out_h):
+                    grad_row = grad[n, k, od, oh]
+                    row_base = od * stride_d * plane_size + oh * stride_h * padded_w
+                    tap_index = 0
+                    for t in range(kernel_t):
+                        for r in range(kernel_r):
+                            for s in range(kernel_s):
+                                source = row_base + t * dil_d * plane_size + r * dil_h * padded_w \
+                                    + s * dil_w
+                                row_sum = grad_row[0] * volume[source]
+                                for ow in range(1, out_w):
+                                    row_sum += grad_row[ow] * volume[source + ow * stride_w]
+                                taps[tap_index] += row_sum
+                                tap_index += 1
+        tap_index = 0
+        for t in range(kernel_t):
+            for r in range(kernel_r):
+                for s in range(kernel_s):
+                    grad_weight[k, c, t, r, s] = taps[tap_index]
+                    tap_index += 1
+
+
+def _padded_flat(x, params):
+    """The input padded as ``params`` says (every mode, zeros included) and flattened per channel."""
+    padded = pad_ncdhw(x, params.pads, params.padding_mode) if any(params.pads) else x
+    return padded.reshape(padded.shape[0], padded.shape[1], -1), padded.shape[-3:]
+
+
+def _run_forward(x_flat, padded_dhw, weight, bias, out, stride, dilation):
+    has_bias = bias is not None
+    bias_values = bias if has_bias else np.zeros(1, dtype=x_flat.dtype)
+    _forward_padded(x_flat, padded_dhw[1], padded_dhw[2], weight, bias_values, has_bias, out,
+                    *stride, *dilation)
+
+
+def forward(x, weight, bias, params):
+    """conv3d of the C-contiguous (N, C, D, H, W) ``x`` in ``params.dtype``."""
+    x_flat, padded_dhw = _padded_flat(x, params)
+    out = np.empty(params.output_shape, dtype=params.dtype)
+    _run_forward(x_flat, padded_dhw, weight, bias, out, params.stride, params.dilation)
+    return out
+
+
+def backward_weight(grad, x, params):
+    """Gradient w.r.t. the weight, (K, C/groups, T, R, S)."""
+    x_flat, padded_dhw = _padded_flat(x, params)
+    grad_weight = np.empty(params.weight_shape, dtype=params.dtype)
+    _weight_gradient_padded(x_flat, padded_dhw[1], padded_dhw[2], grad, grad_weight,
+                            *params.stride, *params.dilation)
+    return grad_weight
+
+
+def transposed_weight(weight, groups):
+    """(K, C/g, T, R, S) -> (C, K/g, T, R, S), every kernel flipped in all three axes: the weight of
+    the forward correlation that computes the transposed one."""
+    out_channels, per_group = weight.shape[:2]
+    out_per_group = out_channels // groups
+    grouped = weight.reshape((groups, out_per_group, per_group) + weight.shape[2:])
+    swapped = grouped.transpose(0, 2, 1, 3, 4, 5)[..., ::-1, ::-1, ::-1]
+    return np.ascontiguousarray(swapped.reshape((groups * per_group, out_per_group)
+                                                + weight.shape[2:]))
+
+
+def backward_input(grad, weight, params):
+    """Gradient w.r.t. the (unpadded) input, (N, C, D, H, W).
+
+    The gradient w.r.t. the padded input is a "full" correlation of the output gradient, spread
+    onto the stride grid, with the flipped kernel: ``grad`` is placed at ``dk - 1 + o*stride`` of
+    a zero volume of ``padded + dk - 1`` samples per axis (``dk`` the dilated kernel), and the
+    forward kernel runs on it at stride 1 and the same dilation.  Padding is then cropped (zeros)
+    or folded back onto the samples it copied (the other modes)."""
+    dilated = params.dilated_kernel
+    spread_size = tuple(p + k - 1 for p, k in zip(params.padded_size, dilated))
+    spread = np.zeros((params.batch, params.out_channels) + spread_size, dtype=params.dtype)
+    spread[(slice(None), slice(None)) + tuple(
+        slice(k - 1, k - 1 + (o - 1) * s + 1, s)
+        for k, o, s in zip(dilated, params.out_size, params.stride))] = grad
+    grad_padded = np.empty((params.batch, params.in_channels) + params.padded_size,
+                           dtype=params.dtype)
+    _run_forward(spread.reshape(params.batch, params.out_channels, -1), spread_size,
+                 transposed_weight(weight, params.groups), None, grad_padded, (1, 1, 1),
+                 params.dilation)
+    if not any(params.pads):
+        return grad_padded
+    if params.padding_mode == "zeros":
+        front, _, top, _, left, _ = params.pads
+        depth, height, width = params.in_size
+        return np.ascontiguousarray(
+            grad_padded[:, :, front:front + depth, top:top + height, left:left + width])
+    return unpad_gradient_ncdhw(grad_padded, params.in_size, params.pads, params.padding_mode)
