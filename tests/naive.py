@@ -498,3 +498,55 @@ def correlate_nd(in1, in2, mode="full"):
         return np.conj(reversed_) if np.iscomplexobj(reversed_) else reversed_
     reversed_in2 = in2[(slice(None, None, -1),) * in2.ndim]
     return convolve_nd(in1, np.conj(reversed_in2) if np.iscomplexobj(in2) else reversed_in2, mode)
+
+
+# ==============================================================================================
+# Issue 19: conv3d, from its definition (float64, explicit padding with np.pad).
+# ==============================================================================================
+def triple(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value, value)
+
+
+def conv3d_padding_amounts(padding, kernel, dilation):
+    """((front, back), (top, bottom), (left, right)) as PyTorch resolves conv3d's ``padding``."""
+    if padding == "valid":
+        return ((0, 0),) * 3
+    if padding == "same":
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        return tuple((total // 2, total - total // 2) for total in totals)
+    return tuple((p, p) for p in triple(padding))
+
+
+def conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """torch.nn.functional.conv3d from its definition (cross-correlation), NCDHW or CDHW: for every
+    output channel, input channel of its group and tap, add the strided window times the tap."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    unbatched = x.ndim == 4
+    if unbatched:
+        x = x[None]
+    stride, dilation = triple(stride), triple(dilation)
+    out_channels, channels, *kernel = w.shape
+    pads = conv3d_padding_amounts(padding, kernel, dilation)
+    padded = np.pad(x, ((0, 0), (0, 0)) + pads, mode=TORCH_TO_NUMPY_PAD[padding_mode])
+    out_size = [(p - d * (k - 1) - 1) // s + 1
+                for p, k, d, s in zip(padded.shape[2:], kernel, dilation, stride)]
+    out = np.zeros((x.shape[0], out_channels, *out_size))
+    out_per_group = out_channels // groups
+    for k in range(out_channels):
+        group = k // out_per_group
+        for c in range(channels):
+            volume = padded[:, group * channels + c]
+            for t in range(kernel[0]):
+                for r in range(kernel[1]):
+                    for s in range(kernel[2]):
+                        window = volume[
+                            :,
+                            t * dilation[0]: t * dilation[0] + stride[0] * (out_size[0] - 1) + 1: stride[0],
+                            r * dilation[1]: r * dilation[1] + stride[1] * (out_size[1] - 1) + 1: stride[1],
+                            s * dilation[2]: s * dilation[2] + stride[2] * (out_size[2] - 1) + 1: stride[2],
+                        ]
+                        out[:, k] += w[k, c, t, r, s] * window
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)[None, :, None, None, None]
+    return out[0] if unbatched else out
