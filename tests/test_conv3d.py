@@ -275,3 +275,39 @@ def test_bad_dtypes_bias_and_gradient_shape():
         fastconv.conv3d_backward(np.ones((1, 3, 3, 4, 4)), x, w)
     with pytest.raises(ValueError, match="needs"):
         fastconv.conv3d_backward(np.ones((1, 3, 3, 4, 5)), x, w, needs=("inputs",))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_forward_pieces_straddling_rows(monkeypatch, chunk):
+    """The stride-1 path cuts each output slice into chunks of flat positions; chunks that start
+    and end mid-row (and in the dropped columns) must tile the output exactly."""
+    from fastconv.backends import direct3d
+    monkeypatch.setattr(direct3d, "chunk_positions", lambda itemsize: chunk)
+    rng = np.random.default_rng(11)
+    x, w, b = rng.standard_normal((2, 3, 4, 9, 11)), rng.standard_normal((6, 3, 2, 3, 4)), \
+        rng.standard_normal(6)
+    got = fastconv.conv3d(x, w, b, padding=(1, 0, 2), dilation=(1, 2, 1))
+    exact = naive.conv3d(x, w, b, padding=(1, 0, 2), dilation=(1, 2, 1))
+    magnitude = naive.conv3d(np.abs(x), np.abs(w), np.abs(b), padding=(1, 0, 2), dilation=(1, 2, 1))
+    assert_matches(got, exact, magnitude, np.float64, "direct")
+
+
+def test_weight_gradient_with_non_finite_input_matches_torch():
+    """An Inf in the input: the weight gradient must not pick up 0 * Inf from positions past a row
+    (the widened stride-1 path is only taken on finite input)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    x, w = rng.standard_normal((1, 2, 4, 5, 6)), rng.standard_normal((3, 2, 2, 2, 2))
+    # the last column, unpadded: only tap s=1 reads it, but the widened path's dropped column
+    # would read it with tap s=0 (times a zero)
+    x[0, 1, 2, 2, 5] = np.inf
+    grad = rng.standard_normal((1, 3, 5, 6, 5))
+    x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv3d(x_t, w_t, padding=(1, 1, 0)).backward(torch.from_numpy(grad))
+    _, grad_weight, _ = fastconv.conv3d_backward(grad, x, w, padding=(1, 1, 0))
+    expected = w_t.grad.numpy()
+    np.testing.assert_array_equal(np.isnan(grad_weight), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(grad_weight), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert finite.any() and not finite.all()
+    np.testing.assert_allclose(grad_weight[finite], expected[finite], rtol=1e-12, atol=1e-12)

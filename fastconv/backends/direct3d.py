@@ -27,16 +27,29 @@ from numba import prange
 
 from .._config import njit_parallel
 from .._padding import pad_ncdhw, unpad_gradient_ncdhw
+from ._common import all_finite
+from .direct_nd import BLOCK_BYTES
 
 CHANNEL_BLOCK = 4
 """Output channels per task: each loaded input vector feeds this many accumulators."""
 
 
+def chunk_positions(itemsize: int) -> int:
+    """Flat output positions per task on the stride-1 path: the four channels' accumulators take
+    half of a 32 KiB L1 data cache (``direct_nd.BLOCK_BYTES``), leaving room for the input."""
+    return max(64, BLOCK_BYTES // (CHANNEL_BLOCK * itemsize))
+
+
 @njit_parallel
 def _forward_padded(x_flat, padded_h, padded_w, weight, bias, has_bias, out,
-                    stride_d, stride_h, stride_w, dil_d, dil_h, dil_w):
+                    stride_d, stride_h, stride_w, dil_d, dil_h, dil_w, chunk):
     """``out = conv3d(x, weight) + bias`` with ``x_flat`` the (N, C, Dp*Hp*Wp) padded input (no
-    implicit padding left).  ``out`` (N, K, OD, OH, OW) is written entirely."""
+    implicit padding left).  ``out`` (N, K, OD, OH, OW) is written entirely.
+
+    A task is (sample, channel block, output depth slice, piece).  At stride 1 in height and width
+    a piece is ``chunk`` consecutive flat positions of the slice (row pitch Wp; positions past
+    ``OW`` in a row are computed and dropped); otherwise a piece is one output row, read with step
+    ``stride_w``."""
     batch, in_channels, _ = x_flat.shape
     out_channels, channels_per_group, kernel_t, kernel_r, kernel_s = weight.shape
     _, _, out_d, out_h, out_w = out.shape
@@ -45,117 +58,133 @@ def _forward_padded(x_flat, padded_h, padded_w, weight, bias, has_bias, out,
     blocks_per_group = (out_per_group + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
     plane_size = padded_h * padded_w
     flat_rows = stride_h == 1 and stride_w == 1
-    if flat_rows:  # one vector per slice, row pitch Wp
-        row_count, row_length, acc_pitch, step = 1, (out_h - 1) * padded_w + out_w, padded_w, 1
-    else:  # one vector per output row, read with step stride_w
-        row_count, row_length, acc_pitch, step = out_h, out_w, out_w, stride_w
-    acc_length = (out_h - 1) * acc_pitch + out_w
-    tasks = batch * groups * blocks_per_group * out_d
+    flat_length = (out_h - 1) * padded_w + out_w
+    if flat_rows:
+        pieces, piece_capacity, step = (flat_length + chunk - 1) // chunk, min(chunk, flat_length), 1
+    else:
+        pieces, piece_capacity, step = out_h, out_w, stride_w
+    tasks = batch * groups * blocks_per_group * out_d * pieces
     for task in prange(tasks):
-        od = task % out_d
-        rest = task // out_d
+        piece = task % pieces
+        rest = task // pieces
+        od = rest % out_d
+        rest //= out_d
         block = rest % blocks_per_group
         rest //= blocks_per_group
         group = rest % groups
         n = rest // groups
         k0 = group * out_per_group + block * CHANNEL_BLOCK
         k_count = min(CHANNEL_BLOCK, (group + 1) * out_per_group - k0)
-        acc = np.zeros((CHANNEL_BLOCK, acc_length), dtype=x_flat.dtype)
+        if flat_rows:
+            first = piece * chunk  # first flat position of the piece
+            length = min(chunk, flat_length - first)
+            piece_offset = first
+        else:
+            first = 0
+            length = out_w
+            piece_offset = piece * stride_h * padded_w
+        acc = np.zeros((CHANNEL_BLOCK, piece_capacity), dtype=x_flat.dtype)
         acc0, acc1, acc2, acc3 = acc[0], acc[1], acc[2], acc[3]
         for c in range(channels_per_group):
             volume = x_flat[n, group * channels_per_group + c]
             for t in range(kernel_t):
-                plane_base = (od * stride_d + t * dil_d) * plane_size
+                plane_base = (od * stride_d + t * dil_d) * plane_size + piece_offset
                 for r in range(kernel_r):
                     for s in range(kernel_s):
-                        tap_base = plane_base + r * dil_h * padded_w + s * dil_w
-                        for row in range(row_count):
-                            source = tap_base + row * stride_h * padded_w
-                            dest = row * acc_pitch
-                            if k_count == CHANNEL_BLOCK:
-                                w0 = weight[k0, c, t, r, s]
-                                w1 = weight[k0 + 1, c, t, r, s]
-                                w2 = weight[k0 + 2, c, t, r, s]
-                                w3 = weight[k0 + 3, c, t, r, s]
-                                if step == 1:
-                                    vector = volume[source:source + row_length]
-                                    for i in range(row_length):
-                                        value = vector[i]
-                                        acc0[dest + i] += w0 * value
-                                        acc1[dest + i] += w1 * value
-                                        acc2[dest + i] += w2 * value
-                                        acc3[dest + i] += w3 * value
-                                else:
-                                    for i in range(row_length):
-                                        value = volume[source + i * step]
-                                        acc0[dest + i] += w0 * value
-                                        acc1[dest + i] += w1 * value
-                                        acc2[dest + i] += w2 * value
-                                        acc3[dest + i] += w3 * value
-                            else:  # the group's last, partial block
-                                for kk in range(k_count):
-                                    tap = weight[k0 + kk, c, t, r, s]
-                                    lane = acc[kk]
-                                    for i in range(row_length):
-                                        lane[dest + i] += tap * volume[source + i * step]
+                        source = plane_base + r * dil_h * padded_w + s * dil_w
+                        if k_count == CHANNEL_BLOCK:
+                            w0 = weight[k0, c, t, r, s]
+                            w1 = weight[k0 + 1, c, t, r, s]
+                            w2 = weight[k0 + 2, c, t, r, s]
+                            w3 = weight[k0 + 3, c, t, r, s]
+                            if step == 1:
+                                vector = volume[source:source + length]
+                                for i in range(length):
+                                    value = vector[i]
+                                    acc0[i] += w0 * value
+                                    acc1[i] += w1 * value
+                                    acc2[i] += w2 * value
+                                    acc3[i] += w3 * value
+                            else:
+                                for i in range(length):
+                                    value = volume[source + i * step]
+                                    acc0[i] += w0 * value
+                                    acc1[i] += w1 * value
+                                    acc2[i] += w2 * value
+                                    acc3[i] += w3 * value
+                        else:  # the group's last, partial block
+                            for kk in range(k_count):
+                                tap = weight[k0 + kk, c, t, r, s]
+                                lane = acc[kk]
+                                for i in range(length):
+                                    lane[i] += tap * volume[source + i * step]
         for kk in range(k_count):
             lane = acc[kk]
-            for oh in range(out_h):
-                row_out = out[n, k0 + kk, od, oh]
-                start = oh * acc_pitch
-                if has_bias:
-                    shift = bias[k0 + kk]
-                    for ow in range(out_w):
-                        row_out[ow] = lane[start + ow] + shift
-                else:
-                    for ow in range(out_w):
-                        row_out[ow] = lane[start + ow]
+            plane_out = out[n, k0 + kk, od]
+            shift = bias[k0 + kk] if has_bias else bias[0]  # bias[0] is a zero when has_bias is False
+            if flat_rows:
+                oh = first // padded_w
+                ow = first - oh * padded_w
+                for i in range(length):
+                    if ow < out_w:
+                        plane_out[oh, ow] = lane[i] + shift
+                    ow += 1
+                    if ow == padded_w:
+                        ow = 0
+                        oh += 1
+            else:
+                row_out = plane_out[piece]
+                for i in range(length):
+                    row_out[i] = lane[i] + shift
 
 
 @njit_parallel
-def _weight_gradient_padded(x_flat, padded_h, padded_w, grad, grad_weight,
-                            stride_d, stride_h, stride_w, dil_d, dil_h, dil_w):
+def _weight_gradient_padded(x_flat, padded_h, padded_w, grad_rows, length, grad_weight, out_d,
+                            row_pitch, step, stride_d, dil_d, dil_h, dil_w):
     """``grad_weight[k, c, t, r, s] = sum over n, od, oh, ow of grad[n, k, od, oh, ow] *
     x[n, group*C/groups + c, od*sd + t*dd, oh*sh + r*dh, ow*sw + s*dw]`` on the padded input.
 
-    One task per (k, c): its taps are private, so the batch reduction needs no atomics.  Each
-    output row contributes one dot product per tap; the row sum starts from its first term rather
-    than a zero literal so that float32 stays float32."""
+    ``grad_rows`` (N, K, OD*rows, pitch) holds the output gradient as the vectors (their first
+    ``length`` elements) each tap is dotted with: one per depth slice, widened to row pitch Wp with zeros past ``OW`` (stride 1 in
+    height and width, finite input only: a zero times an Inf read past a row would be NaN), or one
+    per output row (read from the input every ``row_pitch`` elements with step ``step``).
+    One task per (k, c): its taps are private, so the batch reduction needs no atomics.  A dot
+    product starts from its first term rather than a zero literal so that float32 stays float32."""
     batch, in_channels, _ = x_flat.shape
     out_channels, channels_per_group, kernel_t, kernel_r, kernel_s = grad_weight.shape
-    _, _, out_d, out_h, out_w = grad.shape
+    vectors = grad_rows.shape[2]
+    rows = vectors // out_d
     groups = in_channels // channels_per_group
     out_per_group = out_channels // groups
     plane_size = padded_h * padded_w
-    taps_per_filter = kernel_t * kernel_r * kernel_s
     for task in prange(out_channels * channels_per_group):
         k = task // channels_per_group
         c = task % channels_per_group
         channel = (k // out_per_group) * channels_per_group + c
-        taps = np.zeros(taps_per_filter, dtype=grad_weight.dtype)
+        taps = np.zeros((kernel_t, kernel_r, kernel_s), dtype=grad_weight.dtype)
         for n in range(batch):
             volume = x_flat[n, channel]
-            for od in range(out_d):
-                for oh in range(out_h):
-                    grad_row = grad[n, k, od, oh]
-                    row_base = od * stride_d * plane_size + oh * stride_h * padded_w
-                    tap_index = 0
-                    for t in range(kernel_t):
-                        for r in range(kernel_r):
-                            for s in range(kernel_s):
-                                source = row_base + t * dil_d * plane_size + r * dil_h * padded_w \
-                                    + s * dil_w
-                                row_sum = grad_row[0] * volume[source]
-                                for ow in range(1, out_w):
-                                    row_sum += grad_row[ow] * volume[source + ow * stride_w]
-                                taps[tap_index] += row_sum
-                                tap_index += 1
-        tap_index = 0
-        for t in range(kernel_t):
-            for r in range(kernel_r):
-                for s in range(kernel_s):
-                    grad_weight[k, c, t, r, s] = taps[tap_index]
-                    tap_index += 1
+            for vector_index in range(vectors):
+                od = vector_index // rows
+                row = vector_index - od * rows
+                gradient = grad_rows[n, k, vector_index]
+                row_base = od * stride_d * plane_size + row * row_pitch
+                for t in range(kernel_t):
+                    for r in range(kernel_r):
+                        for s in range(kernel_s):
+                            source = row_base + t * dil_d * plane_size + r * dil_h * padded_w \
+                                + s * dil_w
+                            if step == 1:
+                                window = volume[source:source + length]
+                                dot = gradient[0] * window[0]
+                                for i in range(1, length):
+                                    dot += gradient[i] * window[i]
+                            else:
+                                dot = gradient[0] * volume[source]
+                                for i in range(1, length):
+                                    dot += gradient[i] * volume[source + i * step]
+                            taps[t, r, s] += dot
+        grad_weight[k, c] = taps
 
 
 def _padded_flat(x, params):
@@ -168,7 +197,7 @@ def _run_forward(x_flat, padded_dhw, weight, bias, out, stride, dilation):
     has_bias = bias is not None
     bias_values = bias if has_bias else np.zeros(1, dtype=x_flat.dtype)
     _forward_padded(x_flat, padded_dhw[1], padded_dhw[2], weight, bias_values, has_bias, out,
-                    *stride, *dilation)
+                    *stride, *dilation, chunk_positions(x_flat.dtype.itemsize))
 
 
 def forward(x, weight, bias, params):
@@ -181,10 +210,21 @@ def forward(x, weight, bias, params):
 
 def backward_weight(grad, x, params):
     """Gradient w.r.t. the weight, (K, C/groups, T, R, S)."""
-    x_flat, padded_dhw = _padded_flat(x, params)
+    x_flat, (_, padded_h, padded_w) = _padded_flat(x, params)
+    batch, out_channels, out_d, out_h, out_w = grad.shape
+    stride_d, stride_h, stride_w = params.stride
+    if stride_h == 1 and stride_w == 1 and all_finite(x):
+        # one long vector per depth slice: the gradient widened to the input's row pitch
+        length = (out_h - 1) * padded_w + out_w
+        widened = np.zeros((batch, out_channels, out_d, out_h * padded_w), dtype=grad.dtype)
+        widened.reshape(batch, out_channels, out_d, out_h, padded_w)[..., :out_w] = grad
+        grad_rows, row_pitch, step = widened, 0, 1
+    else:
+        grad_rows = grad.reshape(batch, out_channels, out_d * out_h, out_w)
+        length, row_pitch, step = out_w, stride_h * padded_w, stride_w
     grad_weight = np.empty(params.weight_shape, dtype=params.dtype)
-    _weight_gradient_padded(x_flat, padded_dhw[1], padded_dhw[2], grad, grad_weight,
-                            *params.stride, *params.dilation)
+    _weight_gradient_padded(x_flat, padded_h, padded_w, grad_rows, length, grad_weight, out_d,
+                            row_pitch, step, stride_d, *params.dilation)
     return grad_weight
 
 
