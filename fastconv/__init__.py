@@ -13,6 +13,7 @@ from .pooling import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .pooling3d import avg_pool3d, avg_pool3d_backward, max_pool3d, max_pool3d_backward
 from .receptive_field import receptive_field
 from .signal import convolve2d, correlate2d
 from .signal_nd import choose_conv_method, convolve, correlate, fftconvolve, oaconvolve
@@ -24,6 +25,8 @@ __all__ = [
     "algorithms",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
     "choose_conv_method",
     "conv1d",
     "conv2d",
@@ -49,6 +52,8 @@ __all__ = [
     "lp_pool2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
     "oaconvolve",
     "receptive_field",
     "sepconv2d",

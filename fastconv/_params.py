@@ -799,3 +799,69 @@ def make_conv3d_params(input, weight, bias=None, stride=1, padding=0, dilation=1
     check_copy(w, params.dtype, "weight")
     return (params, contiguous(x5, params.dtype), contiguous(w, params.dtype),
             None if b is None else contiguous(b, params.dtype), batched)
+
+
+# --- 3-D pooling ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pool3dParams:
+    """Everything about one 3-D pooling call except the data; sizes are (depth, height, width)."""
+
+    batch: int
+    channels: int
+    in_size: tuple
+    kernel: tuple
+    stride: tuple
+    padding: tuple = (0, 0, 0)
+    dilation: tuple = (1, 1, 1)
+    ceil_mode: bool = False
+    dtype: np.dtype = np.dtype(np.float64)
+
+    @property
+    def out_size(self) -> tuple:
+        return tuple(pooled_size(*axis, self.ceil_mode) for axis in
+                     zip(self.in_size, self.kernel, self.stride, self.padding, self.dilation))
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.batch, self.channels) + tuple(self.in_size)
+
+    @property
+    def output_shape(self) -> tuple:
+        return (self.batch, self.channels) + self.out_size
+
+
+def make_pool3d_params(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       *, op="pool3d"):
+    """Validate 3-D pooling arguments as PyTorch does; return ``(params, x, batched)`` with ``x``
+    the (N, C, D, H, W) C-contiguous input in the compute dtype.  ``stride=None`` means
+    ``kernel_size``; padding may be at most half the kernel; every output axis must be >= 1."""
+    x = as_array(input, "input")
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"{op}: input must be 5-D (N, C, D, H, W) or 4-D (C, D, H, W), got shape {x.shape}"
+        )
+    batched = x.ndim == 5
+    check_not_empty(x.shape, "input", batched, op)
+    kernel = as_triple(kernel_size, "kernel_size", minimum=1)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel
+    else:
+        stride = as_triple(stride, "stride", minimum=1)
+    padding = as_triple(padding, "padding", minimum=0)
+    dilation = as_triple(dilation, "dilation", minimum=1)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"{op}: padding {padding} must be at most half of kernel_size {kernel}")
+    batch, channels = x.shape[:2] if batched else (1, x.shape[0])
+    params = Pool3dParams(batch=batch, channels=channels, in_size=x.shape[-3:], kernel=kernel,
+                          stride=stride, padding=padding, dilation=dilation,
+                          ceil_mode=bool(ceil_mode), dtype=compute_dtype(x))
+    if min(params.out_size) < 1:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} is too small for kernel_size {kernel} with padding "
+            f"{padding} and dilation {dilation}: output would be {params.out_size}"
+        )
+    x5 = x if batched else x[np.newaxis]
+    check_copy(x5, params.dtype, "input")
+    return params, contiguous(x5, params.dtype), batched
