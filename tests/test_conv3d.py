@@ -24,6 +24,9 @@ CASES = [
     ((1, 2, 9, 8, 7), (2, 2, 2, 2, 2), {"stride": (3, 2, 3)}),  # stride > kernel
     ((1, 2, 4, 7, 6), (4, 2, 2, 2, 2), {"stride": (2, 1, 1)}),  # depth stride on the flat path
     ((1, 2, 9, 9, 9), (3, 2, 3, 2, 3), {"dilation": 2, "padding": 1}),
+    ((1, 2, 9, 10, 11), (3, 2, 3, 2, 3), {"stride": 2, "dilation": 2, "padding": 1}),
+    ((1, 2, 10, 9, 11), (2, 2, 3, 3, 2), {"stride": (2, 3, 2), "dilation": (3, 2, 1),
+                                          "padding": (2, 1, 0)}),
     ((2, 4, 5, 6, 5), (6, 2, 3, 3, 3), {"groups": 2, "padding": (1, 0, 2)}),
     ((1, 6, 5, 5, 6), (6, 1, 3, 3, 3), {"groups": 6, "padding": "same"}),  # depthwise
     ((1, 4, 5, 6, 5), (8, 1, 2, 3, 2), {"groups": 4, "padding": "same", "dilation": (1, 2, 3)}),

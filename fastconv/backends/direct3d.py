@@ -1,4 +1,5 @@
-"""Direct 3-D convolution (conv3d) and its gradients on the padded, flattened volume of each channel.
+"""Direct 3-D convolution (conv3d) and its gradients on the padded, flattened volume of each
+channel.
 
 Layout: the input is padded once (zeros or a padding mode, :func:`fastconv._padding.pad_ncdhw`) to
 ``(N, C, Dp, Hp, Wp)`` and each channel's volume read as one flat vector, as in ``direct_nd``.  A
@@ -8,19 +9,23 @@ position's own place:
 
 * stride 1 in height and width: the whole slice is one contiguous vector of ``(OH-1)*Wp + OW``
   positions (the ``Wp - OW`` columns at the end of each row are computed and thrown away, like the
-  2-D direct kernel's flattened plane), so every tap is one shifted contiguous multiply-add;
+  2-D direct kernel's flattened plane), so every tap is one shifted contiguous multiply-add; the
+  vector is cut into L1-sized chunks;
 * otherwise each output row is a vector of ``OW`` elements read with step ``stride_w``.
 
 One parallel task is (sample, block of up to four output channels of one group, output depth
-slice): each loaded input vector feeds four accumulators, and the task's accumulators are written
-once, cropped, with the bias.  Depth stride costs nothing: it only moves the slice's base.
+slice, chunk or row): each loaded input vector feeds four accumulators, and the task's
+accumulators are written once, cropped, with the bias.  Depth stride costs nothing: it only moves the slice's base.
 
-The input gradient is the forward kernel itself on the stride-upsampled, fully padded output
-gradient with the kernel flipped and its channel axes swapped (the transposed correlation); the
-weight gradient is one task per (output channel, input channel of its group) summing row dot
-products over the batch.  Every kernel keeps float32 in float32.
+The input gradient is the forward kernel itself, once per stride phase, on the zero-framed output
+gradient with the taps that reach that phase flipped and their channel axes swapped (the
+transposed correlation, with no zeros multiplied at any stride); the weight gradient is one task
+per (output channel, input channel of its group) summing dot products over the batch.  Every
+kernel keeps float32 in float32.
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from numba import prange
@@ -239,25 +244,66 @@ def transposed_weight(weight, groups):
                                                 + weight.shape[2:]))
 
 
+def axis_phase(phase, stride, dilation, kernel, padded, out):
+    """How one stride phase of one axis receives gradient: padded positions ``phase + stride*q``
+    (``q < count``) are reached by the taps ``t`` with ``t*dilation = phase (mod stride)``, from
+    output ``q - shift_t``, ``shift_t = (t*dilation - phase) // stride``.  The shifts of those taps
+    step by ``dilation / gcd``, so the phase is a stride-1 correlation of the output gradient
+    (with ``last shift`` leading zeros) with those taps reversed at that dilation.
+
+    Returns ``(flipped_tap_indices, sub_dilation, gradient_offset, length, count)`` -- the
+    reversed taps as indices into the flipped kernel, ascending -- or None when no tap reaches
+    the phase (its gradient is zero)."""
+    count = (padded - phase + stride - 1) // stride
+    taps = [t for t in range(kernel) if (t * dilation - phase) % stride == 0]
+    if not taps or count < 1:
+        return None
+    shifts = [(t * dilation - phase) // stride for t in taps]
+    sub_dilation = shifts[1] - shifts[0] if len(taps) > 1 else 1
+    length = count + (len(taps) - 1) * sub_dilation
+    flipped = [kernel - 1 - t for t in reversed(taps)]
+    return flipped, sub_dilation, shifts[-1], length, count
+
+
 def backward_input(grad, weight, params):
     """Gradient w.r.t. the (unpadded) input, (N, C, D, H, W).
 
-    The gradient w.r.t. the padded input is a "full" correlation of the output gradient, spread
-    onto the stride grid, with the flipped kernel: ``grad`` is placed at ``dk - 1 + o*stride`` of
-    a zero volume of ``padded + dk - 1`` samples per axis (``dk`` the dilated kernel), and the
-    forward kernel runs on it at stride 1 and the same dilation.  Padding is then cropped (zeros)
-    or folded back onto the samples it copied (the other modes)."""
-    dilated = params.dilated_kernel
-    spread_size = tuple(p + k - 1 for p, k in zip(params.padded_size, dilated))
-    spread = np.zeros((params.batch, params.out_channels) + spread_size, dtype=params.dtype)
-    spread[(slice(None), slice(None)) + tuple(
-        slice(k - 1, k - 1 + (o - 1) * s + 1, s)
-        for k, o, s in zip(dilated, params.out_size, params.stride))] = grad
-    grad_padded = np.empty((params.batch, params.in_channels) + params.padded_size,
-                           dtype=params.dtype)
-    _run_forward(spread.reshape(params.batch, params.out_channels, -1), spread_size,
-                 transposed_weight(weight, params.groups), None, grad_padded, (1, 1, 1),
-                 params.dilation)
+    The gradient w.r.t. the padded input is the transposed correlation.  It is computed one stride
+    phase ``(phase_d, phase_h, phase_w)`` at a time (:func:`axis_phase`): each phase is a stride-1
+    forward correlation, on the forward kernel, of the zero-framed output gradient with the taps
+    that reach it (flipped, channel axes swapped), written into a strided view -- no zeros are
+    inserted between gradient values and none are multiplied.  At stride 1 there is one phase, the
+    classic "full" correlation with the flipped kernel.  Padding is then cropped (zeros) or folded
+    back onto the samples it copied (the other modes)."""
+    flipped_weight = transposed_weight(weight, params.groups)
+    batch = params.batch
+    grad_padded = np.zeros((batch, params.in_channels) + params.padded_size, dtype=params.dtype)
+    per_axis = [
+        [axis_phase(phase, stride, dilation, kernel, padded, out) for phase in range(stride)]
+        for stride, dilation, kernel, padded, out in zip(
+            params.stride, params.dilation, params.kernel, params.padded_size, params.out_size)
+    ]
+    for phases in itertools.product(*(range(stride) for stride in params.stride)):
+        plans = [per_axis[axis][phase] for axis, phase in enumerate(phases)]
+        if any(plan is None for plan in plans):
+            continue  # no tap reaches these positions: their gradient stays zero
+        framed_size = tuple(plan[3] for plan in plans)
+        framed = np.zeros((batch, params.out_channels) + framed_size, dtype=params.dtype)
+        target, source = [slice(None), slice(None)], [slice(None), slice(None)]
+        for plan, out in zip(plans, params.out_size):
+            offset, length = plan[2], plan[3]
+            kept = max(0, min(out, length - offset))
+            target.append(slice(offset, offset + kept))
+            source.append(slice(0, kept))
+        framed[tuple(target)] = grad[tuple(source)]
+        sub_weight = np.ascontiguousarray(
+            flipped_weight[:, :, plans[0][0]][:, :, :, plans[1][0]][:, :, :, :, plans[2][0]])
+        phase_grad = np.empty((batch, params.in_channels) + tuple(plan[4] for plan in plans),
+                              dtype=params.dtype)
+        _run_forward(framed.reshape(batch, params.out_channels, -1), framed_size, sub_weight,
+                     None, phase_grad, (1, 1, 1), tuple(plan[1] for plan in plans))
+        grad_padded[(slice(None), slice(None)) + tuple(
+            slice(phase, None, stride) for phase, stride in zip(phases, params.stride))] = phase_grad
     if not any(params.pads):
         return grad_padded
     if params.padding_mode == "zeros":
