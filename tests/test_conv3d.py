@@ -314,3 +314,24 @@ def test_weight_gradient_with_non_finite_input_matches_torch():
     finite = np.isfinite(expected)
     assert finite.any() and not finite.all()
     np.testing.assert_allclose(grad_weight[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"stride": 2, "padding": 1}, {"dilation": (1, 2, 1)}])
+def test_input_gradient_with_non_finite_weight_matches_torch(kwargs):
+    """An Inf tap: the input gradient holds NaN/Inf exactly where PyTorch's does (no 0 * Inf from
+    the zeros that frame the output gradient)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal((2, 2, 5, 6, 7)), rng.standard_normal((4, 2, 2, 3, 2))
+    w[1, 0, 0, 0, 0], w[2, 1, 1, 2, 1] = np.inf, -np.inf
+    x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    out = torch.nn.functional.conv3d(x_t, w_t, **kwargs)
+    grad = rng.standard_normal(tuple(out.shape))
+    out.backward(torch.from_numpy(grad))
+    grad_input = fastconv.conv3d_backward(grad, x, w, needs="input", **kwargs)[0]
+    expected = x_t.grad.numpy()
+    np.testing.assert_array_equal(np.isnan(grad_input), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(grad_input), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(grad_input[finite], expected[finite], rtol=1e-12, atol=1e-12)
+    assert not np.isfinite(expected).all()

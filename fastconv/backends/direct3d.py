@@ -117,12 +117,17 @@ def _forward_padded(x_flat, padded_h, padded_w, weight, bias, has_bias, out,
                                     acc1[i] += w1 * value
                                     acc2[i] += w2 * value
                                     acc3[i] += w3 * value
-                        else:  # the group's last, partial block
+                        else:  # the group's last, partial block (every block when depthwise)
                             for kk in range(k_count):
                                 tap = weight[k0 + kk, c, t, r, s]
                                 lane = acc[kk]
-                                for i in range(length):
-                                    lane[i] += tap * volume[source + i * step]
+                                if step == 1:
+                                    vector = volume[source:source + length]
+                                    for i in range(length):
+                                        lane[i] += tap * vector[i]
+                                else:
+                                    for i in range(length):
+                                        lane[i] += tap * volume[source + i * step]
         for kk in range(k_count):
             lane = acc[kk]
             plane_out = out[n, k0 + kk, od]
@@ -190,6 +195,38 @@ def _weight_gradient_padded(x_flat, padded_h, padded_w, grad_rows, length, grad_
                                     dot += gradient[i] * volume[source + i * step]
                             taps[t, r, s] += dot
         grad_weight[k, c] = taps
+
+
+@njit_parallel
+def _input_gradient_scatter(grad, weight, grad_padded, stride_d, stride_h, stride_w,
+                            dil_d, dil_h, dil_w):
+    """grad_padded (zeroed by the caller) += every product ``weight * grad`` of the definition,
+    scattered to the padded input sample it came from.  Used when the weight holds NaN or Inf:
+    the phase correlations multiply taps by the zeros framing the gradient, and ``0 * inf`` would
+    put NaN where the definition has no term.  One task per (sample, input channel), so the
+    scatter never races."""
+    batch, out_channels, out_d, out_h, out_w = grad.shape
+    in_channels = grad_padded.shape[1]
+    channels_per_group, kernel_t, kernel_r, kernel_s = weight.shape[1:]
+    groups = in_channels // channels_per_group
+    out_per_group = out_channels // groups
+    for task in prange(batch * in_channels):
+        n = task // in_channels
+        channel = task % in_channels
+        group = channel // channels_per_group
+        c = channel % channels_per_group
+        target = grad_padded[n, channel]
+        for k in range(group * out_per_group, (group + 1) * out_per_group):
+            for od in range(out_d):
+                for oh in range(out_h):
+                    grad_row = grad[n, k, od, oh]
+                    for t in range(kernel_t):
+                        for r in range(kernel_r):
+                            row = target[od * stride_d + t * dil_d, oh * stride_h + r * dil_h]
+                            for s in range(kernel_s):
+                                tap = weight[k, c, t, r, s]
+                                for ow in range(out_w):
+                                    row[ow * stride_w + s * dil_w] += tap * grad_row[ow]
 
 
 def _padded_flat(x, params):
@@ -273,11 +310,14 @@ def backward_input(grad, weight, params):
     forward correlation, on the forward kernel, of the zero-framed output gradient with the taps
     that reach it (flipped, channel axes swapped), written into a strided view -- no zeros are
     inserted between gradient values and none are multiplied.  At stride 1 there is one phase, the
-    classic "full" correlation with the flipped kernel.  Padding is then cropped (zeros) or folded
-    back onto the samples it copied (the other modes)."""
-    flipped_weight = transposed_weight(weight, params.groups)
+    classic "full" correlation with the flipped kernel.  A weight holding NaN or Inf takes
+    :func:`_input_gradient_scatter` instead.  Padding is then cropped or folded (:func:`_unpad`)."""
     batch = params.batch
     grad_padded = np.zeros((batch, params.in_channels) + params.padded_size, dtype=params.dtype)
+    if not all_finite(weight):
+        _input_gradient_scatter(grad, weight, grad_padded, *params.stride, *params.dilation)
+        return _unpad(grad_padded, params)
+    flipped_weight = transposed_weight(weight, params.groups)
     per_axis = [
         [axis_phase(phase, stride, dilation, kernel, padded, out) for phase in range(stride)]
         for stride, dilation, kernel, padded, out in zip(
@@ -304,6 +344,12 @@ def backward_input(grad, weight, params):
                      None, phase_grad, (1, 1, 1), tuple(plan[1] for plan in plans))
         grad_padded[(slice(None), slice(None)) + tuple(
             slice(phase, None, stride) for phase, stride in zip(phases, params.stride))] = phase_grad
+    return _unpad(grad_padded, params)
+
+
+def _unpad(grad_padded, params):
+    """The gradient w.r.t. the input from the one w.r.t. the padded input: cropped (zeros) or
+    folded back onto the samples the padding copied (the other modes)."""
     if not any(params.pads):
         return grad_padded
     if params.padding_mode == "zeros":
