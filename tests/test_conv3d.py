@@ -8,6 +8,8 @@ PyTorch's ``F.pad`` followed by an unpadded conv3d, which is what ``nn.Conv3d`` 
 """
 import numpy as np
 import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
 import fastconv
 from fastconv.nn import Conv3D
@@ -335,3 +337,53 @@ def test_input_gradient_with_non_finite_weight_matches_torch(kwargs):
     finite = np.isfinite(expected)
     np.testing.assert_allclose(grad_input[finite], expected[finite], rtol=1e-12, atol=1e-12)
     assert not np.isfinite(expected).all()
+
+
+@st.composite
+def conv3d_problems(draw):
+    """(input shape, weight shape, kwargs) of a valid conv3d problem: every geometry, every
+    padding form and mode; the input grown until the padding mode's rule and the kernel fit."""
+    groups = draw(st.integers(1, 2))
+    channels_per_group, out_per_group = draw(st.integers(1, 2)), draw(st.integers(1, 5))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    choices = [st.integers(0, 2), st.tuples(*(st.integers(0, 2),) * 3), st.just("valid")]
+    if stride == (1, 1, 1):
+        choices.append(st.just("same"))
+    padding = draw(st.one_of(choices))
+    mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    pads = naive.conv3d_padding_amounts(padding, kernel, dilation)
+    size = []
+    for (before, after), k, d, s in zip(pads, kernel, dilation, stride):
+        smallest = max(1, d * (k - 1) + 1 - before - after, before + 1, after + 1)
+        size.append(smallest + draw(st.integers(0, 2 * s)))
+    shape = (draw(st.integers(1, 2)), groups * channels_per_group, *size)
+    wshape = (groups * out_per_group, channels_per_group, *kernel)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                  padding_mode=mode)
+    return shape, wshape, kwargs
+
+
+@settings(max_examples=60)
+@given(problem=conv3d_problems(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**32 - 1))
+def test_property_forward_and_adjoint_gradients(problem, dtype, seed):
+    """Forward vs the twin; gradients through the adjoint identities, which hold for any linear
+    map: <conv3d(x, w), g> = <x, grad_input> and <conv3d(x, w) - bias part, g> = <w, grad_weight>."""
+    shape, wshape, kwargs = problem
+    note(f"{shape} {wshape} {kwargs}")
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(shape).astype(dtype), rng.standard_normal(wshape).astype(dtype)
+    out = fastconv.conv3d(x, w, **kwargs)
+    exact = naive.conv3d(x, w, **kwargs)
+    assert_matches(out, exact, naive.conv3d(np.abs(x), np.abs(w), **kwargs), dtype, "direct")
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    grad_input, grad_weight, grad_bias = fastconv.conv3d_backward(grad, x, w, **kwargs)
+    inner = np.vdot(exact, grad.astype(np.float64))
+    scale = np.vdot(naive.conv3d(np.abs(x), np.abs(w), **kwargs), np.abs(grad)) + 1e-300
+    rel = 1e-4 if dtype == np.float32 else 1e-12
+    assert abs(np.vdot(x.astype(np.float64), grad_input) - inner) <= rel * scale
+    assert abs(np.vdot(w.astype(np.float64), grad_weight) - inner) <= rel * scale
+    np.testing.assert_allclose(grad_bias, grad.astype(np.float64).sum(axis=(0, 2, 3, 4)),
+                               rtol=rel, atol=rel * np.abs(grad).sum())
