@@ -602,7 +602,8 @@ def max_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
     grad_out = np.asarray(grad_out, dtype=np.float64)
     grad = np.zeros(x.shape[:2] + (int(np.prod(x.shape[2:])),))
     for n, c, *position in np.ndindex(*indices.shape):
-        grad[n, c, indices[(n, c, *position)]] += grad_out[(n, c, *position)]
+        if indices[(n, c, *position)] >= 0:  # a window of padding only (dilation) sends nothing
+            grad[n, c, indices[(n, c, *position)]] += grad_out[(n, c, *position)]
     return grad.reshape(x.shape)
 
 

@@ -2,6 +2,8 @@
 PyTorch (values, indices, gradients, errors)."""
 import numpy as np
 import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
 import fastconv
 from tests import naive
@@ -159,3 +161,51 @@ def test_bad_gradient_and_dtype():
         fastconv.avg_pool3d_backward(np.ones((1, 1, 2, 2)), x, 2)
     with pytest.raises(TypeError, match="complex"):
         fastconv.max_pool3d(x.astype(complex), 2)
+
+
+@st.composite
+def pool3d_problems(draw, with_dilation):
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(3)) if with_dilation else (1, 1, 1)
+    size = tuple(d * (k - 1) + 1 - 2 * p + draw(st.integers(0, 3))
+                 for k, p, d in zip(kernel, padding, dilation))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) + tuple(max(1, n) for n in size)
+    kwargs = dict(kernel_size=kernel, stride=stride, padding=padding,
+                  ceil_mode=draw(st.booleans()))
+    if with_dilation:
+        kwargs["dilation"] = dilation
+    return shape, kwargs
+
+
+@settings(max_examples=40)
+@given(problem=pool3d_problems(with_dilation=True), seed=st.integers(0, 2**32 - 1))
+def test_property_max_pool3d(problem, seed):
+    shape, kwargs = problem
+    note(f"{shape} {kwargs}")
+    x = np.random.default_rng(seed).integers(-3, 4, shape).astype(np.float64)  # ties on purpose
+    values, indices = fastconv.max_pool3d(x, return_indices=True, **kwargs)
+    expected_values, expected_indices = naive.max_pool3d(x, **kwargs)
+    np.testing.assert_array_equal(values, expected_values)
+    np.testing.assert_array_equal(indices, expected_indices)
+    grad = np.random.default_rng(seed + 1).standard_normal(values.shape)
+    np.testing.assert_allclose(fastconv.max_pool3d_backward(grad, x, **kwargs),
+                               naive.max_pool3d_backward(grad, x, **kwargs), rtol=1e-13,
+                               atol=1e-14)
+
+
+@settings(max_examples=40)
+@given(problem=pool3d_problems(with_dilation=False), seed=st.integers(0, 2**32 - 1),
+       count_include_pad=st.booleans(), divisor_override=st.sampled_from([None, 1, 7]))
+def test_property_avg_pool3d(problem, seed, count_include_pad, divisor_override):
+    shape, kwargs = problem
+    kwargs = dict(kwargs, count_include_pad=count_include_pad, divisor_override=divisor_override)
+    note(f"{shape} {kwargs}")
+    x = np.random.default_rng(seed).standard_normal(shape)
+    np.testing.assert_allclose(fastconv.avg_pool3d(x, **kwargs), naive.avg_pool3d(x, **kwargs),
+                               rtol=1e-13, atol=1e-14)
+    grad = np.random.default_rng(seed + 1).standard_normal(fastconv.avg_pool3d(x, **kwargs).shape)
+    np.testing.assert_allclose(fastconv.avg_pool3d_backward(grad, x, **kwargs),
+                               naive.avg_pool3d_backward(grad, x, **kwargs), rtol=1e-13,
+                               atol=1e-14)
