@@ -20,7 +20,8 @@ accumulators are written once, cropped, with the bias.  Depth stride costs nothi
 The input gradient is the forward kernel itself, once per stride phase, on the zero-framed output
 gradient with the taps that reach that phase flipped and their channel axes swapped (the
 transposed correlation, with no zeros multiplied at any stride); the weight gradient is one task
-per (output channel, input channel of its group) summing dot products over the batch.  Every
+per (output channel, input channel of its group, kernel plane) summing dot products over the
+batch.  Every
 kernel keeps float32 in float32.
 """
 from __future__ import annotations
@@ -155,11 +156,13 @@ def _weight_gradient_padded(x_flat, padded_h, padded_w, grad_rows, length, grad_
     x[n, group*C/groups + c, od*sd + t*dd, oh*sh + r*dh, ow*sw + s*dw]`` on the padded input.
 
     ``grad_rows`` (N, K, OD*rows, pitch) holds the output gradient as the vectors (their first
-    ``length`` elements) each tap is dotted with: one per depth slice, widened to row pitch Wp with zeros past ``OW`` (stride 1 in
-    height and width, finite input only: a zero times an Inf read past a row would be NaN), or one
-    per output row (read from the input every ``row_pitch`` elements with step ``step``).
-    One task per (k, c): its taps are private, so the batch reduction needs no atomics.  A dot
-    product starts from its first term rather than a zero literal so that float32 stays float32."""
+    ``length`` elements) each tap is dotted with: one per depth slice, widened to row pitch Wp
+    with zeros past ``OW`` (stride 1 in height and width, finite input only: a zero times an Inf
+    read past a row would be NaN), or one per output row (read from the input every
+    ``row_pitch`` elements with step ``step``).
+    One task per (k, c, t): its taps are private, so the batch reduction needs no atomics, and
+    the kernel depth multiplies the tasks of a layer with few channels.  A dot product starts from
+    its first term rather than a zero literal so that float32 stays float32."""
     batch, in_channels, _ = x_flat.shape
     out_channels, channels_per_group, kernel_t, kernel_r, kernel_s = grad_weight.shape
     vectors = grad_rows.shape[2]
@@ -167,34 +170,33 @@ def _weight_gradient_padded(x_flat, padded_h, padded_w, grad_rows, length, grad_
     groups = in_channels // channels_per_group
     out_per_group = out_channels // groups
     plane_size = padded_h * padded_w
-    for task in prange(out_channels * channels_per_group):
-        k = task // channels_per_group
-        c = task % channels_per_group
+    for task in prange(out_channels * channels_per_group * kernel_t):
+        t = task % kernel_t
+        k = task // (channels_per_group * kernel_t)
+        c = (task // kernel_t) % channels_per_group
         channel = (k // out_per_group) * channels_per_group + c
-        taps = np.zeros((kernel_t, kernel_r, kernel_s), dtype=grad_weight.dtype)
+        taps = np.zeros((kernel_r, kernel_s), dtype=grad_weight.dtype)
         for n in range(batch):
             volume = x_flat[n, channel]
             for vector_index in range(vectors):
                 od = vector_index // rows
                 row = vector_index - od * rows
                 gradient = grad_rows[n, k, vector_index]
-                row_base = od * stride_d * plane_size + row * row_pitch
-                for t in range(kernel_t):
-                    for r in range(kernel_r):
-                        for s in range(kernel_s):
-                            source = row_base + t * dil_d * plane_size + r * dil_h * padded_w \
-                                + s * dil_w
-                            if step == 1:
-                                window = volume[source:source + length]
-                                dot = gradient[0] * window[0]
-                                for i in range(1, length):
-                                    dot += gradient[i] * window[i]
-                            else:
-                                dot = gradient[0] * volume[source]
-                                for i in range(1, length):
-                                    dot += gradient[i] * volume[source + i * step]
-                            taps[t, r, s] += dot
-        grad_weight[k, c] = taps
+                row_base = (od * stride_d + t * dil_d) * plane_size + row * row_pitch
+                for r in range(kernel_r):
+                    for s in range(kernel_s):
+                        source = row_base + r * dil_h * padded_w + s * dil_w
+                        if step == 1:
+                            window = volume[source:source + length]
+                            dot = gradient[0] * window[0]
+                            for i in range(1, length):
+                                dot += gradient[i] * window[i]
+                        else:
+                            dot = gradient[0] * volume[source]
+                            for i in range(1, length):
+                                dot += gradient[i] * volume[source + i * step]
+                        taps[r, s] += dot
+        grad_weight[k, c, t] = taps
 
 
 @njit_parallel
