@@ -612,6 +612,17 @@ def make_signal_params(in_shape, kernel_shape, pads, dtype) -> ConvParams:
 
 
 # --- conv3d ---------------------------------------------------------------------------------------
+def refuse_complex(op: str, **arrays) -> None:
+    """A TypeError naming ``op`` and the argument for complex data (``as_array``'s own message
+    speaks of conv2d); the N-d signal API is where complex correlation lives."""
+    for name, value in arrays.items():
+        if value is not None and np.asarray(value).dtype.kind == "c":
+            raise TypeError(
+                f"{op}: {name} is complex ({np.asarray(value).dtype}); {op} works on real data — "
+                "use fastconv.correlate / convolve (N-d) for complex signals"
+            )
+
+
 def as_triple(value, name: str, *, minimum: int) -> tuple[int, int, int]:
     """An int or a 3-tuple of ints as a validated ``(d, h, w)`` tuple (conv3d's stride, padding,
     dilation)."""
@@ -787,6 +798,7 @@ def make_conv3d_params(input, weight, bias=None, stride=1, padding=0, dilation=1
                        padding_mode="zeros"):
     """Validate conv3d arguments and return ``(params, x, w, b, batched)``: ``x`` (N, C, D, H, W),
     ``w`` and ``b`` C-contiguous in ``params.dtype`` (copies only where needed)."""
+    refuse_complex("conv3d", input=input, weight=weight, bias=bias)
     x = as_array(input, "input")
     w = as_array(weight, "weight")
     b = None if bias is None else as_array(bias, "bias")
@@ -835,6 +847,7 @@ def make_pool3d_params(input, kernel_size, stride=None, padding=0, dilation=1, c
     """Validate 3-D pooling arguments as PyTorch does; return ``(params, x, batched)`` with ``x``
     the (N, C, D, H, W) C-contiguous input in the compute dtype.  ``stride=None`` means
     ``kernel_size``; padding may be at most half the kernel; every output axis must be >= 1."""
+    refuse_complex(op, input=input)
     x = as_array(input, "input")
     if x.ndim not in (4, 5):
         raise ValueError(

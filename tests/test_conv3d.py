@@ -165,6 +165,11 @@ def test_dtypes_and_inputs_not_modified():
     np.testing.assert_array_equal(w, copies[1])
     assert fastconv.conv3d(x.astype(np.float32), w).dtype == np.float32
     assert fastconv.conv3d(x.astype(np.float16), w.astype(np.float16)).dtype == np.float32
+    read_only = x.astype(np.float32)
+    read_only.flags.writeable = False
+    np.testing.assert_allclose(fastconv.conv3d(read_only, w, padding=1, padding_mode="reflect"),
+                               naive.conv3d(read_only, w, padding=1, padding_mode="reflect"),
+                               rtol=0, atol=1e-5)
     non_contiguous = np.asfortranarray(rng.standard_normal((1, 2, 5, 4, 6)))[..., ::2]
     np.testing.assert_allclose(fastconv.conv3d(non_contiguous, w.astype(np.float64)),
                                naive.conv3d(non_contiguous, w), rtol=0, atol=1e-12)
@@ -270,8 +275,10 @@ def test_bad_input_is_a_clear_error(input_shape, weight_shape, kwargs, error, me
 
 def test_bad_dtypes_bias_and_gradient_shape():
     x, w = np.ones((1, 2, 4, 5, 6)), np.ones((3, 2, 2, 2, 2))
-    with pytest.raises(TypeError, match="complex"):
+    with pytest.raises(TypeError, match="conv3d: input is complex"):
         fastconv.conv3d(x.astype(complex), w)
+    with pytest.raises(TypeError, match="conv3d: weight is complex"):
+        fastconv.conv3d_backward(np.ones((1, 3, 3, 4, 5)), x, w.astype(np.complex64))
     with pytest.raises(TypeError, match="weight must be a real numeric array"):
         fastconv.conv3d(x, w.astype(str))
     with pytest.raises(ValueError, match=r"bias must have shape \(3,\)"):
