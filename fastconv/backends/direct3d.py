@@ -283,7 +283,7 @@ def transposed_weight(weight, groups):
                                                 + weight.shape[2:]))
 
 
-def axis_phase(phase, stride, dilation, kernel, padded, out):
+def axis_phase(phase, stride, dilation, kernel, padded):
     """How one stride phase of one axis receives gradient: padded positions ``phase + stride*q``
     (``q < count``) are reached by the taps ``t`` with ``t*dilation = phase (mod stride)``, from
     output ``q - shift_t``, ``shift_t = (t*dilation - phase) // stride``.  The shifts of those taps
@@ -321,9 +321,9 @@ def backward_input(grad, weight, params):
         return _unpad(grad_padded, params)
     flipped_weight = transposed_weight(weight, params.groups)
     per_axis = [
-        [axis_phase(phase, stride, dilation, kernel, padded, out) for phase in range(stride)]
-        for stride, dilation, kernel, padded, out in zip(
-            params.stride, params.dilation, params.kernel, params.padded_size, params.out_size)
+        [axis_phase(phase, stride, dilation, kernel, padded) for phase in range(stride)]
+        for stride, dilation, kernel, padded in zip(
+            params.stride, params.dilation, params.kernel, params.padded_size)
     ]
     for phases in itertools.product(*(range(stride) for stride in params.stride)):
         plans = [per_axis[axis][phase] for axis, phase in enumerate(phases)]
