@@ -209,3 +209,36 @@ def test_property_avg_pool3d(problem, seed, count_include_pad, divisor_override)
     np.testing.assert_allclose(fastconv.avg_pool3d_backward(grad, x, **kwargs),
                                naive.avg_pool3d_backward(grad, x, **kwargs), rtol=1e-13,
                                atol=1e-14)
+
+
+def test_small_3d_network_matches_torch():
+    """Conv3D -> ReLU -> MaxPool3D -> AvgPool3D -> Flatten -> Linear in fastconv.nn against the same
+    network in PyTorch with copied parameters: output, input gradient, parameter gradients."""
+    torch = pytest.importorskip("torch")
+    from fastconv import nn
+    model = nn.Sequential(nn.Conv3D(2, 4, 3, padding=1, dtype=np.float64, rng=0), nn.ReLU(),
+                          nn.MaxPool3D(2), nn.AvgPool3D((1, 2, 2), ceil_mode=True), nn.Flatten(),
+                          nn.Linear(4 * 2 * 1 * 2, 3, dtype=np.float64, rng=1))
+    conv, linear = model.layers[0], model.layers[-1]
+    reference = torch.nn.Sequential(
+        torch.nn.Conv3d(2, 4, 3, padding=1, dtype=torch.float64), torch.nn.ReLU(),
+        torch.nn.MaxPool3d(2), torch.nn.AvgPool3d((1, 2, 2), ceil_mode=True), torch.nn.Flatten(),
+        torch.nn.Linear(16, 3, dtype=torch.float64))
+    with torch.no_grad():
+        for ours, theirs in ((conv, reference[0]), (linear, reference[5])):
+            theirs.weight.copy_(torch.from_numpy(ours.weights))
+            theirs.bias.copy_(torch.from_numpy(ours.bias))
+    x = np.random.default_rng(3).standard_normal((2, 2, 4, 5, 6))
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = reference(x_t)
+    out = model.forward(x)
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-12, atol=1e-12)
+    grad = np.random.default_rng(4).standard_normal(out.shape)
+    out_t.backward(torch.from_numpy(grad))
+    grad_input = model.backward(grad)
+    np.testing.assert_allclose(grad_input, x_t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_w, reference[0].weight.grad.numpy(), rtol=1e-11,
+                               atol=1e-12)
+    np.testing.assert_allclose(conv.grad_b, reference[0].bias.grad.numpy(), rtol=1e-11, atol=1e-12)
+    with pytest.raises(ValueError, match=r"MaxPool3D expects input of shape \(N, C, D, H, W\)"):
+        nn.MaxPool3D(2).forward(x[0])
