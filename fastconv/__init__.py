@@ -1,9 +1,9 @@
 """fastconv: JIT-compiled (Numba) CPU convolution kernels with PyTorch and scipy.signal semantics."""
 from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
-from .conv import conv1d, conv2d, sepconv2d
+from .conv import conv1d, conv2d, conv3d, sepconv2d
 from .dispatch import algorithms, explain, get_autotune, set_autotune
 from .formulas import conv_flops, conv_output_shape, conv_params
-from .gradients import conv2d_backward, conv_transpose2d
+from .gradients import conv2d_backward, conv3d_backward, conv_transpose2d
 from .local import local_conv2d, local_conv2d_backward, tiled_conv2d, tiled_conv2d_backward
 from .pooling import (
     avg_pool2d,
@@ -13,6 +13,7 @@ from .pooling import (
     max_pool2d,
     max_pool2d_backward,
 )
+from .pooling3d import avg_pool3d, avg_pool3d_backward, max_pool3d, max_pool3d_backward
 from .receptive_field import receptive_field
 from .signal import convolve2d, correlate2d
 from .signal_nd import choose_conv_method, convolve, correlate, fftconvolve, oaconvolve
@@ -24,10 +25,14 @@ __all__ = [
     "algorithms",
     "avg_pool2d",
     "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
     "choose_conv_method",
     "conv1d",
     "conv2d",
     "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
     "conv_flops",
     "conv_output_shape",
     "conv_params",
@@ -47,6 +52,8 @@ __all__ = [
     "lp_pool2d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
     "oaconvolve",
     "receptive_field",
     "sepconv2d",

@@ -103,3 +103,84 @@ def unpad_gradient_nchw(grad_padded: np.ndarray, in_hw, pads, mode: str) -> np.n
     planes = np.ascontiguousarray(grad_padded).reshape((-1,) + grad_padded.shape[-2:])
     folded = fold_padded_planes(planes, in_hw[0], in_hw[1], pads[0], pads[2], MODE_CODES[mode])
     return folded.reshape(grad_padded.shape[:-2] + tuple(in_hw))
+
+
+# --- volumes (conv3d) ---------------------------------------------------------------------------
+@njit_parallel
+def pad_volumes(volumes, pad_front, pad_back, pad_top, pad_bottom, pad_left, pad_right, mode):
+    """Pad the last three axes of a (P, D, H, W) stack of volumes (the constant is zero); one
+    (volume, output plane) pair per parallel task, so a few large volumes still split."""
+    count, depth, height, width = volumes.shape
+    out_d = depth + pad_front + pad_back
+    out_h = height + pad_top + pad_bottom
+    out_w = width + pad_left + pad_right
+    out = np.empty((count, out_d, out_h, out_w), dtype=volumes.dtype)
+    row_source = np.empty(out_h, dtype=np.int64)
+    for i in range(out_h):
+        row_source[i] = source_index(i - pad_top, height, mode)
+    column_source = np.empty(out_w, dtype=np.int64)
+    for j in range(out_w):
+        column_source[j] = source_index(j - pad_left, width, mode)
+    for task in prange(count * out_d):
+        p, plane_index = task // out_d, task % out_d
+        plane = source_index(plane_index - pad_front, depth, mode)
+        for i in range(out_h):
+            row = row_source[i]
+            if plane < 0 or row < 0:
+                out[p, plane_index, i, :] = 0
+                continue
+            for j in range(out_w):
+                col = column_source[j]
+                if col >= 0:
+                    out[p, plane_index, i, j] = volumes[p, plane, row, col]
+                else:
+                    out[p, plane_index, i, j] = 0
+    return out
+
+
+@njit_parallel
+def fold_padded_volumes(grad_padded, depth, height, width, pad_front, pad_top, pad_left, mode):
+    """Adjoint of ``pad_volumes``: every padded sample's gradient is added to the input sample it
+    copied (zeros dropped).  One volume per parallel task: a replicated edge receives gradient
+    from many planes, so splitting a volume across tasks would race."""
+    count, padded_d, padded_h, padded_w = grad_padded.shape
+    out = np.zeros((count, depth, height, width), dtype=grad_padded.dtype)
+    row_source = np.empty(padded_h, dtype=np.int64)
+    for i in range(padded_h):
+        row_source[i] = source_index(i - pad_top, height, mode)
+    column_source = np.empty(padded_w, dtype=np.int64)
+    for j in range(padded_w):
+        column_source[j] = source_index(j - pad_left, width, mode)
+    for p in prange(count):
+        for plane_index in range(padded_d):
+            plane = source_index(plane_index - pad_front, depth, mode)
+            if plane < 0:
+                continue
+            for i in range(padded_h):
+                row = row_source[i]
+                if row < 0:
+                    continue
+                dest = out[p, plane, row]
+                source = grad_padded[p, plane_index, i]
+                for j in range(padded_w):
+                    col = column_source[j]
+                    if col >= 0:
+                        dest[col] += source[j]
+    return out
+
+
+def pad_ncdhw(x: np.ndarray, pads, mode: str) -> np.ndarray:
+    """Pad the three spatial axes of a C-contiguous (..., D, H, W) array; ``pads`` is
+    (front, back, top, bottom, left, right); ``mode`` a PyTorch padding mode (zeros included)."""
+    volumes = x.reshape((-1,) + x.shape[-3:])
+    padded = pad_volumes(volumes, *pads, MODE_CODES[mode])
+    return padded.reshape(x.shape[:-3] + padded.shape[-3:])
+
+
+def unpad_gradient_ncdhw(grad_padded: np.ndarray, in_dhw, pads, mode: str) -> np.ndarray:
+    """Gradient w.r.t. the unpadded (..., D, H, W) input from the gradient w.r.t. ``pad_ncdhw``'s
+    output."""
+    volumes = np.ascontiguousarray(grad_padded).reshape((-1,) + grad_padded.shape[-3:])
+    folded = fold_padded_volumes(volumes, in_dhw[0], in_dhw[1], in_dhw[2], pads[0], pads[2],
+                                 pads[4], MODE_CODES[mode])
+    return folded.reshape(grad_padded.shape[:-3] + tuple(in_dhw))

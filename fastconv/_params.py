@@ -7,6 +7,7 @@ argument and the shapes involved.
 """
 from __future__ import annotations
 
+import math
 import operator
 import os
 from dataclasses import dataclass, replace
@@ -608,3 +609,272 @@ def make_signal_params(in_shape, kernel_shape, pads, dtype) -> ConvParams:
     check_memory(params.out_h * params.out_w * params.dtype.itemsize,
                  f"the output of shape {(params.out_h, params.out_w)}")
     return params
+
+
+# --- conv3d ---------------------------------------------------------------------------------------
+def refuse_complex(op: str, **arrays) -> None:
+    """A TypeError naming ``op`` and the argument for complex data (``as_array``'s own message
+    speaks of conv2d); the N-d signal API is where complex correlation lives."""
+    for name, value in arrays.items():
+        if value is not None and np.asarray(value).dtype.kind == "c":
+            raise TypeError(
+                f"{op}: {name} is complex ({np.asarray(value).dtype}); {op} works on real data — "
+                "use fastconv.correlate / convolve (N-d) for complex signals"
+            )
+
+
+def as_triple(value, name: str, *, minimum: int) -> tuple[int, int, int]:
+    """An int or a 3-tuple of ints as a validated ``(d, h, w)`` tuple (conv3d's stride, padding,
+    dilation)."""
+    items = value if isinstance(value, (tuple, list)) else (value, value, value)
+    if len(items) != 3:
+        raise ValueError(f"{name} must be an int or a 3-tuple of ints, got {value!r}")
+    triple = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not hasattr(item, "__index__"):
+            raise TypeError(f"{name} must be an int or a 3-tuple of ints, got {value!r}")
+        item = operator.index(item)
+        if item < minimum:
+            qualifier = "positive" if minimum == 1 else f">= {minimum}"
+            raise ValueError(f"{name} must be {qualifier}, got {value!r}")
+        triple.append(item)
+    return triple[0], triple[1], triple[2]
+
+
+@dataclass(frozen=True)
+class Conv3dParams:
+    """Everything about one conv3d call except the data.  Sizes are (depth, height, width) tuples;
+    ``pads`` is (front, back, top, bottom, left, right), the total padding (zeros or a mode)."""
+
+    batch: int
+    in_channels: int
+    in_size: tuple
+    out_channels: int
+    kernel: tuple
+    stride: tuple = (1, 1, 1)
+    dilation: tuple = (1, 1, 1)
+    pads: tuple = (0, 0, 0, 0, 0, 0)
+    groups: int = 1
+    padding_mode: str = "zeros"
+    dtype: np.dtype = np.dtype(np.float64)
+
+    @property
+    def in_channels_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def padded_size(self) -> tuple:
+        return tuple(size + self.pads[2 * axis] + self.pads[2 * axis + 1]
+                     for axis, size in enumerate(self.in_size))
+
+    @property
+    def dilated_kernel(self) -> tuple:
+        return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel))
+
+    @property
+    def out_size(self) -> tuple:
+        return tuple((p - k) // s + 1
+                     for p, k, s in zip(self.padded_size, self.dilated_kernel, self.stride))
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.batch, self.in_channels) + tuple(self.in_size)
+
+    @property
+    def weight_shape(self) -> tuple:
+        return (self.out_channels, self.in_channels_per_group) + tuple(self.kernel)
+
+    @property
+    def output_shape(self) -> tuple:
+        return (self.batch, self.out_channels) + self.out_size
+
+
+def resolve_padding_3d(padding, kernel, dilation, stride) -> tuple:
+    """``padding`` as (front, back, top, bottom, left, right); ``"same"`` puts an odd extra plane /
+    row / column at the back / bottom / right, as PyTorch does."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * 6
+        if padding == "same":
+            if stride != (1, 1, 1):
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions (stride={stride})"
+                )
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"padding must be an int, a 3-tuple, 'valid' or 'same', got {padding!r}")
+    pad_d, pad_h, pad_w = as_triple(padding, "padding", minimum=0)
+    return (pad_d, pad_d, pad_h, pad_h, pad_w, pad_w)
+
+
+def describe_conv3d(input_shape, weight_shape, bias_shape, dtype, stride=1, padding=0, dilation=1,
+                    groups=1, padding_mode="zeros", *, input_name="input",
+                    weight_name="weight") -> tuple[Conv3dParams, bool]:
+    """Validate a conv3d problem given by shapes alone; return ``(Conv3dParams, batched)``."""
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    if len(input_shape) not in (4, 5):
+        raise ValueError(
+            f"conv3d: {input_name} must be 5-D (N, C, D, H, W) or 4-D (C, D, H, W), got shape "
+            f"{input_shape}"
+        )
+    batched = len(input_shape) == 5
+    if len(weight_shape) != 5:
+        raise ValueError(
+            f"conv3d: {weight_name} must be 5-D (K, C/groups, T, R, S), got shape {weight_shape}"
+        )
+    check_not_empty(input_shape, input_name, batched, "conv3d")
+    if 0 in weight_shape:
+        raise ValueError(f"conv3d: {weight_name} must not be empty, got shape {weight_shape}")
+    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    groups = operator.index(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+    batch, in_channels = input_shape[:2] if batched else (1, input_shape[0])
+    in_size = input_shape[-3:]
+    out_channels, channels_per_group = weight_shape[:2]
+    kernel = weight_shape[2:]
+    if in_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input channels: {input_name} has {in_channels} "
+            f"(shape {input_shape})"
+        )
+    if out_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the output channels: {weight_name} has {out_channels} "
+            f"(shape {weight_shape})"
+        )
+    if channels_per_group * groups != in_channels:
+        raise ValueError(
+            f"{weight_name} of shape {weight_shape} expects {channels_per_group * groups} input "
+            f"channels (C/groups={channels_per_group}, groups={groups}), but {input_name} of shape "
+            f"{input_shape} has {in_channels}"
+        )
+    if bias_shape is not None and tuple(bias_shape) != (out_channels,):
+        raise ValueError(
+            f"bias must have shape ({out_channels},) to match {weight_name} {weight_shape}, "
+            f"got {tuple(bias_shape)}"
+        )
+    stride = as_triple(stride, "stride", minimum=1)
+    dilation = as_triple(dilation, "dilation", minimum=1)
+    pads = resolve_padding_3d(padding, kernel, dilation, stride)
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    largest_pad = [max(pads[2 * axis], pads[2 * axis + 1]) for axis in range(3)]
+    if padding_mode == "reflect" and any(p >= n for p, n in zip(largest_pad, in_size)):
+        raise ValueError(
+            f"padding_mode='reflect' needs padding smaller than the input: padding {pads} "
+            f"(front, back, top, bottom, left, right) vs input {in_size}"
+        )
+    if padding_mode == "circular" and any(p > n for p, n in zip(largest_pad, in_size)):
+        raise ValueError(
+            f"padding_mode='circular' needs padding no larger than the input: padding {pads} "
+            f"(front, back, top, bottom, left, right) vs input {in_size}"
+        )
+    params = Conv3dParams(
+        batch=batch, in_channels=in_channels, in_size=in_size, out_channels=out_channels,
+        kernel=kernel, stride=stride, dilation=dilation, pads=pads, groups=groups,
+        padding_mode=padding_mode, dtype=np.dtype(dtype),
+    )
+    if any(k > p for k, p in zip(params.dilated_kernel, params.padded_size)):
+        raise ValueError(
+            f"conv3d: kernel of size {kernel} with dilation {dilation} spans "
+            f"{params.dilated_kernel}, larger than the padded input {params.padded_size}"
+        )
+    if np.prod(params.output_shape, dtype=np.float64) > _MAX_ELEMENTS:
+        raise ValueError(f"conv3d: output of shape {params.output_shape} is too large to allocate")
+    itemsize = params.dtype.itemsize
+    check_memory(math.prod(params.output_shape) * itemsize,
+                 f"conv3d: the output of shape {params.output_shape}")
+    check_memory(batch * in_channels * math.prod(params.padded_size) * itemsize,
+                 f"conv3d: the padded input of shape {(batch, in_channels) + params.padded_size}")
+    return params, batched
+
+
+def make_conv3d_params(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                       padding_mode="zeros"):
+    """Validate conv3d arguments and return ``(params, x, w, b, batched)``: ``x`` (N, C, D, H, W),
+    ``w`` and ``b`` C-contiguous in ``params.dtype`` (copies only where needed)."""
+    refuse_complex("conv3d", input=input, weight=weight, bias=bias)
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    b = None if bias is None else as_array(bias, "bias")
+    params, batched = describe_conv3d(
+        x.shape, w.shape, None if b is None else b.shape, compute_dtype(x, w, b),
+        stride, padding, dilation, groups, padding_mode,
+    )
+    x5 = x if batched else x[np.newaxis]
+    check_copy(x5, params.dtype, "input")
+    check_copy(w, params.dtype, "weight")
+    return (params, contiguous(x5, params.dtype), contiguous(w, params.dtype),
+            None if b is None else contiguous(b, params.dtype), batched)
+
+
+# --- 3-D pooling ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pool3dParams:
+    """Everything about one 3-D pooling call except the data; sizes are (depth, height, width)."""
+
+    batch: int
+    channels: int
+    in_size: tuple
+    kernel: tuple
+    stride: tuple
+    padding: tuple = (0, 0, 0)
+    dilation: tuple = (1, 1, 1)
+    ceil_mode: bool = False
+    dtype: np.dtype = np.dtype(np.float64)
+
+    @property
+    def out_size(self) -> tuple:
+        return tuple(pooled_size(*axis, self.ceil_mode) for axis in
+                     zip(self.in_size, self.kernel, self.stride, self.padding, self.dilation))
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.batch, self.channels) + tuple(self.in_size)
+
+    @property
+    def output_shape(self) -> tuple:
+        return (self.batch, self.channels) + self.out_size
+
+
+def make_pool3d_params(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       *, op="pool3d"):
+    """Validate 3-D pooling arguments as PyTorch does; return ``(params, x, batched)`` with ``x``
+    the (N, C, D, H, W) C-contiguous input in the compute dtype.  ``stride=None`` means
+    ``kernel_size``; padding may be at most half the kernel; every output axis must be >= 1."""
+    refuse_complex(op, input=input)
+    x = as_array(input, "input")
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"{op}: input must be 5-D (N, C, D, H, W) or 4-D (C, D, H, W), got shape {x.shape}"
+        )
+    batched = x.ndim == 5
+    check_not_empty(x.shape, "input", batched, op)
+    kernel = as_triple(kernel_size, "kernel_size", minimum=1)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel
+    else:
+        stride = as_triple(stride, "stride", minimum=1)
+    padding = as_triple(padding, "padding", minimum=0)
+    dilation = as_triple(dilation, "dilation", minimum=1)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"{op}: padding {padding} must be at most half of kernel_size {kernel}")
+    batch, channels = x.shape[:2] if batched else (1, x.shape[0])
+    params = Pool3dParams(batch=batch, channels=channels, in_size=x.shape[-3:], kernel=kernel,
+                          stride=stride, padding=padding, dilation=dilation,
+                          ceil_mode=bool(ceil_mode), dtype=compute_dtype(x))
+    if min(params.out_size) < 1:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} is too small for kernel_size {kernel} with padding "
+            f"{padding} and dilation {dilation}: output would be {params.out_size}"
+        )
+    x5 = x if batched else x[np.newaxis]
+    check_copy(x5, params.dtype, "input")
+    return params, contiguous(x5, params.dtype), batched

@@ -1,12 +1,12 @@
-"""conv2d, conv1d and sepconv2d: validate -> pad (non-zero modes) -> dispatch -> backend."""
+"""conv2d, conv1d, conv3d and sepconv2d: validate -> pad (non-zero modes) -> dispatch -> backend."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import _fast_paths, dispatch
 from ._padding import pad_nchw
-from ._params import as_array, make_conv_params
-from .backends import BACKENDS, separable
+from ._params import as_array, make_conv3d_params, make_conv_params
+from .backends import BACKENDS, direct3d, separable
 
 
 def empty_batch_output(params) -> np.ndarray:
@@ -119,6 +119,39 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                  padding, (1, _one(dilation, "dilation")), groups, padding_mode=padding_mode,
                  algorithm=algorithm)
     return out[..., 0, :]
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros"):
+    """3-D convolution with exactly the semantics of ``torch.nn.functional.conv3d``.
+
+    A cross-correlation over (depth, height, width), computed by the direct kernel of
+    :mod:`fastconv.backends.direct3d` (no algorithm choice: there is one 3-D backend).
+
+    Parameters
+    ----------
+    input : array (N, C, D, H, W) or unbatched (C, D, H, W)
+    weight : array (K, C/groups, T, R, S)
+    bias : array (K,) or None
+    stride, dilation : int or (int, int, int), positive
+    padding : int, (int, int, int), ``"valid"`` or ``"same"`` (stride 1 only; an odd total puts
+        the extra plane/row/column at the back/bottom/right)
+    groups : int dividing C and K
+    padding_mode : ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (the input is
+        padded explicitly, then convolved without padding, as ``torch.nn.Conv3d`` does)
+
+    Returns
+    -------
+    ndarray (N, K, D', H', W') or (K, D', H', W'), C-contiguous, float32 or float64 (the dtype
+    rules of :func:`conv2d`).  Inputs are never modified; N = 0 gives an empty result.
+    """
+    params, x, w, b, batched = make_conv3d_params(
+        input, weight, bias, stride, padding, dilation, groups, padding_mode
+    )
+    if params.batch == 0:
+        return np.empty(params.output_shape, dtype=params.dtype)
+    out = direct3d.forward(x, w, b, params)
+    return out if batched else out[0]
 
 
 def _as_factor(value, name, length_axis_name):

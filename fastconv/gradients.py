@@ -31,9 +31,10 @@ from ._params import (
     check_not_empty,
     compute_dtype,
     contiguous,
+    make_conv3d_params,
     make_conv_params,
 )
-from .backends import BACKENDS
+from .backends import BACKENDS, direct3d
 from .backends._common import all_finite
 
 GRADIENT_NAMES = ("input", "weight", "bias")
@@ -283,3 +284,54 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if b is not None:
         _add_channel_bias(out.reshape(params.batch, params.in_channels, -1), b)
     return out if batched else out[0]
+
+
+def conv3d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode="zeros", needs=("input", "weight", "bias")):
+    """Gradients of :func:`fastconv.conv3d` w.r.t. its input, weight and bias, as PyTorch autograd
+    of ``torch.nn.functional.conv3d`` (the conventions of :func:`conv2d_backward`).
+
+    Parameters
+    ----------
+    grad_output : array (N, K, D', H', W') or (K, D', H', W'), exactly the forward output's shape
+    input, weight, stride, padding, dilation, groups, padding_mode
+        The forward call's arguments.
+    needs : sequence of ``"input"``, ``"weight"``, ``"bias"``
+        Which gradients to compute; the others come back as None and cost nothing.
+
+    Returns
+    -------
+    (grad_input, grad_weight, grad_bias)
+        Shaped like ``input``, ``weight`` and ``(K,)``; None where not in ``needs``; dtype the
+        promotion of the three arrays.  A batch of zero samples gives an empty input gradient and
+        zero weight and bias gradients.
+    """
+    need_input, need_weight, need_bias = _parse_needs(needs)
+    params, x, w, _, batched = make_conv3d_params(
+        input, weight, None, stride, padding, dilation, groups, padding_mode
+    )
+    grad = as_array(grad_output, "grad_output")
+    expected = params.output_shape if batched else params.output_shape[1:]
+    if grad.shape != expected:
+        raise ValueError(
+            f"grad_output has shape {grad.shape}, but the forward output of input "
+            f"{np.shape(input)} and weight {params.weight_shape} is {expected}"
+        )
+    dtype = compute_dtype(x, w, grad)
+    if params.batch == 0:
+        return (np.zeros(x.shape if batched else x.shape[1:], dtype) if need_input else None,
+                np.zeros(params.weight_shape, dtype) if need_weight else None,
+                np.zeros(params.out_channels, dtype) if need_bias else None)
+    if dtype != params.dtype:
+        params = replace(params, dtype=dtype)
+        x, w = contiguous(x, dtype), contiguous(w, dtype)
+    grad = contiguous(grad if batched else grad[np.newaxis], dtype)
+    grad_input = direct3d.backward_input(grad, w, params) if need_input else None
+    if need_input and not batched:
+        grad_input = grad_input[0]
+    grad_weight = direct3d.backward_weight(grad, x, params) if need_weight else None
+    grad_bias = None
+    if need_bias:
+        grad_bias = np.empty(params.out_channels, dtype=dtype)
+        _sum_per_channel(grad.reshape(params.batch, params.out_channels, -1), grad_bias)
+    return grad_input, grad_weight, grad_bias

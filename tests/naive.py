@@ -498,3 +498,152 @@ def correlate_nd(in1, in2, mode="full"):
         return np.conj(reversed_) if np.iscomplexobj(reversed_) else reversed_
     reversed_in2 = in2[(slice(None, None, -1),) * in2.ndim]
     return convolve_nd(in1, np.conj(reversed_in2) if np.iscomplexobj(in2) else reversed_in2, mode)
+
+
+# ==============================================================================================
+# Issue 19: conv3d, from its definition (float64, explicit padding with np.pad).
+# ==============================================================================================
+def triple(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value, value)
+
+
+def conv3d_padding_amounts(padding, kernel, dilation):
+    """((front, back), (top, bottom), (left, right)) as PyTorch resolves conv3d's ``padding``."""
+    if padding == "valid":
+        return ((0, 0),) * 3
+    if padding == "same":
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        return tuple((total // 2, total - total // 2) for total in totals)
+    return tuple((p, p) for p in triple(padding))
+
+
+def conv3d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """torch.nn.functional.conv3d from its definition (cross-correlation), NCDHW or CDHW: for every
+    output channel, input channel of its group and tap, add the strided window times the tap."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    unbatched = x.ndim == 4
+    if unbatched:
+        x = x[None]
+    stride, dilation = triple(stride), triple(dilation)
+    out_channels, channels, *kernel = w.shape
+    pads = conv3d_padding_amounts(padding, kernel, dilation)
+    padded = np.pad(x, ((0, 0), (0, 0)) + pads, mode=TORCH_TO_NUMPY_PAD[padding_mode])
+    out_size = [(p - d * (k - 1) - 1) // s + 1
+                for p, k, d, s in zip(padded.shape[2:], kernel, dilation, stride)]
+    out = np.zeros((x.shape[0], out_channels, *out_size))
+    out_per_group = out_channels // groups
+    for k in range(out_channels):
+        group = k // out_per_group
+        for c in range(channels):
+            volume = padded[:, group * channels + c]
+            for t in range(kernel[0]):
+                for r in range(kernel[1]):
+                    for s in range(kernel[2]):
+                        window = volume[
+                            :,
+                            t * dilation[0]: t * dilation[0] + stride[0] * (out_size[0] - 1) + 1: stride[0],
+                            r * dilation[1]: r * dilation[1] + stride[1] * (out_size[1] - 1) + 1: stride[1],
+                            s * dilation[2]: s * dilation[2] + stride[2] * (out_size[2] - 1) + 1: stride[2],
+                        ]
+                        out[:, k] += w[k, c, t, r, s] * window
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)[None, :, None, None, None]
+    return out[0] if unbatched else out
+
+
+def _pool3d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel = triple(kernel_size)
+    stride = triple(kernel_size if stride is None else stride)
+    padding, dilation = triple(padding), triple(dilation)
+    out = tuple(pool_output_size(size, k, s, p, d, ceil_mode)
+                for size, k, s, p, d in zip(shape[-3:], kernel, stride, padding, dilation))
+    return kernel, stride, padding, dilation, out
+
+
+def _windows3d(shape, kernel, stride, padding, dilation, out):
+    """For every output position, the flat in-volume indices of its window's samples inside the
+    input, in window order."""
+    in_d, in_h, in_w = shape[-3:]
+    for position in np.ndindex(*out):
+        taps = []
+        for tap in np.ndindex(*kernel):
+            index = [o * s - p + t * d for o, s, p, t, d in zip(position, stride, padding, tap,
+                                                                 dilation)]
+            if all(0 <= i < n for i, n in zip(index, (in_d, in_h, in_w))):
+                taps.append((index[0] * in_h + index[1]) * in_w + index[2])
+        yield position, taps
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(values, flat indices) of torch's max_pool3d, NCDHW: the first maximum in window order,
+    a NaN always takes over (the last one)."""
+    x = np.asarray(x, dtype=np.float64)
+    kernel, stride, padding, dilation, out = _pool3d_geometry(x.shape, kernel_size, stride,
+                                                              padding, dilation, ceil_mode)
+    flat = x.reshape(x.shape[:2] + (-1,))
+    values = np.full(x.shape[:2] + out, -np.inf)
+    indices = np.full(x.shape[:2] + out, -1, dtype=np.int64)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for position, taps in _windows3d(x.shape, kernel, stride, padding, dilation, out):
+                best, best_index = -np.inf, -1
+                for index in taps:
+                    value = flat[n, c, index]
+                    if best_index < 0 or value > best or np.isnan(value):
+                        best, best_index = value, index
+                values[(n, c) + position], indices[(n, c) + position] = best, best_index
+    return values, indices
+
+
+def max_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    _, indices = max_pool3d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    grad_out = np.asarray(grad_out, dtype=np.float64)
+    grad = np.zeros(x.shape[:2] + (int(np.prod(x.shape[2:])),))
+    for n, c, *position in np.ndindex(*indices.shape):
+        if indices[(n, c, *position)] >= 0:  # a window of padding only (dilation) sends nothing
+            grad[n, c, indices[(n, c, *position)]] += grad_out[(n, c, *position)]
+    return grad.reshape(x.shape)
+
+
+def _avg_divisors3d(shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override):
+    """(window taps, divisor) per output position of torch's avg_pool3d."""
+    kernel, stride, padding, dilation, out = _pool3d_geometry(shape, kernel_size, stride, padding,
+                                                              1, ceil_mode)
+    for position, taps in _windows3d(shape, kernel, stride, padding, dilation, out):
+        if divisor_override:
+            divisor = divisor_override
+        elif count_include_pad:  # the window clipped to the padded input
+            divisor = 1
+            for o, s, p, k, size in zip(position, stride, padding, kernel, shape[-3:]):
+                start = o * s - p
+                divisor *= min(start + k, size + p) - start
+        else:
+            divisor = len(taps)
+        yield position, taps, divisor
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    x = np.asarray(x, dtype=np.float64)
+    windows = list(_avg_divisors3d(x.shape, kernel_size, stride, padding, ceil_mode,
+                                   count_include_pad, divisor_override))
+    out_size = tuple(np.max([position for position, _, _ in windows], axis=0) + 1)
+    flat = x.reshape(x.shape[:2] + (-1,))
+    out = np.zeros(x.shape[:2] + out_size)
+    for position, taps, divisor in windows:
+        out[(slice(None), slice(None)) + position] = flat[:, :, taps].sum(axis=2) / divisor
+    return out
+
+
+def avg_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    grad_out = np.asarray(grad_out, dtype=np.float64)
+    grad = np.zeros(x.shape[:2] + (int(np.prod(x.shape[2:])),))
+    for position, taps, divisor in _avg_divisors3d(x.shape, kernel_size, stride, padding,
+                                                   ceil_mode, count_include_pad, divisor_override):
+        for index in taps:
+            grad[:, :, index] += grad_out[(slice(None), slice(None)) + position] / divisor
+    return grad.reshape(x.shape)

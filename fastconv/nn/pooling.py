@@ -1,4 +1,4 @@
-"""Pooling layers on fastconv's compiled pooling kernels (forward and backward).
+"""Pooling layers (2-D and 3-D) on fastconv's compiled pooling kernels (forward and backward).
 
 Each computes in its input's dtype, float32 or float64 (others are a TypeError: fastconv.nn never
 converts silently).  ``backward`` hands the kernels the input saved by ``forward``; the kernels
@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import pooling
+from .. import pooling, pooling3d
 from .module import Layer, checked_array
 
 
-def _check_nchw(x, layer: str) -> np.ndarray:
+def _check_layout(x, layer: str, layout: str) -> np.ndarray:
+    """``x`` as a C-contiguous array with one axis per letter of ``layout`` ("NCHW", "NCDHW")."""
     x = checked_array(x, layer)
-    if x.ndim != 4:
-        raise ValueError(f"{layer} expects input of shape (N, C, H, W), got shape {x.shape}")
+    if x.ndim != len(layout):
+        raise ValueError(
+            f"{layer} expects input of shape ({', '.join(layout)}), got shape {x.shape}"
+        )
     return np.ascontiguousarray(x)
 
 
 class _Pool(Layer):
     _forward = _backward = None  # the fastconv.pooling functions, set by each subclass
+    _layout = "NCHW"  # the input's axes; "NCDHW" for the 3-D layers
 
     def _options(self) -> dict:
         raise NotImplementedError
@@ -30,7 +34,7 @@ class _Pool(Layer):
         return ()
 
     def forward(self, x):
-        self._input = _check_nchw(x, type(self).__name__)
+        self._input = _check_layout(x, type(self).__name__, self._layout)
         return self._forward(self._input, *self._leading(), **self._options())
 
     def backward(self, grad_out):
@@ -78,6 +82,22 @@ class AvgPool2D(_Pool):
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
                     ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
                     divisor_override=self.divisor_override)
+
+
+class MaxPool3D(MaxPool2D):
+    """3-D max pooling on (N, C, D, H, W), ``torch.nn.MaxPool3d`` semantics."""
+
+    _forward = staticmethod(pooling3d.max_pool3d)
+    _backward = staticmethod(pooling3d.max_pool3d_backward)
+    _layout = "NCDHW"
+
+
+class AvgPool3D(AvgPool2D):
+    """3-D average pooling on (N, C, D, H, W), ``torch.nn.AvgPool3d`` semantics."""
+
+    _forward = staticmethod(pooling3d.avg_pool3d)
+    _backward = staticmethod(pooling3d.avg_pool3d_backward)
+    _layout = "NCDHW"
 
 
 class LPPool2D(_Pool):
