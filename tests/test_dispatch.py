@@ -219,8 +219,8 @@ def _synthetic_direct_rows(grid, truth):
 
 
 # call, waking the thread pool, one-accumulator flops, channel-blocked flops, channel-blocked passes,
-# bytes of the padded copy
-DIRECT_TRUTH = np.array([2e-6, 8e-6, 1 / 90e9, 1 / 120e9, 5e-8, 1 / 20e9])
+# bytes of the padded copy, one-accumulator positions
+DIRECT_TRUTH = np.array([2e-6, 8e-6, 1 / 90e9, 1 / 120e9, 5e-8, 1 / 20e9, 1 / 2e9])
 
 
 def test_calibration_fit_recovers_known_coefficients(rng):
@@ -230,14 +230,16 @@ def test_calibration_fit_recovers_known_coefficients(rng):
 
 
 def test_calibration_keeps_the_default_of_a_coefficient_no_problem_exercises():
-    # CNN layers only: no problem runs a one-accumulator kernel, so its FLOP rate cannot be fitted
+    # CNN layers only: no problem runs a one-accumulator kernel, so its coefficients cannot be fitted
     layers = [case for case in calibration.calibration_grid(quick=True)
               if case[1][0] // case[2].get("groups", 1) >= 2]
     rows = _synthetic_direct_rows(layers, DIRECT_TRUTH)
     fitted = np.array(calibration.fit(rows, threads=2)["direct"])
-    one_channel = dispatch.FEATURE_NAMES["direct"].index("one_channel_flops")
-    assert fitted[one_channel] == dispatch.MODEL.shipped["direct"][one_channel]
-    keep = np.arange(len(DIRECT_TRUTH)) != one_channel
+    names = dispatch.FEATURE_NAMES["direct"]
+    unexercised = [names.index("one_channel_flops"), names.index("one_channel_positions")]
+    for index in unexercised:
+        assert fitted[index] == dispatch.MODEL.shipped["direct"][index]
+    keep = np.isin(np.arange(len(DIRECT_TRUTH)), unexercised, invert=True)
     np.testing.assert_allclose(fitted[keep], DIRECT_TRUTH[keep], rtol=1e-6)
 
 

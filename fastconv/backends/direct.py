@@ -34,7 +34,7 @@ def supports(params) -> str | None:
 # features with per-ISA coefficients (seconds per unit).  Counts are per thread, with float64
 # counted double because it fills half a vector.
 COST_FEATURES = ("call", "parallel_call", "one_channel_flops", "blocked_flops", "blocked_passes",
-                 "copied_bytes")
+                 "copied_bytes", "one_channel_positions")
 
 
 def cost_features(params, threads: int) -> tuple[float, ...]:
@@ -52,10 +52,14 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
         flops, passes = blocked.work(params)
         copied = blocked.copied_bytes(params) / threads
         if params.out_channels_per_group == 1:  # one accumulator per pass: load-bound
-            return (1.0, parallel, flops * width / threads, 0.0, passes / threads, copied)
-        return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied)
+            # whatever the taps, every position's accumulator is zeroed, written back and (per-task
+            # padding) its input row copied: a cost per position that a 1x1 kernel shows bare
+            positions = params.batch * params.out_channels * params.out_h * params.padded_w
+            return (1.0, parallel, flops * width / threads, 0.0, passes / threads, copied,
+                    positions * width / threads)
+        return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied, 0.0)
     # the fused single-channel kernel (integers), also one accumulator per pass
-    return (1.0, parallel, params.flops * width / threads, 0.0, 0.0, 0.0)
+    return (1.0, parallel, params.flops * width / threads, 0.0, 0.0, 0.0, 0.0)
 
 
 def _unsupported(params, what):

@@ -31,18 +31,18 @@ FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items
 # alike) for avx2.  The README's dispatcher section has the commands and the fits' spread.
 SHIPPED_COEFFICIENTS = {
     "avx512": {
-        "direct": (5.42e-06, 1.06e-05, 3.33e-11, 1.66e-11, 4.08e-08, 1.77e-10),
-        "im2col": (4.41e-06, 5.47e-10, 1.39e-11, 9.14e-07, 0.0),
-        "fft": (3.27e-05, 8.48e-11, 7.56e-10, 4.45e-09, 8.13e-11),
-        "winograd": (1.62e-05, 1.49e-09, 2.46e-11, 2.3e-06),
-        "separable": (8.42e-05, 5.01e-10, 1.59e-06),
+        "direct": (5.76e-06, 1.05e-05, 2.89e-11, 1.3e-11, 4.15e-08, 9.01e-12, 8.25e-10),
+        "im2col": (6.19e-06, 4.73e-10, 1.26e-11, 9.39e-07, 0.0),
+        "fft": (3.15e-05, 7.79e-11, 9.4e-10, 4.22e-09, 6.78e-11),
+        "winograd": (1.05e-05, 1.4e-09, 1.83e-11, 3.58e-06),
+        "separable": (8.32e-05, 4.65e-10, 1.68e-06),
     },
     "avx2": {
-        "direct": (7.38e-06, 8.68e-06, 2.95e-11, 1.37e-11, 3.99e-08, 1.32e-10),
-        "im2col": (5.47e-06, 4.18e-10, 1.25e-11, 2.29e-06, 1.79e-10),
-        "fft": (4.18e-05, 6.54e-11, 7.96e-10, 4.09e-09, 8.63e-11),
-        "winograd": (2.28e-05, 1.65e-09, 2.78e-11, 2.96e-06),
-        "separable": (0.000104, 4.47e-10, 1.24e-06),
+        "direct": (4.93e-06, 1.59e-05, 2.77e-11, 1.35e-11, 3.96e-08, 0.0, 9.73e-10),
+        "im2col": (7.47e-07, 4.55e-10, 1.49e-11, 5.39e-06, 0.0),
+        "fft": (3.74e-05, 7.77e-11, 7.14e-10, 5.12e-09, 8.08e-11),
+        "winograd": (0.0, 1.48e-09, 3.02e-11, 7.94e-06),
+        "separable": (8.23e-05, 4.79e-10, 1.64e-06),
     },
 }
 # Narrower vector units are priced with the AVX2 set: closer to them than AVX-512's per-flop rates
