@@ -402,3 +402,14 @@ def test_calibration_fits_median_times_and_reports_the_spread_of_separate_fits(r
     spread = calibration.coefficient_spread([{"direct": [1.0, 2.0, 0.0]}, {"direct": [3.0, 2.0, 0.0]},
                                              {}])
     assert spread == {"direct": [3.0, 1.0, 1.0]}
+
+
+def test_im2col_prices_no_unfold_on_its_pointwise_path():
+    """A 1x1 stride-1 unpadded layer multiplies the input itself: no bytes are unfolded; with
+    padding or a stride the unfold (or shifted-tap) path moves data."""
+    names = dispatch.FEATURE_NAMES["im2col"]
+    pointwise = make_conv_params(np.ones((1, 8, 16, 16)), np.ones((4, 8, 1, 1)))[0]
+    strided = make_conv_params(np.ones((1, 8, 16, 16)), np.ones((4, 8, 1, 1)), stride=2)[0]
+    moved = names.index("bytes_moved")
+    assert dispatch.cost_features("im2col", pointwise, 2)[moved] == 0
+    assert dispatch.cost_features("im2col", strided, 2)[moved] > 0

@@ -51,7 +51,14 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
     """The features of the path ``forward`` takes on ``params``: shifted-tap GEMMs or unfold."""
     width = params.dtype.itemsize / 4.0
     itemsize = params.dtype.itemsize
-    if uses_shifted_taps(params):
+    if _is_pointwise(params):
+        # forward's first case: a 1x1 stride-1 unpadded layer multiplies the input itself,
+        # nothing is unfolded or padded; one GEMM per sample and group
+        moved = 0
+        gemm_flops = params.flops
+        calls = params.batch * params.groups
+        inner = params.in_channels_per_group
+    elif uses_shifted_taps(params):
         # no unfold: the input is padded once and the GEMMs also compute the padded_w - out_w
         # dropped columns of every output row; one GEMM per tap, sample and group
         moved = (params.batch * params.in_channels * params.padded_h * params.padded_w
