@@ -279,7 +279,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     )
     if params.batch == 0:  # its output is this conv2d's input: (0, K, H_out, W_out)
         return np.empty(params.input_shape, dtype=params.dtype)
-    decision = dispatch.choose_backward(params, "auto", x, w, needs=(True, False))
+    decision = dispatch.choose_backward(params, "auto", x, w, operation="backward:input",
+                                        needs=(True, False))
     out = BACKENDS[decision.algorithm].backward_input(x, w, params)
     if b is not None:
         _add_channel_bias(out.reshape(params.batch, params.in_channels, -1), b)

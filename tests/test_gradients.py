@@ -328,3 +328,28 @@ def test_im2col_backward_with_nan_input_matches_the_definition(rng):
     _, grad_w, _ = fastconv.conv2d_backward(grad, x, w, algorithm="im2col")
     _, expected_w, _ = naive.conv2d_backward(grad, x, w)
     np.testing.assert_array_equal(np.isnan(grad_w), np.isnan(expected_w))
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 1), (1, 2), (2, 1)])
+def test_input_gradient_with_an_infinite_weight_matches_pytorch(stride, padding, rng):
+    """``auto`` keeps the input gradient off direct's zero-framed correlation when a weight is
+    infinite: 0 * Inf there would put NaN where the definition has no product at all."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((1, 2, 7, 7))
+    w = rng.standard_normal((3, 2, 3, 3))
+    w[1, 0, 0, 0] = np.inf
+    grad = rng.standard_normal(torch.nn.functional.conv2d(
+        torch.tensor(x), torch.tensor(w), stride=stride, padding=padding).shape)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.conv2d(tx, torch.tensor(w), stride=stride, padding=padding).backward(
+        torch.tensor(grad))
+    expected = tx.grad.numpy()
+    got = fastconv.conv2d_backward(grad, x, w, stride=stride, padding=padding)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-10, atol=1e-10)
+    # conv_transpose2d is the same computation (the input gradient of this conv2d)
+    transposed = fastconv.conv_transpose2d(grad, w, stride=stride, padding=padding)
+    np.testing.assert_array_equal(np.isnan(transposed), np.isnan(expected))
+    np.testing.assert_allclose(transposed[finite], expected[finite], rtol=1e-10, atol=1e-10)

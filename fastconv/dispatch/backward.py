@@ -80,7 +80,8 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
     checks = DataChecks(*arrays)
 
     def eligible(name):
-        return BACKENDS[name].supports(params) is None and checks.rejects(name) is None
+        return (BACKENDS[name].supports(params) is None
+                and checks.rejects(name, operation) is None)
 
     if runner is not None and algorithm != "separable" and measure.measures(algorithm):
         def measure_all():
@@ -89,7 +90,7 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
 
         times = measure.measured_times(measure.wisdom_key(params, operation), measure_all)
         for name in sorted(times, key=times.get):
-            if checks.rejects(name) is None:
+            if checks.rejects(name, operation) is None:
                 return Decision(name, f"fastest when measured ({times[name] * 1e3:.3g} ms)")
     need_input, need_weight = needs
     ranking = sorted(BACKWARD_ALGORITHMS, key=lambda name: estimate_backward_seconds(
@@ -97,7 +98,8 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
     for name in ranking:
         if eligible(name):
             return Decision(name, prefix + "lowest predicted time")
-    return Decision("direct", prefix + "fallback")  # unreachable: direct is always finite-safe
+    # unreachable: im2col supports every problem and every value
+    return Decision("im2col", prefix + "fallback")
 
 
 def choose_gradients(params, algorithm: str, grad, x, w, need_input: bool, need_weight: bool,

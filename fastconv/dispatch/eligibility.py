@@ -5,6 +5,9 @@
   while the direct definition confines it to the windows that touch it.
 * **Rank**: ``separable`` runs only when every (k, c) kernel is numerically rank 1 (an SVD per
   kernel, ``separable.factorize``), checked only when separable would otherwise be chosen.
+* **Framing zeros**: ``direct``'s input gradient is a correlation of the output gradient framed by
+  zeros with the flipped weights; with a NaN or Inf among the operands, 0 * Inf puts NaN where
+  the definition has no product at all.  im2col's gradient scatters only real products.
 
 Shape-only rules (what a backend supports at all) live in each backend's ``supports``.
 """
@@ -50,10 +53,14 @@ class DataChecks:
             self._factors = rank_one_factors(self.weight, self.dtype)
         return self._factors
 
-    def rejects(self, name: str) -> str | None:
-        """Why backend ``name`` must not run on this data (None if it may)."""
+    def rejects(self, name: str, operation: str = "forward") -> str | None:
+        """Why backend ``name`` must not run ``operation`` (``"forward"``, ``"backward:input"``,
+        ``"backward:weight"``) on this data (None if it may)."""
         if name == "separable" and self.factors() is None:
             return NOT_RANK_ONE
         if name in SPREADS_NON_FINITE and not self.finite():
             return non_finite_reason(name)
+        if name == "direct" and operation == "backward:input" and not self.finite():
+            return ("the data holds NaN or Inf, which direct's input gradient would multiply by the "
+                    "zeros framing the output gradient")
         return None
