@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .benchmark import Case, Problem, _optional, forward_problem
+from .benchmark import Case, Problem, _optional, aligned_table, forward_problem
 
 IMAGE_SIZES = (16, 32, 64, 96, 128, 256)
 QUICK_IMAGE_SIZES = (32, 96, 256)
@@ -162,13 +162,6 @@ def format_latency(rows) -> str:
         cells += [f"{auto / times[peer]:.2f}" if peer in times and auto else "-" for peer in peers]
         cells.append(row["auto_choice"])
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = []
-    for index, line in enumerate(lines):
-        text.append("  ".join(cell.rjust(width) if i else cell.ljust(width)
-                              for i, (cell, width) in enumerate(zip(line, widths))))
-        if index == 0:
-            text.append("  ".join("-" * width for width in widths))
     summary = []
     for prefix, peer in (("correlate2d", "cv2.filter2D"), ("correlate2d", "torch"),
                          ("conv2d", "torch"), ("ResNet-18", "torch")):
@@ -176,4 +169,4 @@ def format_latency(rows) -> str:
         if result:
             summary.append(f"{prefix} vs {peer}: geomean fastconv/{peer} = {result[0]:.2f} "
                            f"over {result[1]} cases")
-    return "\n".join(text + [""] + summary)
+    return "\n".join([aligned_table(lines), ""] + summary)

@@ -216,8 +216,7 @@ def _one_channel_run(params, pads):
     out_h, out_w = params.out_h, params.out_w
     serial = runs_serially(params.batch * params.out_channels * out_h * out_w
                            * params.kernel_h * params.kernel_w)
-    if not (serial or _direct_blocked.pads_per_task(params.batch, params.groups, (1, 1), (1, 1),
-                                                    pads, get_num_threads())):
+    if not _direct_blocked.pads_own_rows(params.batch, params.groups, (1, 1), (1, 1), pads, serial):
         return None
     layout = _direct_blocked.plane_layout(out_h, out_w, params.kernel_h, params.kernel_w,
                                           (1, 1), (1, 1))

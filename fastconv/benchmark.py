@@ -498,6 +498,19 @@ def run_problem(problem: Problem, min_time: float, quick: bool = False,
     return row
 
 
+def aligned_table(lines) -> str:
+    """Rows of cells as text columns: the first left-aligned, the rest right-aligned, a rule under
+    the header (``lines[0]``)."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    text = []
+    for index, line in enumerate(lines):
+        text.append("  ".join(cell.rjust(width) if i else cell.ljust(width)
+                              for i, (cell, width) in enumerate(zip(line, widths))))
+        if index == 0:
+            text.append("  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
 def format_table(rows) -> str:
     ours = [a for a in ("auto",) + tuple(dispatch.BACKENDS)
             if any(a in row["times"] for row in rows)]
@@ -521,14 +534,7 @@ def format_table(rows) -> str:
         for peer in peers:
             cells.append(f"{times[peer] / auto:.2f}x" if peer in times and auto else "-")
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = []
-    for index, line in enumerate(lines):
-        text.append("  ".join(cell.rjust(width) if i else cell.ljust(width)
-                              for i, (cell, width) in enumerate(zip(line, widths))))
-        if index == 0:
-            text.append("  ".join("-" * width for width in widths))
-    return "\n".join(text)
+    return aligned_table(lines)
 
 
 def plot_kernel_sweep(rows, path) -> None:

@@ -66,8 +66,7 @@ def copied_bytes(params) -> int:
     stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
     if params.out_channels == params.groups:
         serial = runs_serially(params.flops // 2)
-        if (serial and stride == dilation == (1, 1) and min(pads) >= 0) or pads_per_task(
-                params.batch, params.groups, stride, dilation, pads, get_num_threads()):
+        if pads_own_rows(params.batch, params.groups, stride, dilation, pads, serial):
             return 0
     layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
                           dilation)
@@ -596,6 +595,14 @@ def _block_chunks(tasks, blocks):
     return max(1, min(blocks, -(-4 * get_num_threads() // max(1, tasks))))
 
 
+def pads_own_rows(batch, groups, stride, dilation, pads, serial: bool) -> bool:
+    """Whether a one-output-channel-per-group layer runs ``_one_channel_padding_kernel`` (or its
+    serial twin): a problem on the calling thread at unit stride and dilation without cropping,
+    or a stack of planes (``pads_per_task``)."""
+    return ((serial and stride == dilation == (1, 1) and min(pads) >= 0)
+            or pads_per_task(batch, groups, stride, dilation, pads, get_num_threads()))
+
+
 def pads_per_task(batch, groups, stride, dilation, pads, threads) -> bool:
     """Whether a one-output-channel-per-group layer runs ``_one_channel_padding_kernel`` (each task
     zero-pads the rows it reads) instead of one padded copy of the whole input.
@@ -630,8 +637,7 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
                 else rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, batch * groups,
                                    channels=1))
         # small problems run as one serial task that pads its own buffer (no padded copy)
-        if serial and stride == dilation == (1, 1) and min(pads) >= 0 or pads_per_task(
-                batch, groups, stride, dilation, pads, get_num_threads()):
+        if pads_own_rows(batch, groups, stride, dilation, pads, serial):
             local_offsets = tap_offsets(w.shape[1], kernel_h, kernel_w, stride, dilation, rows, out_w)
             one_channel_padding_kernel(serial)(x, packed, local_offsets, bias, out, pad_top,
                                                pad_left, kernel_h, layout.plane_w, rows)
