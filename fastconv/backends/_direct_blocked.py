@@ -140,37 +140,56 @@ def _read_only(array):
     return array
 
 
+@njit_kernel
+def _copy_columns(row, source, count, stride_w):
+    """row[j] = source[j * stride_w] for j < count; unit and unit-two strides are spelled out so
+    LLVM vectorises them with a constant step.  (The callers slice both rows so the loops index
+    from 0: an index ``start + j`` that Numba cannot prove non-negative gets a wrap-around select
+    that stops LLVM vectorising.)"""
+    if stride_w == 1:
+        for j in range(count):
+            row[j] = source[j]
+    elif stride_w == 2:
+        for j in range(count):
+            row[j] = source[2 * j]
+    else:
+        for j in range(count):
+            row[j] = source[j * stride_w]
+
+
 @njit_parallel
 def _phase_planes_kernel(x, out, row_phases, col_phases, stride_h, stride_w, pad_top, pad_left,
                          plane_h, plane_w):
     """out[n, c * P + p, i * plane_w + j] = x[n, c, i * sh + a - pad_top, j * sw + b - pad_left] for
-    phase p = (a, b); zero where that is padding or past the input."""
+    phase p = (a, b); zero where that is padding or past the input.
+
+    One task per (sample, channel): its phases read the same input rows, which stay in L1 between
+    them.  Only the padding is zeroed, so every value is written once.  (Zeroing by loops: Numba's
+    slice assignment costs more per call than a short row does.)"""
     batch, channels, in_h, in_w = x.shape
     col_count = col_phases.shape[0]
     phases = row_phases.shape[0] * col_count
-    for index in prange(batch * channels * phases):
-        phase = index % phases
-        c = (index // phases) % channels
-        n = index // (phases * channels)
-        a = row_phases[phase // col_count]
-        col_offset = col_phases[phase % col_count] - pad_left
-        flat = out[n, c * phases + phase]
-        flat[:] = 0
-        lo, hi = valid_output_range(col_offset, stride_w, in_w, plane_w)
-        if lo >= hi:
-            continue
-        for i in range(plane_h):
-            ih = i * stride_h + a - pad_top
-            if ih < 0 or ih >= in_h:
-                continue
-            # sliced so the loops index from 0 (no wrap-around select: see the forward kernel)
-            row = flat[i * plane_w + lo:i * plane_w + hi]
-            source = x[n, c, ih, lo * stride_w + col_offset:]
-            if stride_w == 1:
-                row[:] = source[:hi - lo]
-            else:
-                for j in range(hi - lo):
-                    row[j] = source[j * stride_w]
+    for index in prange(batch * channels):
+        c = index % channels
+        n = index // channels
+        for phase in range(phases):
+            a = row_phases[phase // col_count]
+            col_offset = col_phases[phase % col_count] - pad_left
+            flat = out[n, c * phases + phase]
+            lo, hi = valid_output_range(col_offset, stride_w, in_w, plane_w)
+            for i in range(plane_h):
+                ih = i * stride_h + a - pad_top
+                start = i * plane_w
+                if ih < 0 or ih >= in_h or lo >= hi:
+                    for j in range(start, start + plane_w):
+                        flat[j] = 0
+                    continue
+                for j in range(start, start + lo):
+                    flat[j] = 0
+                for j in range(start + hi, start + plane_w):
+                    flat[j] = 0
+                _copy_columns(flat[start + lo:start + hi], x[n, c, ih, lo * stride_w + col_offset:],
+                              hi - lo, stride_w)
 
 
 def phase_planes(x, pads, stride, layout):
