@@ -47,17 +47,26 @@ def _model_mode() -> str:
     return f"model (cost model, {source})"
 
 
-def explain(input_shape, weight_shape, dtype="float32", *, bias=False, stride=1, padding=0,
+def explain(input_shape, weight_shape, dtype=None, *, bias=False, stride=1, padding=0,
             dilation=1, groups=1, padding_mode="zeros", weight=None) -> Explanation:
     """Report which backend ``algorithm="auto"`` picks for a conv2d problem, with every backend's
     predicted (or, if measured before, measured) time and the reason others are ineligible.
 
-    Only shapes are needed.  Pass ``weight`` (an array of ``weight_shape``) to include the
-    data-dependent rule for the separable backend; without it, separable is reported as depending on
-    the kernels' rank.  NaN/Inf in the data would additionally exclude ``fft`` at call time.
+    Only shapes are needed (``dtype`` defaults to float32); the arrays ``conv2d`` would get work
+    too (their shapes, the input's dtype, and the weight's values for the separable rule).  Pass
+    ``weight`` (an array of ``weight_shape``) to include the data-dependent rule for the separable
+    backend; without it, separable is reported as depending on the kernels' rank.  NaN/Inf in the
+    data would additionally exclude ``fft`` at call time.
     """
     from .._params import as_array, compute_dtype, describe_conv
 
+    if isinstance(input_shape, np.ndarray):
+        dtype = input_shape.dtype if dtype is None else dtype
+        input_shape = input_shape.shape
+    if isinstance(weight_shape, np.ndarray):
+        weight = weight_shape if weight is None else weight
+        weight_shape = weight_shape.shape
+    dtype = "float32" if dtype is None else dtype
     try:
         dtype = np.dtype(dtype)
     except TypeError:
