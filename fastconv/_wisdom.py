@@ -140,6 +140,7 @@ class JsonStore:
 # Kept here, not in the modules that use the files, so that the dispatcher (which reads both) and
 # the calibration CLI (which writes one) need not import each other.
 CALIBRATION_FILE = "calibration.json"
+CPU_FILE = "cpu.json"
 
 
 def wisdom_path() -> Path:
@@ -155,6 +156,13 @@ def calibration_store() -> JsonStore:
     from ._config import cache_dir
 
     return JsonStore(cache_dir() / CALIBRATION_FILE, "calibration")
+
+
+def cpu_store() -> JsonStore:
+    """What was measured about this CPU (``fastconv._fma_width``), in the fastconv cache directory."""
+    from ._config import cache_dir
+
+    return JsonStore(cache_dir() / CPU_FILE, "cpu")
 
 
 def machine_fingerprint() -> str:

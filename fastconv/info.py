@@ -43,7 +43,7 @@ def report() -> str:
 
     from . import __version__
     from ._config import cache_dir, get_num_threads, get_workspace_limit
-    from .dispatch import wisdom_path
+    from .dispatch import MODEL, wisdom_path
 
     blas = [
         f"{entry.get('internal_api')} {entry.get('version')} ({entry.get('num_threads')} threads, "
@@ -59,6 +59,9 @@ def report() -> str:
         f"layer {numba.threading_layer() if _threading_layer_ready() else 'not yet chosen'}; "
         f"TBB runtime {_tbb_library()})",
         "BLAS: " + ("; ".join(blas) if blas else "none found"),
+        f"cost model: shipped {MODEL.shipped_set} set (FASTCONV_COST_MODEL)"
+        + ("; refined by this machine's calibration" if MODEL.coefficients and MODEL.calibrated
+           else ""),
         f"workspace cap: {get_workspace_limit() / 2**20:.0f} MiB (FASTCONV_WORKSPACE_MB)",
         f"JIT cache: {numba.config.CACHE_DIR or 'next to the sources in __pycache__ (NUMBA_CACHE_DIR unset)'}",
         f"fastconv cache dir (calibration): {cache_dir()}",

@@ -298,13 +298,28 @@ def test_measure_mode_covers_conv2d_backward(wisdom_file, rng):
 
 
 # --- the model object: shipped sets per ISA, lazy calibration, one reset ----------------------------
-@pytest.mark.parametrize("isa, expected", [("avx512", "avx512"), ("avx2", "avx2"), ("neon", "avx2"),
-                                           ("sse", "avx2"), ("generic", "avx2")])
-def test_shipped_set_follows_the_target_isa(isa, expected, monkeypatch):
+@pytest.mark.parametrize("isa, full_width, expected", [
+    ("avx512", False, "avx512"), ("avx512", True, "avx512-full-width"), ("avx2", None, "avx2"),
+    ("neon", None, "avx2"), ("sse", None, "avx2"), ("generic", None, "avx2")])
+def test_shipped_set_follows_the_target_isa(isa, full_width, expected, monkeypatch):
     from fastconv.dispatch.model import shipped_set_name
 
     monkeypatch.delenv("FASTCONV_COST_MODEL", raising=False)
-    assert shipped_set_name(isa) == expected
+    assert shipped_set_name(isa, full_width) == expected
+
+
+def test_fma_width_probe_tells_split_from_full_width_units():
+    """The probe's ratio of 64-byte to 32-byte multiply-add rates is about 1 (split) or 2 (full
+    width) on x86; whichever this host is, the measured answer is stored and read back."""
+    from fastconv import _fma_width
+    from fastconv._wisdom import cpu_store, machine_fingerprint
+
+    ratio = _fma_width.measure_width_ratio(iterations=20_000, repeats=3)
+    assert 0.5 < ratio < 2.6
+    _fma_width.full_width_fma.cache_clear()
+    answer = _fma_width.full_width_fma()
+    stored = cpu_store().get(f"fma_width_ratio:{machine_fingerprint()}")
+    assert isinstance(stored, float) and answer == (stored > _fma_width.FULL_WIDTH_RATIO)
 
 
 def test_cost_model_override_names_the_variable(monkeypatch):

@@ -3,9 +3,10 @@ it takes (``backend.cost_features``: operation counts, bytes, calls, per thread)
 in seconds per unit.
 
 The coefficients depend on the CPU far more than on anything else — an AVX-512 core multiplies
-twice the floats per instruction of an AVX2 one, while a BLAS call or a thread wake-up costs about
-the same — so fastconv ships one fitted set per vector instruction set and picks the set of the
-CPU the kernels are compiled for (``fastconv._cpu.target_cpu``).  ``python -m fastconv calibrate``
+twice the floats per instruction of an AVX2 one (and some AVX-512 cores twice again), while a BLAS
+call or a thread wake-up costs about the same — so fastconv ships one fitted set per kind of vector
+unit and picks the set of the CPU the kernels are compiled for (``fastconv._cpu.target_cpu``; for
+AVX-512, ``fastconv._fma_width`` says which kind).  ``python -m fastconv calibrate``
 refines them for the exact CPU model; its file is read lazily, on the first prediction.
 
 :data:`MODEL` owns the coefficients and the one reset: every memo of a decision made with the
@@ -25,10 +26,12 @@ from ..backends import BACKENDS
 FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items()}
 
 # Fitted by `python -m fastconv calibrate --fits 3 --print-shipped` (a fit of the median times of
-# three measurements of the grid) on a 2-core AMD
-# EPYC Zen 4 (znver4): natively for avx512, and in a process restricted to AVX2 as issue 11
-# describes (`fastconv._cpu.restricted_environment("avx2")`: Numba, oneDNN, ATen and OpenBLAS
-# alike) for avx2.  The README's dispatcher section has the commands and the fits' spread.
+# three measurements of the grid) on 2-core machines: "avx512" on an AMD EPYC Zen 4 (znver4), whose
+# 64-byte multiply-adds run as two 32-byte halves; "avx512-full-width" on an Intel Xeon (Sapphire
+# Rapids, which LLVM reports as rocketlake under its hypervisor), two full-width multiply-adds per
+# cycle; "avx2" on the Zen 4 in a process restricted to AVX2 as issue 11 describes
+# (`fastconv._cpu.restricted_environment("avx2")`: Numba, oneDNN, ATen and OpenBLAS alike).  The
+# README's dispatcher section has the commands and the fits' spread.
 SHIPPED_COEFFICIENTS = {
     "avx512": {
         "direct": (5.76e-06, 1.05e-05, 2.89e-11, 1.3e-11, 4.15e-08, 9.01e-12, 8.25e-10),
@@ -36,6 +39,13 @@ SHIPPED_COEFFICIENTS = {
         "fft": (3.15e-05, 7.79e-11, 9.4e-10, 4.22e-09, 6.78e-11),
         "winograd": (1.05e-05, 1.4e-09, 1.83e-11, 3.58e-06),
         "separable": (8.32e-05, 4.65e-10, 1.68e-06),
+    },
+    "avx512-full-width": {
+        "direct": (4.69e-06, 6.31e-06, 2.39e-11, 9.02e-12, 4.32e-08, 1.73e-11, 6.7e-10),
+        "im2col": (2.48e-06, 3.51e-10, 9.34e-12, 2.65e-06, 1.49e-10),
+        "fft": (2.77e-05, 7.09e-11, 4.58e-10, 3.42e-09, 6.1e-11),
+        "winograd": (0.0, 1.72e-09, 1.33e-11, 6.83e-06),
+        "separable": (4.96e-05, 4.01e-10, 1.41e-06),
     },
     "avx2": {
         "direct": (4.93e-06, 1.59e-05, 2.77e-11, 1.35e-11, 3.96e-08, 0.0, 9.73e-10),
@@ -45,14 +55,15 @@ SHIPPED_COEFFICIENTS = {
         "separable": (8.23e-05, 4.79e-10, 1.64e-06),
     },
 }
-# Narrower vector units are priced with the AVX2 set: closer to them than AVX-512's per-flop rates
-# (an ARM NEON core has 128-bit vectors; `calibrate` fits the exact machine).
-_SHIPPED_FOR_ISA = {"avx512": "avx512"}
 
 
-def shipped_set_name(isa: str | None = None) -> str:
+def shipped_set_name(isa: str | None = None, full_width: bool | None = None) -> str:
     """Which shipped set prices a CPU of vector instruction set ``isa`` (default: the target's;
-    ``$FASTCONV_COST_MODEL`` overrides it, for tests and for comparing the sets)."""
+    ``$FASTCONV_COST_MODEL`` overrides it, for tests and for comparing the sets).  An AVX-512 CPU
+    gets the set of its kind of multiply-add unit (``full_width``; default: measured once,
+    ``fastconv._fma_width``).  Narrower vector units are priced with the AVX2 set: closer to them
+    than AVX-512's per-flop rates (an ARM NEON core has 16-byte vectors; `calibrate` fits the exact
+    machine)."""
     override = os.environ.get("FASTCONV_COST_MODEL")
     if override:
         if override not in SHIPPED_COEFFICIENTS:
@@ -60,7 +71,13 @@ def shipped_set_name(isa: str | None = None) -> str:
                              f"got {override!r}")
         return override
     isa = target_cpu().isa if isa is None else isa
-    return _SHIPPED_FOR_ISA.get(isa, "avx2")
+    if isa != "avx512":
+        return "avx2"
+    if full_width is None:
+        from .._fma_width import full_width_fma
+
+        full_width = full_width_fma()
+    return "avx512-full-width" if full_width else "avx512"
 
 
 def _merged(base: dict, coefficients: dict | None) -> dict:
@@ -82,11 +99,23 @@ class CostModel:
         self._select(shipped_set)
 
     def _select(self, shipped_set: str | None) -> None:
-        self.shipped_set = shipped_set or shipped_set_name()
-        self.shipped = {name: tuple(values) for name, values in
-                        SHIPPED_COEFFICIENTS[self.shipped_set].items()}
+        # chosen on first use, not at import: telling AVX-512 hardware apart takes a measurement
+        self._shipped_set = shipped_set
         self._coefficients: dict | None = None  # None: the calibration file not looked at yet
         self.calibrated = False
+
+    @property
+    def shipped_set(self) -> str:
+        if self._shipped_set is None:
+            with self._lock:
+                if self._shipped_set is None:
+                    self._shipped_set = shipped_set_name()
+        return self._shipped_set
+
+    @property
+    def shipped(self) -> dict:
+        return {name: tuple(values) for name, values in
+                SHIPPED_COEFFICIENTS[self.shipped_set].items()}
 
     @property
     def coefficients(self) -> dict:
