@@ -437,9 +437,11 @@ def _tile_kernel(planes, packed, offsets, bias, out, reach_w, padded_w, rows_per
     """``_forward_kernel`` on register tiles, for float32/float64: ``packed`` (G, blocks, taps,
     shape.channels); each (sample, group, rows) task split ``block_chunks`` ways over blocks."""
     tasks = planes.shape[0] * packed.shape[0] * -(-out.shape[2] // rows_per_task) * block_chunks
+    # the index as int64: prange types it uint64 in the parallel body, int64 elsewhere, and each
+    # signature of the task function would be compiled separately
     for task in prange(tasks):
-        _tile_task(task, planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
-                   block_chunks, shape)
+        _tile_task(np.int64(task), planes, packed, offsets, bias, out, reach_w, padded_w,
+                   rows_per_task, block_chunks, shape)
 
 
 @njit_kernel
@@ -448,8 +450,8 @@ def _tile_kernel_serial(planes, packed, offsets, bias, out, reach_w, padded_w, r
     """``_tile_kernel`` on the calling thread, for problems too small to repay waking the others."""
     tasks = planes.shape[0] * packed.shape[0] * -(-out.shape[2] // rows_per_task) * block_chunks
     for task in range(tasks):
-        _tile_task(task, planes, packed, offsets, bias, out, reach_w, padded_w, rows_per_task,
-                   block_chunks, shape)
+        _tile_task(np.int64(task), planes, packed, offsets, bias, out, reach_w, padded_w,
+                   rows_per_task, block_chunks, shape)
 
 
 # --- one output channel per group (depthwise): one accumulator, eight taps per pass --------------
@@ -519,8 +521,10 @@ def _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_
         for i in range(oh1 - oh0 + kernel_h - 1):  # padded rows oh0 .. oh1 + kernel_h - 2
             ih = oh0 + i - pad_top
             if 0 <= ih < in_h:
-                start = c * channel_size + i * padded_w + pad_left
-                buffer[start:start + in_w] = x[n, g * per_group_in + c, ih]
+                # a loop, not a slice assignment: that one compiles Numba's shape-mismatch error
+                # message machinery, seconds of a first call
+                _copy_columns(buffer[c * channel_size + i * padded_w + pad_left:],
+                              x[n, g * per_group_in + c, ih], in_w, 1)
     length = (oh1 - oh0) * padded_w - (reach_w - 1)
     acc = np.zeros(rows_per_task * padded_w, dtype=out.dtype)
     taps = weights[g]
@@ -543,9 +547,9 @@ def _one_channel_padding_kernel(x, weights, offsets, bias, out, pad_top, pad_lef
     memory traffic).  ``offsets``: tap offsets in a buffer of ``rows_per_task + kernel_h - 1`` rows
     per input channel of the group."""
     tasks = x.shape[0] * weights.shape[0] * -(-out.shape[2] // rows_per_task)
-    for task in prange(tasks):
-        _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
-                                 padded_w, rows_per_task)
+    for task in prange(tasks):  # int64 index: one signature of the task function (_tile_kernel)
+        _one_channel_padded_task(np.int64(task), x, weights, offsets, bias, out, pad_top, pad_left,
+                                 kernel_h, padded_w, rows_per_task)
 
 
 @njit_kernel
