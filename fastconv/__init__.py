@@ -13,10 +13,14 @@ from .gradients import (
 )
 from .local import local_conv2d, local_conv2d_backward, tiled_conv2d, tiled_conv2d_backward
 from .pooling import (
+    avg_pool1d,
+    avg_pool1d_backward,
     avg_pool2d,
     avg_pool2d_backward,
     lp_pool2d,
     lp_pool2d_backward,
+    max_pool1d,
+    max_pool1d_backward,
     max_pool2d,
     max_pool2d_backward,
 )
@@ -30,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "algorithms",
+    "avg_pool1d",
+    "avg_pool1d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "avg_pool3d",
@@ -60,6 +66,8 @@ __all__ = [
     "local_conv2d_backward",
     "lp_pool2d",
     "lp_pool2d_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
     "max_pool3d",
