@@ -70,6 +70,23 @@ def as_pair(value, name: str, *, minimum: int) -> tuple[int, int]:
     return pair[0], pair[1]
 
 
+def as_single(value, name: str, *, minimum: int, op: str) -> int:
+    """A 1-D op's stride, padding, dilation, output_padding or kernel_size: an int or a 1-tuple
+    (PyTorch's two forms), validated here so that errors speak of one axis, not of the height-1
+    plane the 1-D ops run on."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if len(items) != 1:
+        raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {value!r}")
+    item = items[0]
+    if isinstance(item, (bool, np.bool_)) or not hasattr(item, "__index__"):
+        raise TypeError(f"{op}: {name} must be an int or a 1-tuple of ints, got {value!r}")
+    item = operator.index(item)
+    if item < minimum:
+        qualifier = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{op}: {name} must be {qualifier}, got {value!r}")
+    return item
+
+
 def as_array(value, name: str) -> np.ndarray:
     """An ndarray view of ``value``, rejecting dtypes no kernel can compute in."""
     array = np.asarray(value)

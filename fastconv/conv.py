@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _fast_paths, dispatch
 from ._padding import pad_nchw
-from ._params import as_array, make_conv3d_params, make_conv_params
+from ._params import as_array, as_single, make_conv3d_params, make_conv_params
 from .backends import BACKENDS, direct3d, separable
 
 
@@ -76,14 +76,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return out if batched else out[0]
 
 
-def _one(value, name: str):
-    """conv1d's stride / padding / dilation: an int or a 1-tuple (PyTorch's forms), or a padding
-    string; returned as given (a 1-tuple unwrapped) for conv2d to validate."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 1:
-            raise ValueError(f"conv1d: {name} must be an int or a 1-tuple, got {value!r}")
-        return value[0]
-    return value
+def length_padding(padding, op: str):
+    """A 1-D op's padding as the (height, length) padding of its height-1 plane: ``"valid"`` and
+    ``"same"`` pass through for conv2d to resolve (they leave the height unpadded)."""
+    if isinstance(padding, str):
+        return padding
+    return (0, as_single(padding, "padding", minimum=0, op=op))
+
+
+def as_plane(input, weight, op: str, weight_layout: str = "(K, C/groups, R)"):
+    """A 1-D op's input (N, C, L) or (C, L) and weight (3-D) as views with a height-1 axis: the
+    layout every 2-D kernel reads (a height-1 plane is the same contiguous row)."""
+    x = as_array(input, "input")
+    w = as_array(weight, "weight")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{op}: input must be 3-D (N, C, L) or 2-D (C, L), got shape {x.shape}")
+    if w.ndim != 3:
+        raise ValueError(f"{op}: weight must be 3-D {weight_layout}, got shape {w.shape}")
+    return x[..., np.newaxis, :], w[:, :, np.newaxis, :]
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -107,17 +117,11 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     -------
     ndarray (N, K, L') or (K, L'), C-contiguous.
     """
-    x = as_array(input, "input")
-    w = as_array(weight, "weight")
-    if x.ndim not in (2, 3):
-        raise ValueError(f"conv1d: input must be 3-D (N, C, L) or 2-D (C, L), got shape {x.shape}")
-    if w.ndim != 3:
-        raise ValueError(f"conv1d: weight must be 3-D (K, C/groups, R), got shape {w.shape}")
-    padding = _one(padding, "padding")
-    padding = padding if isinstance(padding, str) else (0, padding)
-    out = conv2d(x[..., np.newaxis, :], w[:, :, np.newaxis, :], bias, (1, _one(stride, "stride")),
-                 padding, (1, _one(dilation, "dilation")), groups, padding_mode=padding_mode,
-                 algorithm=algorithm)
+    x, w = as_plane(input, weight, "conv1d")
+    out = conv2d(x, w, bias, (1, as_single(stride, "stride", minimum=1, op="conv1d")),
+                 length_padding(padding, "conv1d"),
+                 (1, as_single(dilation, "dilation", minimum=1, op="conv1d")), groups,
+                 padding_mode=padding_mode, algorithm=algorithm)
     return out[..., 0, :]
 
 

@@ -1,4 +1,5 @@
-"""2-D max, average and power-average (Lp) pooling, forward and backward, PyTorch semantics.
+"""2-D max, average and power-average (Lp) pooling, forward and backward, PyTorch semantics; 1-D
+max and average pooling as the 2-D kernels on a plane of height 1.
 
 Windows start at ``o * stride - padding``; with ``ceil_mode`` a last partial window is kept when it
 starts inside the input or the left padding (PyTorch's rule).  Padding may be at most half the
@@ -23,7 +24,17 @@ from numba import prange
 
 from . import _pool_tiles
 from ._config import njit_kernel, njit_parallel
-from ._params import as_array, compute_dtype, contiguous, make_pool_params
+from ._params import (
+    PoolParams,
+    as_array,
+    as_single,
+    check_copy,
+    check_not_empty,
+    compute_dtype,
+    contiguous,
+    make_pool_params,
+    pooled_size,
+)
 from .backends._common import valid_output_range
 
 # --- kernels ----------------------------------------------------------------------------------
@@ -272,6 +283,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, dilation, ceil_mode,
                                           op="max_pool2d")
+    return _run_max_pool(params, x, batched, return_indices)
+
+
+def _run_max_pool(params, x, batched, return_indices):
+    """max_pool2d of the validated (N, C, H, W) ``x``."""
     if params.batch == 0:  # no samples: the (0, C, H', W') result, no kernel run (as PyTorch)
         out = np.empty(params.output_shape, dtype=params.dtype)
         return (out, np.empty(params.output_shape, dtype=np.int64)) if return_indices else out
@@ -295,6 +311,11 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     forward; ``grad_output`` must have the forward output's shape."""
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, dilation, ceil_mode,
                                           op="max_pool2d")
+    return _run_max_pool_backward(grad_output, params, x, batched)
+
+
+def _run_max_pool_backward(grad_output, params, x, batched):
+    """max_pool2d_backward of the validated (N, C, H, W) ``x``; ``grad_output`` is checked here."""
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
     if params.batch == 0:
         return np.zeros(params.input_shape, dtype=dtype)
@@ -341,6 +362,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     divisor = _check_divisor(divisor_override)
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, 1, ceil_mode,
                                           op="avg_pool2d")
+    return _run_avg_pool(params, x, batched, count_include_pad, divisor)
+
+
+def _run_avg_pool(params, x, batched, count_include_pad, divisor):
+    """avg_pool2d of the validated (N, C, H, W) ``x``; ``divisor`` 0 means no override."""
     if params.batch == 0:
         return np.empty(params.output_shape, dtype=params.dtype)
     if _pool_tiles.applies(params):
@@ -359,6 +385,11 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     divisor = _check_divisor(divisor_override)
     params, x, batched = make_pool_params(input, kernel_size, stride, padding, 1, ceil_mode,
                                           op="avg_pool2d")
+    return _run_avg_pool_backward(grad_output, params, x, batched, count_include_pad, divisor)
+
+
+def _run_avg_pool_backward(grad_output, params, x, batched, count_include_pad, divisor):
+    """avg_pool2d_backward of the validated (N, C, H, W) ``x``; ``grad_output`` is checked here."""
     grad, x, dtype = _grad_output(grad_output, params, batched, x)
     if params.batch == 0:
         return np.zeros(params.input_shape, dtype=dtype)
@@ -429,3 +460,133 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
                              params.kernel_w, params.stride_h, params.stride_w,
                              _rows_independent(params, params.kernel_h))
     return _unbatch(grad_in, batched)
+
+
+# --- 1-D pooling: the 2-D kernels on a plane of height 1 ------------------------------------------
+# A (N, C, L) signal is a (N, C, 1, L) plane pooled with a 1 x k window, stride 1 and no padding in
+# height: its single output row is the 1-D result, ceil_mode's rule applies to the length alone
+# (the height keeps exactly one window) and a max index h * W + w is the position w in the signal.
+def _pool1d_params(input, kernel_size, stride, padding, dilation, ceil_mode, op):
+    """Validate 1-D pooling arguments as PyTorch does, in 1-D terms; return ``(params, x, batched)``
+    with ``params`` the height-1 :class:`PoolParams` and ``x`` the (N, C, 1, L) C-contiguous input
+    in the compute dtype."""
+    x = as_array(input, "input")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{op}: input must be 3-D (N, C, L) or 2-D (C, L), got shape {x.shape}")
+    batched = x.ndim == 3
+    check_not_empty(x.shape, "input", batched, op)
+    kernel = as_single(kernel_size, "kernel_size", minimum=1, op=op)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel
+    else:
+        stride = as_single(stride, "stride", minimum=1, op=op)
+    pad = as_single(padding, "padding", minimum=0, op=op)
+    dilation = as_single(dilation, "dilation", minimum=1, op=op)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    if 2 * pad > kernel:
+        raise ValueError(f"{op}: padding {pad} must be at most half of kernel_size {kernel}")
+    length = x.shape[-1]
+    out_length = pooled_size(length, kernel, stride, pad, dilation, bool(ceil_mode))
+    if out_length < 1:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} is too small for kernel_size {kernel} with padding "
+            f"{pad} and dilation {dilation}: output length would be {out_length}"
+        )
+    batch, channels = x.shape[:2] if batched else (1, x.shape[0])
+    params = PoolParams(
+        batch=batch, channels=channels, in_h=1, in_w=length, kernel_h=1, kernel_w=kernel,
+        stride_h=1, stride_w=stride, pad_h=0, pad_w=pad, dilation_h=1, dilation_w=dilation,
+        ceil_mode=bool(ceil_mode), dtype=compute_dtype(x),
+    )
+    plane = x[..., np.newaxis, :]
+    plane = plane if batched else plane[np.newaxis]
+    check_copy(plane, params.dtype, "input")
+    return params, contiguous(plane, params.dtype), batched
+
+
+def _grad_plane(grad_output, params, batched):
+    """1-D ``grad_output``, its shape checked against the forward output in 1-D terms, as the
+    height-1 plane the 2-D backward kernels take."""
+    grad = as_array(grad_output, "grad_output")
+    expected = (params.batch, params.channels, params.out_w)
+    expected = expected if batched else expected[1:]
+    if grad.shape != expected:
+        in_shape = (params.batch, params.channels, params.in_w)
+        raise ValueError(
+            f"grad_output has shape {grad.shape}, but the pooling output for input of shape "
+            f"{in_shape if batched else in_shape[1:]} is {expected}"
+        )
+    return grad[..., np.newaxis, :]
+
+
+def _squeeze(array):
+    return array[..., 0, :]
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """1-D max pooling with the semantics of ``torch.nn.functional.max_pool1d``.
+
+    Parameters
+    ----------
+    input : array (N, C, L) or (C, L)
+    kernel_size, stride, padding, dilation : int or (int,)
+        ``stride`` defaults to ``kernel_size``; ``padding`` (treated as -inf) is at most half the
+        kernel.
+    ceil_mode : bool
+        Round the output length up; the last window must start inside the input or left padding.
+    return_indices : bool
+        Also return the int64 position of each maximum in the signal.
+
+    Returns
+    -------
+    ndarray (N, C, L') or (C, L'), and the indices when asked: the rules of :func:`max_pool2d`.
+    """
+    params, x, batched = _pool1d_params(input, kernel_size, stride, padding, dilation, ceil_mode,
+                                        "max_pool1d")
+    result = _run_max_pool(params, x, batched, return_indices)
+    if return_indices:
+        return _squeeze(result[0]), _squeeze(result[1])
+    return _squeeze(result)
+
+
+def max_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """Gradient of :func:`max_pool1d` w.r.t. its input: each output gradient goes to its window's
+    maximum (recomputed from ``input``; ties to the first, as PyTorch)."""
+    params, x, batched = _pool1d_params(input, kernel_size, stride, padding, dilation, ceil_mode,
+                                        "max_pool1d")
+    return _squeeze(_run_max_pool_backward(_grad_plane(grad_output, params, batched), params, x,
+                                           batched))
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """1-D average pooling with the semantics of ``torch.nn.functional.avg_pool1d``.
+
+    Parameters
+    ----------
+    input : array (N, C, L) or (C, L)
+    kernel_size, stride, padding : int or (int,)
+        ``stride`` defaults to ``kernel_size``; ``padding`` (zeros) is at most half the kernel.
+    ceil_mode : bool
+    count_include_pad : bool
+        Divide by the window clipped to the padded input (True) or to the input (False).
+
+    Returns
+    -------
+    ndarray (N, C, L') or (C, L').
+    """
+    params, x, batched = _pool1d_params(input, kernel_size, stride, padding, 1, ceil_mode,
+                                        "avg_pool1d")
+    return _squeeze(_run_avg_pool(params, x, batched, count_include_pad, 0))
+
+
+def avg_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of :func:`avg_pool1d` w.r.t. its input: each output gradient, divided by its
+    window's divisor, is spread over the window.  ``input`` supplies the shape and dtype."""
+    params, x, batched = _pool1d_params(input, kernel_size, stride, padding, 1, ceil_mode,
+                                        "avg_pool1d")
+    return _squeeze(_run_avg_pool_backward(_grad_plane(grad_output, params, batched), params, x,
+                                           batched, count_include_pad, 0))

@@ -647,3 +647,40 @@ def avg_pool3d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
         for index in taps:
             grad[:, :, index] += grad_out[(slice(None), slice(None)) + position] / divisor
     return grad.reshape(x.shape)
+
+
+def conv_transpose3d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """torch.nn.functional.conv_transpose3d from its definition: every input sample scatters
+    ``x * w[c, k]`` into the output at ``i * stride - padding + t * dilation`` per axis (into a
+    buffer that also holds what padding removes, then cropped)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    unbatched = x.ndim == 4
+    if unbatched:
+        x = x[None]
+    stride, padding = triple(stride), triple(padding)
+    output_padding, dilation = triple(output_padding), triple(dilation)
+    batch, in_channels, *in_size = x.shape
+    _, out_per_group, *kernel = w.shape
+    in_per_group = in_channels // groups
+    out_size = [(i - 1) * s - 2 * p + d * (k - 1) + e + 1 for i, s, p, d, k, e in
+                zip(in_size, stride, padding, dilation, kernel, output_padding)]
+    full = np.zeros((batch, out_per_group * groups) + tuple(
+        o + 2 * p + k * d + s for o, p, k, d, s in zip(out_size, padding, kernel, dilation, stride)))
+    for c in range(in_channels):
+        group = c // in_per_group
+        for k in range(out_per_group):
+            for t in range(kernel[0]):
+                for r in range(kernel[1]):
+                    for s in range(kernel[2]):
+                        taps = (t, r, s)
+                        window = tuple(
+                            slice(tap * d, tap * d + st * (size - 1) + 1, st)
+                            for tap, d, st, size in zip(taps, dilation, stride, in_size))
+                        full[(slice(None), group * out_per_group + k) + window] += (
+                            w[c, k, t, r, s] * x[:, c])
+    out = full[(slice(None), slice(None)) + tuple(
+        slice(p, p + o) for p, o in zip(padding, out_size))].copy()
+    if bias is not None:
+        out += np.asarray(bias, dtype=np.float64)[None, :, None, None, None]
+    return out[0] if unbatched else out

@@ -142,6 +142,81 @@ def catalogue():
     add("conv_transpose2d/empty", tr, (np.ones((1, 2, 0, 6)), tw), {}, ValueError, "input")
     add("conv_transpose2d/absurd output", tr, (x, tw), {"stride": 10**6}, ValueError, "output")
 
+    # --- the 1-D and 3-D API: conv1d_backward, conv_transpose1d / 3d, 1-D pooling ---------------
+    x1, w1, g1 = np.ones((1, 2, 8)), np.ones((3, 2, 3)), np.ones((1, 3, 6))
+    tw1 = np.ones((2, 3, 3))  # (C, K/groups, R)
+    x3, tw3 = np.ones((1, 2, 4, 4, 4)), np.ones((2, 3, 2, 2, 2))
+    back1, tr1, tr3 = F.conv1d_backward, F.conv_transpose1d, F.conv_transpose3d
+    add("conv1d_backward/input 4-D", back1, (g1, x, w1), {}, ValueError, "input")
+    add("conv1d_backward/weight 4-D", back1, (g1, x1, w), {}, ValueError, "weight")
+    add("conv1d_backward/grad shape", back1, (np.ones((1, 3, 5)), x1, w1), {}, ValueError,
+        "grad_output")
+    add("conv1d_backward/grad 0-d", back1, (np.float64(1.0), x1, w1), {}, ValueError,
+        "grad_output")
+    add("conv1d_backward/grad complex", back1, (g1.astype(complex), x1, w1), {}, TypeError,
+        "grad_output")
+    add("conv1d_backward/channels", back1, (g1, np.ones((1, 3, 8)), w1), {}, ValueError,
+        "channels")
+    add("conv1d_backward/stride pair", back1, (g1, x1, w1), {"stride": (1, 1)}, ValueError,
+        "stride")
+    add("conv1d_backward/padding float", back1, (g1, x1, w1), {"padding": 0.5}, TypeError,
+        "padding")
+    add("conv1d_backward/needs", back1, (g1, x1, w1), {"needs": ("grad",)}, ValueError, "needs")
+    add("conv1d_backward/algorithm", back1, (g1, x1, w1), {"algorithm": "gemm"}, ValueError,
+        "algorithm")
+    add("conv_transpose1d/input 4-D", tr1, (x, tw1), {}, ValueError, "input")
+    add("conv_transpose1d/weight 4-D", tr1, (x1, tw), {}, ValueError, "weight")
+    add("conv_transpose1d/channels", tr1, (x1, np.ones((3, 3, 3))), {}, ValueError, "channels")
+    add("conv_transpose1d/groups", tr1, (x1, tw1), {"groups": 3}, ValueError, "groups")
+    add("conv_transpose1d/output_padding too big", tr1, (x1, tw1),
+        {"stride": 2, "output_padding": 2}, ValueError, "output_padding")
+    add("conv_transpose1d/output_padding pair", tr1, (x1, tw1), {"output_padding": (0, 0)},
+        ValueError, "output_padding")
+    add("conv_transpose1d/negative output", tr1, (x1, tw1), {"padding": 9}, ValueError, "output")
+    add("conv_transpose1d/bias", tr1, (x1, tw1, np.ones(2)), {}, ValueError, "bias")
+    add("conv_transpose1d/empty", tr1, (np.ones((1, 2, 0)), tw1), {}, ValueError, "input")
+    add("conv_transpose1d/absurd output", tr1, (x1, tw1), {"stride": 10**12}, ValueError,
+        "output")
+    add("conv_transpose3d/input 3-D", tr3, (np.ones((4, 4, 4)), tw3), {}, ValueError, "input")
+    add("conv_transpose3d/weight 4-D", tr3, (x3, tw3[0]), {}, ValueError, "weight")
+    add("conv_transpose3d/channels", tr3, (np.ones((1, 3, 4, 4, 4)), tw3), {}, ValueError,
+        "channels")
+    add("conv_transpose3d/groups", tr3, (x3, tw3), {"groups": 4}, ValueError, "groups")
+    add("conv_transpose3d/output_padding too big", tr3, (x3, tw3),
+        {"stride": 2, "output_padding": (0, 2, 0)}, ValueError, "output_padding")
+    add("conv_transpose3d/stride pair", tr3, (x3, tw3), {"stride": (1, 2)}, ValueError, "stride")
+    add("conv_transpose3d/negative output", tr3, (x3, tw3), {"padding": 9}, ValueError, "output")
+    add("conv_transpose3d/bias", tr3, (x3, tw3, np.ones(2)), {}, ValueError, "bias")
+    add("conv_transpose3d/input complex", tr3, (x3.astype(complex), tw3), {}, TypeError, "input")
+    add("conv_transpose3d/empty", tr3, (np.ones((1, 2, 0, 4, 4)), tw3), {}, ValueError, "input")
+    add("conv_transpose3d/absurd output", tr3, (x3, tw3), {"stride": 10**5}, ValueError,
+        "output")
+    pg1 = np.ones((1, 2, 4))  # 2-wide pooling output of x1
+    for name, fn, front in (("max_pool1d", F.max_pool1d, ()),
+                            ("max_pool1d_backward", F.max_pool1d_backward, (pg1,)),
+                            ("avg_pool1d", F.avg_pool1d, ()),
+                            ("avg_pool1d_backward", F.avg_pool1d_backward, (pg1,))):
+        add(f"{name}/input 4-D", fn, front + (x, 2), {}, ValueError, "input")
+        add(f"{name}/input 1-D", fn, front + (np.ones(8), 2), {}, ValueError, "input")
+        add(f"{name}/input empty", fn, front + (np.ones((1, 2, 0)), 2), {}, ValueError, "input")
+        add(f"{name}/input complex", fn, front + (x1.astype(complex), 2), {}, TypeError, "input")
+        add(f"{name}/kernel pair", fn, front + (x1, (2, 2)), {}, ValueError, "kernel_size")
+        add(f"{name}/kernel 0", fn, front + (x1, 0), {}, ValueError, "kernel_size")
+        add(f"{name}/kernel too big", fn, front + (x1, 9), {}, ValueError, "kernel_size|input")
+        add(f"{name}/stride 0", fn, front + (x1, 2), {"stride": 0}, ValueError, "stride")
+        add(f"{name}/padding over half", fn, front + (x1, 2), {"padding": 2}, ValueError,
+            "padding")
+        add(f"{name}/ceil_mode string", fn, front + (x1, 2), {"ceil_mode": "yes"}, TypeError,
+            "ceil_mode")
+        if front:
+            add(f"{name}/grad shape", fn, (np.ones((1, 2, 3)), x1, 2), {}, ValueError,
+                "grad_output")
+            add(f"{name}/grad plane", fn, (np.ones((1, 2, 1, 4)), x1, 2), {}, ValueError,
+                "grad_output")
+        if name.startswith("max"):
+            add(f"{name}/dilation 0", fn, front + (x1, 2), {"dilation": 0}, ValueError,
+                "dilation")
+
     # --- pooling ---------------------------------------------------------------------------
     p = np.ones((1, 2, 6, 6))
     pg = np.ones((1, 2, 3, 3))  # 2x2 pooling output
@@ -383,6 +458,11 @@ def _successful_calls(rng):
     calls += [
         (fastconv.conv2d_backward, (g, x, w), {"groups": 2}),
         (fastconv.conv_transpose2d, (x, tw), {"stride": 2}),
+        (fastconv.conv1d_backward, (g[:, :, 0], x[:, :, 0], w[:, :, 0]), {"groups": 2}),
+        (fastconv.conv_transpose1d, (x[:, :, 0], tw[:, :, 0]), {"stride": 2}),
+        (fastconv.conv_transpose3d, (p[:, :, None], tw[:, :, None]), {"stride": 2}),
+        (fastconv.max_pool1d, (x[:, :, 0], 3), {}),
+        (fastconv.avg_pool1d_backward, (p[:, :, 0], x[:, :, 0], 3), {}),
         (fastconv.sepconv2d, (x, k[:, 0].copy(), k[0].copy()), {}),
         (fastconv.max_pool2d, (x, 3), {}),
         (fastconv.max_pool2d_backward, (p, x, 3), {}),

@@ -1,4 +1,5 @@
-"""Layers with parameters or shape changes: Conv2D, Conv3D, Linear, Flatten, BatchNorm2D, Dropout.
+"""Layers with parameters or shape changes: Conv1D, Conv2D, Conv3D, Linear, Flatten, BatchNorm2D,
+Dropout.
 
 Every layer with parameters computes in their dtype (float32 by default, or float64) and refuses an
 input or output gradient of another dtype with a TypeError that names both and the fixes (PyTorch's
@@ -12,9 +13,9 @@ import math
 import numpy as np
 
 from .._config import single_threaded_blas
-from ..conv import conv2d, conv3d
+from ..conv import conv1d, conv2d, conv3d
 from ..dispatch import check_algorithm
-from ..gradients import conv2d_backward, conv3d_backward
+from ..gradients import conv1d_backward, conv2d_backward, conv3d_backward
 from .init import as_rng, bias_uniform, check_dtype, kaiming_uniform
 from .module import Layer, checked_array
 
@@ -30,6 +31,88 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+class Conv1D(Layer):
+    """1-D convolution layer on fastconv's compiled kernels (``conv1d`` / ``conv1d_backward``),
+    with PyTorch's ``Conv1d`` semantics and initialisation; the protocol of :class:`Conv2D`.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, padding, dilation : int or (int,); padding also "same"/"valid"
+    groups : int dividing both channel counts
+    bias : bool
+    padding_mode : "zeros", "reflect", "replicate" or "circular"
+    dtype : float32 (default) or float64
+    rng : None, int seed or numpy Generator, for the initial weights
+    algorithm : ``"auto"`` or a name from ``fastconv.algorithms()``, for both passes
+
+    Attributes
+    ----------
+    weights : (out_channels, in_channels // groups, k) ; bias : (out_channels,) or None
+    grad_w, grad_b : gradients of the last ``backward``
+    input_grad : bool
+        set False on a first layer to skip computing the (unused) gradient of the data; ``backward``
+        then returns None.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32,
+                 rng=None, algorithm="auto"):
+        in_channels = _positive_int(in_channels, "in_channels")
+        out_channels = _positive_int(out_channels, "out_channels")
+        groups = _positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        sizes = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,)
+        if len(sizes) != 1:
+            raise ValueError(f"kernel_size must be an int or a 1-tuple, got {kernel_size!r}")
+        kernel = _positive_int(sizes[0], "kernel_size")
+        dtype, rng = check_dtype(dtype), as_rng(rng)
+        fan_in = in_channels // groups * kernel
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (kernel,), stride, padding
+        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
+        self.weights = kaiming_uniform((out_channels, in_channels // groups, kernel), fan_in, rng,
+                                       dtype)
+        self.bias = bias_uniform(out_channels, fan_in, rng, dtype) if bias else None
+        self.grad_w = np.zeros_like(self.weights)
+        self.grad_b = np.zeros_like(self.bias) if bias else None
+        self.input_grad = True
+        self.algorithm = check_algorithm(algorithm)
+        self._input = None
+
+    def forward(self, x):
+        x = _check_input(x, 3, "Conv1D", "(N, C, L)", self.weights.dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv1D expects {self.in_channels} input channels, got input of shape {x.shape}"
+            )
+        self._input = x
+        return conv1d(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups, padding_mode=self.padding_mode, algorithm=self.algorithm)
+
+    def backward(self, grad_out):
+        if self._input is None:
+            raise ValueError("Conv1D.backward called before forward")
+        needs = ("input",) if self.input_grad else ()
+        needs += ("weight", "bias") if self.bias is not None else ("weight",)
+        grad_input, grad_weight, grad_bias = conv1d_backward(
+            checked_array(grad_out, "Conv1D", self.weights.dtype, what="grad_out"), self._input,
+            self.weights, self.stride, self.padding, self.dilation, self.groups,
+            padding_mode=self.padding_mode, needs=needs, algorithm=self.algorithm,
+        )
+        self.grad_w[...] = grad_weight
+        if self.bias is not None:
+            self.grad_b[...] = grad_bias
+        return grad_input
+
+    def __repr__(self):
+        return (f"Conv1D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
 
 
 class Conv2D(Layer):

@@ -1,4 +1,4 @@
-"""Pooling layers (2-D and 3-D) on fastconv's compiled pooling kernels (forward and backward).
+"""Pooling layers (1-D, 2-D and 3-D) on fastconv's compiled pooling kernels (forward and backward).
 
 Each computes in its input's dtype, float32 or float64 (others are a TypeError: fastconv.nn never
 converts silently).  ``backward`` hands the kernels the input saved by ``forward``; the kernels
@@ -25,7 +25,7 @@ def _check_layout(x, layer: str, layout: str) -> np.ndarray:
 
 class _Pool(Layer):
     _forward = _backward = None  # the fastconv.pooling functions, set by each subclass
-    _layout = "NCHW"  # the input's axes; "NCDHW" for the 3-D layers
+    _layout = "NCHW"  # the input's axes; "NCL" for the 1-D layers, "NCDHW" for the 3-D ones
 
     def _options(self) -> dict:
         raise NotImplementedError
@@ -98,6 +98,38 @@ class AvgPool3D(AvgPool2D):
     _forward = staticmethod(pooling3d.avg_pool3d)
     _backward = staticmethod(pooling3d.avg_pool3d_backward)
     _layout = "NCDHW"
+
+
+class MaxPool1D(_Pool):
+    """1-D max pooling on (N, C, L), ``torch.nn.MaxPool1d`` semantics (``stride`` defaults to
+    ``kernel_size``)."""
+
+    _forward, _backward = staticmethod(pooling.max_pool1d), staticmethod(pooling.max_pool1d_backward)
+    _layout = "NCL"
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    dilation=self.dilation, ceil_mode=self.ceil_mode)
+
+
+class AvgPool1D(_Pool):
+    """1-D average pooling on (N, C, L), ``torch.nn.AvgPool1d`` semantics (no divisor_override,
+    as PyTorch's)."""
+
+    _forward, _backward = staticmethod(pooling.avg_pool1d), staticmethod(pooling.avg_pool1d_backward)
+    _layout = "NCL"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
 
 
 class LPPool2D(_Pool):
