@@ -34,6 +34,7 @@ from . import dispatch
 from ._config import get_num_threads, runs_serially
 from ._params import make_conv_params, make_signal_params, signal_padding
 from .backends import BACKENDS, _direct_blocked
+from .backends._common import bias_or_zeros, read_only_view
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _MODES = ("full", "same", "valid")
@@ -228,13 +229,14 @@ def _one_channel_run(params, pads):
                                           rows, out_w)
     kernel = _direct_blocked.one_channel_padding_kernel(serial)
     out_shape = (params.batch, params.out_channels, out_h, out_w)
-    zero_bias = _read_only(np.zeros(params.out_channels, params.dtype))
+    zero_bias = bias_or_zeros(None, params.out_channels, params.dtype)
     groups, dtype = params.groups, params.dtype
 
     def run(x, weight, bias):
         out = np.empty(out_shape, dtype)
-        kernel(x, weight.reshape(groups, -1), offsets, zero_bias if bias is None else bias, out,
-               pads[0], pads[2], params.kernel_h, layout.plane_w, rows)
+        b = zero_bias if bias is None else read_only_view(bias)  # read-only, as every kernel's
+        kernel(x, weight.reshape(groups, -1), offsets, b, out, pads[0], pads[2], params.kernel_h,
+               layout.plane_w, rows)
         return out
 
     return run

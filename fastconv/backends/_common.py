@@ -19,8 +19,17 @@ def valid_output_range(offset, stride, in_size, out_size):
 
 
 def bias_or_zeros(bias, out_channels, dtype):
-    """Kernels always take a bias vector: one compiled signature instead of two."""
-    return np.zeros(out_channels, dtype=dtype) if bias is None else bias
+    """Kernels always take a bias vector, and a read-only one: Numba compiles a writable and a
+    read-only array argument as two signatures, so zeros made here, the caller's array and the
+    vectors the fast paths cache would each cost a first call another compilation."""
+    return read_only_view(np.zeros(out_channels, dtype=dtype) if bias is None else bias)
+
+
+def read_only_view(array):
+    """A read-only view of ``array`` (the array itself stays writable)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 @njit_kernel

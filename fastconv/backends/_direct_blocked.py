@@ -38,7 +38,7 @@ from numba import prange
 from .. import _simd
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
 from .._cpu import tile_shape
-from ._common import valid_output_range
+from ._common import bias_or_zeros, valid_output_range
 
 CHANNEL_BLOCK = 4
 """Output channels accumulated together by the complex forward kernel and the weight gradient
@@ -500,6 +500,10 @@ def _one_channel_kernel(planes, weights, offsets, bias, out, reach_w, padded_w, 
         _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
 
 
+_ZERO = np.int64(0)  # the base offset of a task's own buffer: typed int64 like the other callers'
+# ``first``, so the pass functions have one signature (a literal 0 would compile a second)
+
+
 @njit_kernel
 def _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_left, kernel_h,
                              padded_w, rows_per_task):
@@ -530,10 +534,10 @@ def _one_channel_padded_task(task, x, weights, offsets, bias, out, pad_top, pad_
     taps = weights[g]
     t = 0
     while t + 8 <= tap_count:
-        _eight_taps_one_channel(acc, buffer, 0, offsets[t:t + 8], taps[t:t + 8], length)
+        _eight_taps_one_channel(acc, buffer, _ZERO, offsets[t:t + 8], taps[t:t + 8], length)
         t += 8
     while t < tap_count:
-        _one_tap_one_channel(acc, buffer, 0, offsets[t:t + 1], taps[t:t + 1], length)
+        _one_tap_one_channel(acc, buffer, _ZERO, offsets[t:t + 1], taps[t:t + 1], length)
         t += 1
     _write_rows(acc, out[n, g], oh0, oh1, padded_w, bias[g])
 
@@ -749,7 +753,7 @@ def input_gradient(grad_out, w, params):
     if not phases:
         return grad_in
     batch, itemsize = params.batch, params.dtype.itemsize
-    zero_bias = np.zeros(params.in_channels, dtype=params.dtype)
+    zero_bias = bias_or_zeros(None, params.in_channels, params.dtype)
     plane_bytes = params.out_channels * plane_h * plane_w * itemsize
     step = max(1, min(batch, get_workspace_limit() // max(1, plane_bytes)))
     for start in range(0, batch, step):
