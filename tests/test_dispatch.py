@@ -428,3 +428,17 @@ def test_im2col_prices_no_unfold_on_its_pointwise_path():
     moved = names.index("bytes_moved")
     assert dispatch.cost_features("im2col", pointwise, 2)[moved] == 0
     assert dispatch.cost_features("im2col", strided, 2)[moved] > 0
+
+
+@pytest.mark.parametrize("weight_shape, groups, left_out", [
+    ((1, 1, 3, 3), 1, True), ((1, 1, 1, 1), 1, True), ((4, 1, 1, 1), 4, True),
+    ((4, 4, 1, 1), 1, False), ((2, 1, 1, 1), 1, False)])
+def test_auto_leaves_im2col_out_for_one_input_and_one_output_channel_per_group(
+        weight_shape, groups, left_out):
+    """Single images and depthwise layers, 1x1 kernels included (a 1 x 1 x positions GEMM only
+    scales the plane); any layer with more channels per group keeps im2col as a candidate."""
+    params = make_conv_params(np.ones((1, 4 if groups > 1 or weight_shape[1] == 4 else 1, 32, 32)),
+                              np.ones(weight_shape), groups=groups)[0]
+    ranking = dispatch.plan(params)
+    assert ("im2col" in ranking.ineligible) == left_out
+    assert ("im2col" in dict(ranking.ranking)) == (not left_out)

@@ -27,12 +27,13 @@ def not_for_auto(name: str, params) -> str | None:
     """Why ``auto`` does not consider backend ``name`` for a shape it supports, or None.
 
     One input and one output channel per group (single images, depthwise layers) reduce im2col's
-    GEMM to a matrix-vector product behind an unfold that writes R*S copies of the input: never
-    the fastest, and on tiny planes its fixed costs (the unfold's parallel region, the BLAS call)
-    are ones the model cannot tell apart from the GEMM's on the calibration grid.  The signal API
-    leaves im2col out for the same reason.  A 1x1 kernel needs no unfold and stays a candidate."""
+    GEMM to a matrix-vector product — behind an unfold that writes R*S copies of the input, or for
+    a 1x1 kernel a 1 x 1 x positions "GEMM" that only scales the plane: never the fastest, and on
+    tiny planes its fixed costs (the unfold's parallel region, the BLAS call) are ones the model
+    cannot tell apart from the GEMM's on the calibration grid.  The signal API leaves im2col out
+    for the same reason."""
     if (name == "im2col" and params.in_channels_per_group == 1
-            and params.out_channels_per_group == 1 and params.kernel_h * params.kernel_w > 1):
+            and params.out_channels_per_group == 1):
         return ("one input and one output channel per group: its GEMM is a matrix-vector product "
                 "(runs when asked for)")
     return None
