@@ -221,26 +221,39 @@ def _channel_blocks(per_group: int, block: int = CHANNEL_BLOCK) -> int:
 def pack_weight(w, groups, block=CHANNEL_BLOCK):
     """(K, Cg, R, S) -> (G, blocks, Cg, R, S, block): the block's channels innermost, so a tap's
     weights for the block are adjacent; channels past the group's end are zero.  Compiled: NumPy's
-    copy through a six-axis transpose cost more than a small layer's convolution."""
+    copy through a six-axis transpose cost more than a small layer's convolution.  Large weights
+    (a late ResNet layer's are megabytes, repacked on every call) are packed on every thread."""
     out_channels, per_group_in, kernel_h, kernel_w = w.shape
     blocks = _channel_blocks(out_channels // groups, block)
     packed = np.empty((groups, blocks, per_group_in, kernel_h, kernel_w, block), w.dtype)
-    _pack_weight_kernel(w.reshape(groups, out_channels // groups, -1), packed.reshape(
-        groups, blocks, -1, block))
+    kernel = _pack_weight_kernel if runs_serially(w.size) else _pack_weight_parallel
+    kernel(w.reshape(groups, out_channels // groups, -1), packed.reshape(groups, blocks, -1, block))
     return packed
 
 
 @njit_kernel
-def _pack_weight_kernel(grouped, packed):
+def _pack_block(grouped, packed, g, b):
     """packed[g, b, t, j] = grouped[g, b * block + j, t], zero past the group's channels."""
-    groups, per_group_out, taps = grouped.shape
-    blocks, block = packed.shape[1], packed.shape[3]
-    for g in range(groups):
-        for b in range(blocks):
-            for t in range(taps):
-                for j in range(block):
-                    k = b * block + j
-                    packed[g, b, t, j] = grouped[g, k, t] if k < per_group_out else 0
+    per_group_out, taps = grouped.shape[1], grouped.shape[2]
+    block = packed.shape[3]
+    for t in range(taps):
+        for j in range(block):
+            k = b * block + j
+            packed[g, b, t, j] = grouped[g, k, t] if k < per_group_out else 0
+
+
+@njit_kernel
+def _pack_weight_kernel(grouped, packed):
+    for g in range(packed.shape[0]):
+        for b in range(packed.shape[1]):
+            _pack_block(grouped, packed, g, b)
+
+
+@njit_parallel
+def _pack_weight_parallel(grouped, packed):
+    blocks = packed.shape[1]
+    for task in prange(packed.shape[0] * blocks):
+        _pack_block(grouped, packed, np.int64(task // blocks), np.int64(task % blocks))
 
 
 def forward_kernel(dtype, serial=False):
