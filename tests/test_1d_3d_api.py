@@ -578,3 +578,26 @@ def test_tripwires_are_on_the_paths_the_valid_calls_take(monkeypatch):
     for function, args in calls:
         with pytest.raises(AssertionError, match="kernel was reached"):
             function(*args)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv2d_layer_takes_padding_mode_like_conv1d_and_conv3d(mode):
+    """nn.Conv2D has PyTorch Conv2d's padding_mode, as Conv1D and Conv3D do: forward and every
+    gradient equal torch's."""
+    torch = _torch()
+    layer = nn.Conv2D(3, 4, 3, stride=2, padding=2, padding_mode=mode, dtype=np.float64, rng=0)
+    reference = torch.nn.Conv2d(3, 4, 3, stride=2, padding=2, padding_mode=mode, dtype=torch.float64)
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(layer.weights))
+        reference.bias.copy_(torch.from_numpy(layer.bias))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 8))
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = reference(x_t)
+    out = layer.forward(x)
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=0, atol=1e-12)
+    grad = rng.standard_normal(out.shape)
+    out_t.backward(torch.from_numpy(grad))
+    np.testing.assert_allclose(layer.backward(grad), x_t.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(layer.grad_w, reference.weight.grad.numpy(), rtol=0, atol=1e-11)
+    np.testing.assert_allclose(layer.grad_b, reference.bias.grad.numpy(), rtol=0, atol=1e-11)

@@ -127,6 +127,7 @@ class Conv2D(Layer):
     kernel_size, stride, padding, dilation : int or (int, int)
     groups : int dividing both channel counts
     bias : bool
+    padding_mode : "zeros", "reflect", "replicate" or "circular"
     dtype : float32 (default) or float64
     rng : None, int seed or numpy Generator, for the initial weights
     algorithm : ``"auto"`` (fastconv's dispatcher decides) or a name from ``fastconv.algorithms()``,
@@ -142,7 +143,8 @@ class Conv2D(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 dilation=1, groups=1, bias=True, dtype=np.float32, rng=None, algorithm="auto"):
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32, rng=None,
+                 algorithm="auto"):
         in_channels = _positive_int(in_channels, "in_channels")
         out_channels = _positive_int(out_channels, "out_channels")
         groups = _positive_int(groups, "groups")
@@ -156,7 +158,7 @@ class Conv2D(Layer):
         fan_in = in_channels // groups * kh * kw
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
-        self.dilation, self.groups = dilation, groups
+        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
         self.weights = kaiming_uniform((out_channels, in_channels // groups, kh, kw), fan_in, rng, dtype)
         self.bias = bias_uniform(out_channels, fan_in, rng, dtype) if bias else None
         self.grad_w = np.zeros_like(self.weights)
@@ -173,7 +175,7 @@ class Conv2D(Layer):
             )
         self._input = x
         return conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                      algorithm=self.algorithm)
+                      padding_mode=self.padding_mode, algorithm=self.algorithm)
 
     def backward(self, grad_out):
         if self._input is None:
@@ -183,7 +185,8 @@ class Conv2D(Layer):
         grad_input, grad_weight, grad_bias = conv2d_backward(
             checked_array(grad_out, "Conv2D", self.weights.dtype, what="grad_out"), self._input,
             self.weights,
-            self.stride, self.padding, self.dilation, self.groups, needs=needs, algorithm=self.algorithm,
+            self.stride, self.padding, self.dilation, self.groups, padding_mode=self.padding_mode,
+            needs=needs, algorithm=self.algorithm,
         )
         self.grad_w[...] = grad_weight
         if self.bias is not None:
