@@ -21,6 +21,7 @@ must be 1-D, C-contiguous, float32 or float64.
 """
 from __future__ import annotations
 
+import functools
 import operator
 
 from llvmlite import ir
@@ -252,7 +253,14 @@ class TileGeometry(types.Type):
 
 @typeof_impl.register(TileShape)
 def _typeof_tile_shape(value, context):
-    return TileGeometry(value.channels, value.vectors, value.vector_bytes)
+    return _tile_geometry(value.channels, value.vectors, value.vector_bytes)
+
+
+@functools.lru_cache(maxsize=None)
+def _tile_geometry(channels, vectors, vector_bytes):
+    # memoised: Numba types every argument on every call, and building a Type (its name, its
+    # interning) cost more than a small layer's kernel
+    return TileGeometry(channels, vectors, vector_bytes)
 
 
 register_model(TileGeometry)(models.OpaqueModel)

@@ -157,39 +157,57 @@ def _copy_columns(row, source, count, stride_w):
             row[j] = source[j * stride_w]
 
 
+@njit_kernel
+def _phase_planes_task(index, x, out, row_phases, col_phases, stride_h, stride_w, pad_top,
+                       pad_left, plane_h, plane_w):
+    """The phase planes of (sample, channel) ``index`` of ``_phase_planes_kernel``: its phases read
+    the same input rows, which stay in L1 between them.  Only the padding is zeroed, so every value
+    is written once.  (Zeroing by loops: Numba's slice assignment costs more per call than a short
+    row does.)"""
+    channels, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    col_count = col_phases.shape[0]
+    phases = row_phases.shape[0] * col_count
+    c = index % channels
+    n = index // channels
+    for phase in range(phases):
+        a = row_phases[phase // col_count]
+        col_offset = col_phases[phase % col_count] - pad_left
+        flat = out[n, c * phases + phase]
+        lo, hi = valid_output_range(col_offset, stride_w, in_w, plane_w)
+        for i in range(plane_h):
+            ih = i * stride_h + a - pad_top
+            start = i * plane_w
+            if ih < 0 or ih >= in_h or lo >= hi:
+                for j in range(start, start + plane_w):
+                    flat[j] = 0
+                continue
+            for j in range(start, start + lo):
+                flat[j] = 0
+            for j in range(start + hi, start + plane_w):
+                flat[j] = 0
+            _copy_columns(flat[start + lo:start + hi], x[n, c, ih, lo * stride_w + col_offset:],
+                          hi - lo, stride_w)
+
+
 @njit_parallel
 def _phase_planes_kernel(x, out, row_phases, col_phases, stride_h, stride_w, pad_top, pad_left,
                          plane_h, plane_w):
     """out[n, c * P + p, i * plane_w + j] = x[n, c, i * sh + a - pad_top, j * sw + b - pad_left] for
-    phase p = (a, b); zero where that is padding or past the input.
+    phase p = (a, b); zero where that is padding or past the input.  One task per (sample,
+    channel); the index as int64, one signature of the task function."""
+    for index in prange(x.shape[0] * x.shape[1]):
+        _phase_planes_task(np.int64(index), x, out, row_phases, col_phases, stride_h, stride_w,
+                           pad_top, pad_left, plane_h, plane_w)
 
-    One task per (sample, channel): its phases read the same input rows, which stay in L1 between
-    them.  Only the padding is zeroed, so every value is written once.  (Zeroing by loops: Numba's
-    slice assignment costs more per call than a short row does.)"""
-    batch, channels, in_h, in_w = x.shape
-    col_count = col_phases.shape[0]
-    phases = row_phases.shape[0] * col_count
-    for index in prange(batch * channels):
-        c = index % channels
-        n = index // channels
-        for phase in range(phases):
-            a = row_phases[phase // col_count]
-            col_offset = col_phases[phase % col_count] - pad_left
-            flat = out[n, c * phases + phase]
-            lo, hi = valid_output_range(col_offset, stride_w, in_w, plane_w)
-            for i in range(plane_h):
-                ih = i * stride_h + a - pad_top
-                start = i * plane_w
-                if ih < 0 or ih >= in_h or lo >= hi:
-                    for j in range(start, start + plane_w):
-                        flat[j] = 0
-                    continue
-                for j in range(start, start + lo):
-                    flat[j] = 0
-                for j in range(start + hi, start + plane_w):
-                    flat[j] = 0
-                _copy_columns(flat[start + lo:start + hi], x[n, c, ih, lo * stride_w + col_offset:],
-                              hi - lo, stride_w)
+
+@njit_kernel
+def _phase_planes_serial(x, out, row_phases, col_phases, stride_h, stride_w, pad_top, pad_left,
+                         plane_h, plane_w):
+    """``_phase_planes_kernel`` on the calling thread: a small copy does not repay waking the
+    others (for a layer of a few thousand values that cost more than its convolution)."""
+    for index in range(x.shape[0] * x.shape[1]):
+        _phase_planes_task(np.int64(index), x, out, row_phases, col_phases, stride_h, stride_w,
+                           pad_top, pad_left, plane_h, plane_w)
 
 
 def phase_planes(x, pads, stride, layout):
@@ -201,8 +219,9 @@ def phase_planes(x, pads, stride, layout):
             layout.plane_h, layout.plane_w) == (in_h, in_w):
         return x.reshape(batch, channels, in_h * in_w)  # a view: C-contiguous input
     out = np.empty((batch, channels * phases, layout.plane_h * layout.plane_w), dtype=x.dtype)
-    _phase_planes_kernel(x, out, layout.row_phases, layout.col_phases, stride[0], stride[1],
-                         pad_top, pad_left, layout.plane_h, layout.plane_w)
+    kernel = _phase_planes_serial if runs_serially(out.size) else _phase_planes_kernel
+    kernel(x, out, layout.row_phases, layout.col_phases, stride[0], stride[1], pad_top, pad_left,
+           layout.plane_h, layout.plane_w)
     return out
 
 
