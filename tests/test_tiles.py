@@ -14,9 +14,11 @@ from fastconv import _cpu
 from tests import naive
 from tests.tolerances import assert_gradient_matches, assert_matches
 
-# one default shape per vector width (NEON/SSE 16 bytes, AVX2 32, AVX-512 64) and odd ones: a
+# one default shape per vector width (NEON/SSE 16 bytes, AVX2 32, AVX-512 64), the narrower shapes
+# `tile_shape_for` picks for layers the default's channel count does not divide, and odd ones: a
 # channel count that divides no layer here, one vector of one channel, a shape wider than any ISA's
-TILE_SHAPES = ["8x3x16", "6x2x32", "8x3x64", "5x1x32", "1x1x16", "2x4x64"]
+TILE_SHAPES = ["8x3x16", "6x2x32", "8x3x64", "6x4x64", "4x6x64", "4x3x32", "5x1x32", "1x1x16",
+               "2x4x64"]
 
 CASES = [
     ((2, 3, 9, 11), (5, 3, 3, 3), {"padding": 1}),  # fewer channels than most tiles: one block
@@ -190,3 +192,27 @@ def test_avx2_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
         NUMBA_CACHE_DIR=str(tmp_path))  # a fresh cache: inspection needs freshly compiled code
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("loops")
+
+
+@pytest.mark.parametrize("isa_features, expected", [
+    ({"avx512f", "avx2", "fma"}, {3: "4x6x64", 6: "6x4x64", 8: "8x3x64", 12: "6x4x64",
+                                  16: "8x3x64", 24: "8x3x64", 64: "8x3x64"}),
+    ({"avx2", "fma"}, {6: "6x2x32", 12: "6x2x32", 16: "4x3x32", 32: "4x3x32", 64: "6x2x32"}),
+    ({"neon"}, {6: "6x4x16", 16: "8x3x16"}),
+])
+def test_layer_tile_keeps_the_default_unless_a_narrower_shape_pads_fewer_channels(
+        isa_features, expected, monkeypatch):
+    """Per ISA, whatever the host: the default shape where its channel count divides the layer's
+    output channels (or nearly), a narrower shape of the same budget where that saves at least a
+    tenth of the computed channels; a forced shape serves every layer."""
+    monkeypatch.delenv("FASTCONV_TILE", raising=False)
+    machine = "aarch64" if "neon" in isa_features else "x86_64"
+    cpu = _cpu._describe("test", frozenset(isa_features), machine)
+    assert {k: str(_cpu.tile_shape_for(k, cpu)) for k in expected} == expected
+    for shape in map(_cpu.tile_shape_for, expected, [cpu] * len(expected)):
+        assert shape.accumulators == _cpu.default_tile_shape(cpu).accumulators
+    _cpu.set_tile_shape("5x1")
+    try:
+        assert {str(_cpu.tile_shape_for(k, cpu)) for k in expected} == {str(_cpu.tile_shape())}
+    finally:
+        _cpu.set_tile_shape(None)

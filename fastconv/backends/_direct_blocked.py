@@ -37,7 +37,7 @@ from numba import prange
 
 from .. import _simd
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
-from .._cpu import tile_shape
+from .._cpu import tile_shape, tile_shape_for
 from ._common import bias_or_zeros, valid_output_range
 
 CHANNEL_BLOCK = 4
@@ -80,10 +80,11 @@ def work(params):
     accepts: the cost model's features.  A pass is one register tile (real values) or one sweep
     over a task's accumulators (complex values; one output channel per group)."""
     one_channel = params.out_channels_per_group == 1
+    shape = tile_shape_for(params.out_channels_per_group)
     if one_channel:
         block = 1
     else:
-        block = forward_kernel(params.dtype)[1]
+        block = forward_kernel(params.dtype, channels=params.out_channels_per_group)[1]
     blocks = _channel_blocks(params.out_channels_per_group, block)
     layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w,
                           (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w))
@@ -93,7 +94,8 @@ def work(params):
     if one_channel or params.dtype.kind == "c":
         rows = rows_per_task(params.out_h, plane_w, params.dtype.itemsize, tasks, block)
     else:
-        rows = tile_rows_per_task(params.out_h, plane_w, params.dtype.itemsize, tasks, params.dtype)
+        rows = tile_rows_per_task(params.out_h, plane_w, params.dtype.itemsize, tasks, params.dtype,
+                                  shape)
     chunks = -(-params.out_h // rows)
     positions = params.out_h * plane_w  # per plane, with the discarded columns
     planes = params.batch * params.groups * blocks  # (sample, group, channel block) planes
@@ -101,7 +103,7 @@ def work(params):
         passes_per_task = taps // 8 + taps % 8 if one_channel else taps // 4 + taps % 4
         passes = planes * chunks * passes_per_task
     else:  # whole tiles: each task's positions rounded up to the tile's lanes
-        lanes = tile_shape().position_bytes // params.dtype.itemsize
+        lanes = shape.position_bytes // params.dtype.itemsize
         tiles_per_plane = chunks * -(-min(positions, rows * plane_w) // lanes)
         positions = tiles_per_plane * lanes
         passes = planes * tiles_per_plane
@@ -275,14 +277,15 @@ def _pack_weight_parallel(grouped, packed):
         _pack_block(grouped, packed, np.int64(task // blocks), np.int64(task % blocks))
 
 
-def forward_kernel(dtype, serial=False):
+def forward_kernel(dtype, serial=False, channels=None):
     """(kernel, output channels per packed block) of the forward pass for ``dtype``: register tiles
-    of the target CPU's shape for real values (on the calling thread when ``serial``); complex
-    values (no LLVM vector type) take the four-channel loop kernel.  Both kernels take the same
-    arguments."""
+    for real values, of the target CPU's shape for a layer of ``channels`` output channels per
+    group (``tile_shape_for``; None: the default shape), on the calling thread when ``serial``;
+    complex values (no LLVM vector type) take the four-channel loop kernel.  Both kernels take the
+    same arguments."""
     if dtype.kind == "c":
         return _forward_kernel, CHANNEL_BLOCK
-    shape = tile_shape()
+    shape = tile_shape() if channels is None else tile_shape_for(channels)
     return _tile_kernels(shape, serial), shape.channels
 
 
@@ -641,10 +644,10 @@ def serial_rows_per_task(out_h, padded_w, itemsize) -> int:
     return int(max(1, min(out_h, ACCUMULATOR_BYTES // (padded_w * itemsize))))
 
 
-def tile_rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, dtype):
-    """``rows_per_task`` for the register-tile kernel: tasks of at least four tiles."""
-    positions = tile_shape().position_bytes // dtype.itemsize
-    return rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, tile_shape().channels,
+def tile_rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, dtype, shape):
+    """``rows_per_task`` for the register-tile kernel of ``shape``: tasks of at least four tiles."""
+    positions = shape.position_bytes // dtype.itemsize
+    return rows_per_task(out_h, padded_w, itemsize, tasks_without_rows, shape.channels,
                          min_positions=4 * positions)
 
 
@@ -703,7 +706,8 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
             return out
     else:
         serial = runs_serially(out.size * offsets.shape[0])
-        kernel, block = forward_kernel(x.dtype, serial)
+        per_group_out = out_channels // groups
+        kernel, block = forward_kernel(x.dtype, serial, per_group_out)
         packed = pack_weight(w, groups, block)
         packed = packed.reshape(groups, packed.shape[1], -1, block)
         tasks = _tasks_without_rows(x.dtype, batch, groups, packed.shape[1])
@@ -712,7 +716,8 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1)):
         elif x.dtype.kind == "c":
             rows = rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, tasks, block)
         else:
-            rows = tile_rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, tasks, x.dtype)
+            rows = tile_rows_per_task(out_h, layout.plane_w, x.dtype.itemsize, tasks, x.dtype,
+                                      tile_shape_for(per_group_out))
     # a slice of the batch at a time: the planes' copy stays within the workspace cap
     phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
     sample_bytes = x.shape[1] * phases * layout.plane_h * layout.plane_w * x.dtype.itemsize
@@ -758,7 +763,9 @@ def input_gradient(grad_out, w, params):
     plane_w = params.out_w + pads[2] + pads[3]
     transposed = w.reshape(groups, per_group_out, per_group_in, kernel_h, kernel_w).transpose(0, 2, 1, 3, 4)
     one_channel = per_group_in == 1
-    kernel, block = (_one_channel_kernel, 1) if one_channel else forward_kernel(params.dtype)
+    # its output channels are the layer's input channels
+    kernel, block = ((_one_channel_kernel, 1) if one_channel
+                     else forward_kernel(params.dtype, channels=per_group_in))
     grad_in = np.empty(params.input_shape, dtype=params.dtype)
     phases = []  # (target view, packed weights, tap offsets)
     for a, i0 in row_phases:
@@ -798,7 +805,8 @@ def input_gradient(grad_out, w, params):
             if one_channel or params.dtype.kind == "c":
                 rows = rows_per_task(out_h, plane_w, itemsize, tasks, block)
             else:
-                rows = tile_rows_per_task(out_h, plane_w, itemsize, tasks, params.dtype)
+                rows = tile_rows_per_task(out_h, plane_w, itemsize, tasks, params.dtype,
+                                          tile_shape_for(per_group_in))
             # the target is a strided view of grad_in: the kernel writes the phase in place
             kernel(planes, packed, offsets, zero_bias, target[start:stop], max_v + 1, plane_w, rows)
     return grad_in
