@@ -353,3 +353,27 @@ def test_input_gradient_with_an_infinite_weight_matches_pytorch(stride, padding,
     transposed = fastconv.conv_transpose2d(grad, w, stride=stride, padding=padding)
     np.testing.assert_array_equal(np.isnan(transposed), np.isnan(expected))
     np.testing.assert_allclose(transposed[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride, padding, where", [(1, 0, (2, 6)), (1, 1, (6, 6)), (2, 1, (3, 6)),
+                                                    (1, 0, (6, 0))])
+def test_weight_gradient_with_an_infinite_input_matches_pytorch(stride, padding, where, rng):
+    """``auto`` keeps the weight gradient off direct's widened output gradient when the input holds
+    Inf: its zeros over the discarded columns meet the input's last columns (0 * Inf = NaN where
+    the definition has no product); PyTorch's gradient is finite there."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 2, 7, 7))
+    x[1, 1][where] = np.inf
+    w = rng.standard_normal((3, 2, 3, 3))
+    grad = rng.standard_normal(torch.nn.functional.conv2d(
+        torch.tensor(x), torch.tensor(w), stride=stride, padding=padding).shape)
+    tw = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), tw, stride=stride, padding=padding).backward(
+        torch.tensor(grad))
+    expected = tw.grad.numpy()
+    got = fastconv.conv2d_backward(grad, x, w, stride=stride, padding=padding)[1]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert finite.any()
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-10, atol=1e-10)

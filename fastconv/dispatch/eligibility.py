@@ -63,4 +63,7 @@ class DataChecks:
         if name == "direct" and operation == "backward:input" and not self.finite():
             return ("the data holds NaN or Inf, which direct's input gradient would multiply by the "
                     "zeros framing the output gradient")
+        if name == "direct" and operation == "backward:weight" and not self.finite():
+            return ("the data holds NaN or Inf, which direct's weight gradient would multiply by the "
+                    "zeros that widen the output gradient over the discarded columns")
         return None
