@@ -202,6 +202,9 @@ def _phase_planes_kernel(x, out, row_phases, col_phases, stride_h, stride_w, pad
                            pad_top, pad_left, plane_h, plane_w)
 
 
+_MACS_PER_COPIED_VALUE = 64
+
+
 @njit_kernel
 def _phase_planes_serial(x, out, row_phases, col_phases, stride_h, stride_w, pad_top, pad_left,
                          plane_h, plane_w):
@@ -221,7 +224,10 @@ def phase_planes(x, pads, stride, layout):
             layout.plane_h, layout.plane_w) == (in_h, in_w):
         return x.reshape(batch, channels, in_h * in_w)  # a view: C-contiguous input
     out = np.empty((batch, channels * phases, layout.plane_h * layout.plane_w), dtype=x.dtype)
-    kernel = _phase_planes_serial if runs_serially(out.size) else _phase_planes_kernel
+    # a copied value costs the time of ~64 of a register tile's multiply-adds (one scalar store
+    # against a fraction of a vector FMA): below that share of the serial threshold, one thread
+    kernel = (_phase_planes_serial if runs_serially(out.size * _MACS_PER_COPIED_VALUE)
+              else _phase_planes_kernel)
     kernel(x, out, layout.row_phases, layout.col_phases, stride[0], stride[1], pad_top, pad_left,
            layout.plane_h, layout.plane_w)
     return out
