@@ -216,3 +216,30 @@ def test_layer_tile_keeps_the_default_unless_a_narrower_shape_pads_fewer_channel
         assert {str(_cpu.tile_shape_for(k, cpu)) for k in expected} == {str(_cpu.tile_shape())}
     finally:
         _cpu.set_tile_shape(None)
+
+
+CASES_3D = [
+    ((2, 3, 5, 6, 7), (5, 3, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 4, 5, 6), (6, 2, 2, 3, 2), {"groups": 2, "dilation": (1, 2, 1)}),
+    ((1, 2, 3, 3, 3), (9, 2, 3, 3, 3), {}),  # one output position per channel
+]
+
+
+@pytest.mark.parametrize("case", CASES_3D, ids=_id)
+def test_every_tile_shape_serves_conv3d_at_stride_one(tile, case, rng):
+    """A stride-1 conv3d runs the 2-D tile kernel on the volume read as one tall plane (the depth
+    slices' bottom rows computed and dropped): forward and input gradient against the naive twin,
+    whatever the shape."""
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[0])
+    got = fastconv.conv3d(x, w, b, **kwargs)
+    exact = naive.conv3d(x, w, b, **kwargs)
+    magnitude = naive.conv3d(np.abs(x), np.abs(w), np.abs(b), **kwargs)
+    assert_matches(got, exact, magnitude, np.float64, "direct")
+    grad = rng.standard_normal(exact.shape)
+    grad_input = fastconv.conv3d_backward(grad, x, w, needs=("input",), **kwargs)[0]
+    # the input gradient is the adjoint: <conv3d(x), g> == <x, grad_input>
+    np.testing.assert_allclose(np.vdot(grad_input, x), np.vdot(grad, naive.conv3d(x, w, **kwargs)),
+                               rtol=1e-10)

@@ -31,9 +31,11 @@ import itertools
 import numpy as np
 from numba import prange
 
-from .._config import njit_parallel
+from .._config import njit_parallel, runs_serially
+from .._cpu import tile_shape_for
 from .._padding import pad_ncdhw, unpad_gradient_ncdhw
-from ._common import all_finite
+from . import _direct_blocked as blocked
+from ._common import all_finite, bias_or_zeros
 from .direct_nd import BLOCK_BYTES
 
 CHANNEL_BLOCK = 4
@@ -238,10 +240,66 @@ def _padded_flat(x, params):
 
 
 def _run_forward(x_flat, padded_dhw, weight, bias, out, stride, dilation):
+    if _runs_on_tiles(x_flat, weight, stride):
+        _run_tiles(x_flat, padded_dhw, weight, bias, out, dilation)
+        return
     has_bias = bias is not None
     bias_values = bias if has_bias else np.zeros(1, dtype=x_flat.dtype)
     _forward_padded(x_flat, padded_dhw[1], padded_dhw[2], weight, bias_values, has_bias, out,
                     *stride, *dilation, chunk_positions(x_flat.dtype.itemsize))
+
+
+# --- stride 1: the 2-D register-tile kernel on the volume read as one tall plane ----------------
+# A padded volume (Dp, Hp, Wp) is a plane of Dp * Hp rows of Wp values, and tap (c, t, r, s) of a
+# stride-1 layer is one fixed offset into it: c * volume + t*dil_d * Hp*Wp + r*dil_h * Wp +
+# s*dil_w.  So the forward is the 2-D direct backend's register-tile kernel
+# (``_direct_blocked``: C output channels x V vectors of positions in registers, every tap one
+# contiguous shifted load) over (out_d - 1) * Hp + out_h output rows — each depth slice's
+# ``Hp - out_h`` bottom rows are computed and dropped like the plane's discarded columns; the last
+# slice's are not computed (their taps would read past the volume).  Layers with one output
+# channel per group keep the four-channel kernel below (a tile would be mostly zero channels).
+def _runs_on_tiles(x_flat, weight, stride) -> bool:
+    groups = x_flat.shape[1] // weight.shape[1]
+    return (tuple(stride) == (1, 1, 1) and x_flat.dtype.kind == "f"
+            and weight.shape[0] // groups > 1)
+
+
+def _tap_offsets(in_per_group, volume, kernel, dilation, padded_h, padded_w):
+    """Offset of every tap (c, t, r, s), in that order, into a group's flattened volumes."""
+    (kernel_t, kernel_r, kernel_s), (dil_d, dil_h, dil_w) = kernel, dilation
+    c, t, r, s = np.meshgrid(np.arange(in_per_group), np.arange(kernel_t), np.arange(kernel_r),
+                             np.arange(kernel_s), indexing="ij")
+    offsets = (c * volume + t * dil_d * padded_h * padded_w + r * dil_h * padded_w + s * dil_w)
+    return np.ascontiguousarray(offsets.ravel(), dtype=np.int64)
+
+
+def _run_tiles(x_flat, padded_dhw, weight, bias, out, dilation):
+    batch, channels, volume = x_flat.shape
+    out_channels, in_per_group = weight.shape[:2]
+    kernel = weight.shape[2:]
+    groups = channels // in_per_group
+    per_group_out = out_channels // groups
+    _, padded_h, padded_w = padded_dhw
+    out_d, out_h, out_w = out.shape[2:]
+    rows = (out_d - 1) * padded_h + out_h
+    offsets = _tap_offsets(in_per_group, volume, kernel, dilation, padded_h, padded_w)
+    serial = runs_serially(out.size * offsets.shape[0])
+    run, block = blocked.forward_kernel(x_flat.dtype, serial, per_group_out)
+    packed = blocked.pack_weight(weight.reshape(out_channels, in_per_group, -1, kernel[2]),
+                                 groups, block)
+    packed = packed.reshape(groups, packed.shape[1], -1, block)
+    if serial:
+        rows_per_task = rows
+    else:
+        rows_per_task = blocked.tile_rows_per_task(rows, padded_w, x_flat.dtype.itemsize,
+                                                   batch * groups, x_flat.dtype,
+                                                   tile_shape_for(per_group_out))
+    tall = np.empty((batch, out_channels, rows, out_w), dtype=out.dtype)
+    run(x_flat.reshape(batch, channels * volume), packed, offsets,
+        bias_or_zeros(bias, out_channels, out.dtype), tall, (kernel[2] - 1) * dilation[2] + 1,
+        padded_w, rows_per_task)
+    kept = (np.arange(out_d)[:, None] * padded_h + np.arange(out_h)).ravel()
+    out[...] = tall[:, :, kept].reshape(out.shape)
 
 
 def forward(x, weight, bias, params):
