@@ -4,7 +4,8 @@
   mode, against ``scipy.signal.convolve`` (auto), ``fftconvolve``, ``oaconvolve`` and
   ``numpy.convolve``;
 * ``3d``: one 128**3 volume with 3**3, 9**3 and 21**3 kernels against ``scipy.signal.convolve``
-  (auto), ``fftconvolve`` and ``oaconvolve``.
+  (auto), ``fftconvolve`` and ``oaconvolve``; and ``conv3d`` layers (N=2 32->32 on 32**3 with
+  3**3, N=1 1->16 on 64**3 with 5**3) forward and backward against PyTorch's when it is installed.
 
 scipy's transforms run with as many workers as fastconv's threads (``scipy.fft.set_workers``
 around each peer call), so the frequency-domain peers use the same cores; NumPy's convolve is
@@ -86,8 +87,56 @@ def problems(suite: str, quick: bool) -> list:
                 kernel = rng.standard_normal((side,) * 3).astype(dtype)
                 built.append(_problem("3d", f"{VOLUME_SIDE}^3 x {side}^3 {dtype}", volume, kernel,
                                       False, side))
+        built += _conv3d_problems(rng, quick)
     else:
         raise ValueError(f"unknown N-d suite {suite!r}; choose '1d' or '3d'")
+    return built
+
+
+CONV3D_LAYERS = (
+    ("N=2 32->32 32^3 k3", (2, 32, 32, 32, 32), (32, 32, 3, 3, 3), 1),
+    ("N=1 1->16 64^3 k5", (1, 1, 64, 64, 64), (16, 1, 5, 5, 5), 2),
+)
+
+
+def _conv3d_problems(rng, quick: bool) -> list:
+    """conv3d forward and backward (input + weight + bias) against PyTorch, float32; the reference
+    is fastconv's own float64 result (the direct 3-D kernels, checked against PyTorch in tests)."""
+    from .benchmark import Problem, _optional
+    from .conv import conv3d
+    from .gradients import conv3d_backward
+
+    torch = _optional("torch")
+    built = []
+    for name, input_shape, weight_shape, padding in CONV3D_LAYERS[:1] if quick else CONV3D_LAYERS:
+        x = rng.standard_normal(input_shape).astype(np.float32)
+        w = rng.standard_normal(weight_shape).astype(np.float32)
+        out = conv3d(x.astype(np.float64), w.astype(np.float64), padding=padding)
+        grad = rng.standard_normal(out.shape).astype(np.float32)
+        flops = 2.0 * out.size * np.prod(weight_shape[1:])
+        forward_peers, backward_peers = {}, {}
+        if torch is not None:
+            tx, tw, tg = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(grad)
+            forward_peers["torch"] = lambda tx=tx, tw=tw, padding=padding: (
+                torch.nn.functional.conv3d(tx, tw, padding=padding).numpy())
+
+            def torch_backward(tw=tw, tg=tg, x=x, padding=padding):
+                px = torch.from_numpy(x).requires_grad_()
+                pw = tw.detach().requires_grad_()
+                pb = torch.zeros(pw.shape[0], requires_grad=True)
+                torch.nn.functional.conv3d(px, pw, pb, padding=padding).backward(tg)
+                return px.grad.numpy(), pw.grad.numpy(), pb.grad.numpy()
+
+            backward_peers["torch"] = torch_backward
+        backward_reference = conv3d_backward(grad.astype(np.float64), x.astype(np.float64),
+                                             w.astype(np.float64), padding=padding)
+        built.append(Problem("3d", f"conv3d {name} fwd", flops, out,
+                             {"auto": lambda x=x, w=w, p=padding: conv3d(x, w, padding=p)},
+                             forward_peers, "direct"))
+        built.append(Problem("3d", f"conv3d {name} bwd", 2 * flops, backward_reference,
+                             {"auto": lambda g=grad, x=x, w=w, p=padding: conv3d_backward(
+                                 g, x, w, padding=p)},
+                             backward_peers, "direct"))
     return built
 
 
@@ -96,7 +145,7 @@ def best_peer_ratios(rows) -> str:
     lines = []
     for row in rows:
         times = row["times"]
-        peers = {name: t for name, t in times.items() if "." in name}
+        peers = {name: t for name, t in times.items() if "." in name or name == "torch"}
         if "auto" not in times or not peers:
             continue
         best = min(peers, key=peers.get)

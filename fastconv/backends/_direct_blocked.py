@@ -1007,6 +1007,28 @@ def _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples
                     t += 1
 
 
+def widen_output_gradient(grad_out, wide, padded_w):
+    """``wide[n, g, b, j]`` = output-gradient channel (g, b, j)'s rows at pitch ``padded_w``, zeros
+    elsewhere: the reduction kernel's operand (``_widen_kernel``)."""
+    _widen_kernel(grad_out, wide, padded_w)
+
+
+def reduce_weight_gradient(planes, wide, offsets, per_group_in, channel_size, length,
+                           samples_per_task=None):
+    """(G, blocks, Cg, taps, block) sums of ``wide`` against ``planes`` (N, C * channel_size) at
+    each tap's offset over ``length`` positions (``_weight_kernel``); the samples split over tasks
+    when (group, block, channel) tasks alone cannot occupy the threads."""
+    batch, groups, blocks, block_size, _ = wide.shape
+    if samples_per_task is None:
+        chunks = max(1, min(batch, -(-2 * get_num_threads() // (groups * blocks * per_group_in))))
+        samples_per_task = -(-batch // chunks)
+    samples = min(samples_per_task, batch)
+    partial = np.empty((-(-batch // samples), groups, blocks, per_group_in, offsets.shape[0],
+                        block_size), dtype=planes.dtype)
+    _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples)
+    return partial.sum(axis=0)
+
+
 def weight_gradient(grad_out, x, params):
     """grad_w (K, Cg, R, S) of conv2d (``params`` in zero-padding form, ``applies``)."""
     groups = params.groups
@@ -1040,10 +1062,8 @@ def weight_gradient(grad_out, x, params):
         planes = phase_planes(x[start:stop], pads, stride, layout).reshape(stop - start, -1)
         wide = np.empty((stop - start, groups, blocks, block_size, span), dtype=params.dtype)
         _widen_kernel(grad_out[start:stop], wide, layout.plane_w)
-        samples = min(samples_per_task, stop - start)
-        partial = np.empty((-(-(stop - start) // samples),) + grad_w.shape, dtype=params.dtype)
-        _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples)
-        grad_w += partial.sum(axis=0)
+        grad_w += reduce_weight_gradient(planes, wide, offsets, per_group_in, channel_size, length,
+                                         samples_per_task)
     by_channel = grad_w.transpose(0, 1, 4, 2, 3).reshape(
         groups, blocks * block_size, per_group_in, params.kernel_h, params.kernel_w
     )
