@@ -442,3 +442,25 @@ def test_auto_leaves_im2col_out_for_one_input_and_one_output_channel_per_group(
     ranking = dispatch.plan(params)
     assert ("im2col" in ranking.ineligible) == left_out
     assert ("im2col" in dict(ranking.ranking)) == (not left_out)
+
+
+def test_auto_takes_im2col_for_a_pointwise_layers_weight_gradient(rng):
+    """A 1x1 stride-1 unpadded layer's weight gradient is one GEMM per sample: auto leaves direct
+    and fft out (asked for by name they still run); a 3x3 or strided 1x1 layer keeps every
+    candidate, and the input gradient of a 1x1 layer too."""
+    x = rng.standard_normal((2, 8, 6, 6))
+    w = rng.standard_normal((4, 8, 1, 1))
+    grad = rng.standard_normal((2, 4, 6, 6))
+    params = make_conv_params(x, w)[0]
+    weight_choice = dispatch.choose_backward(params, "auto", grad, x, operation="backward:weight",
+                                             needs=(False, True))
+    assert weight_choice.algorithm == "im2col"
+    assert dispatch.backward.not_for_auto_backward("direct", params, "backward:weight")
+    assert dispatch.backward.not_for_auto_backward("direct", params, "backward:input") is None
+    strided = make_conv_params(x, w, stride=2)[0]
+    assert dispatch.backward.not_for_auto_backward("direct", strided, "backward:weight") is None
+    wide = make_conv_params(x, rng.standard_normal((4, 8, 3, 3)), padding=1)[0]
+    assert dispatch.backward.not_for_auto_backward("direct", wide, "backward:weight") is None
+    by_name = fastconv.conv2d_backward(grad, x, w, needs=("weight",), algorithm="direct")[1]
+    np.testing.assert_allclose(by_name, fastconv.conv2d_backward(grad, x, w, needs=("weight",))[1],
+                               rtol=1e-12, atol=1e-12)

@@ -117,7 +117,7 @@ def test_peak_memory_of_a_large_call_stays_within_cap_plus_output(case):
     params = make_conv_params(np.empty(x_shape, np.float32), np.empty(w_shape, np.float32), None,
                               kwargs.get("stride", 1), kwargs["padding"])[0]
     if backend == "im2col":  # the path the case is about
-        assert not im2col.uses_shifted_taps(params) and not im2col._is_pointwise(params)
+        assert not im2col.uses_shifted_taps(params) and not im2col.is_pointwise(params)
         assert im2col.rows_per_chunk(params, PEAK_CAP) < params.out_h
     else:
         assert fft.chunk_sizes(params, PEAK_CAP) != (params.batch, params.out_channels)

@@ -51,7 +51,7 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
     """The features of the path ``forward`` takes on ``params``: shifted-tap GEMMs or unfold."""
     width = params.dtype.itemsize / 4.0
     itemsize = params.dtype.itemsize
-    if _is_pointwise(params):
+    if is_pointwise(params):
         # forward's first case: a 1x1 stride-1 unpadded layer multiplies the input itself,
         # nothing is unfolded or padded; one GEMM per sample and group
         moved = 0
@@ -259,7 +259,8 @@ def workspace_bytes(params) -> int:
     return (depth + params.out_channels_per_group) * rows * params.out_w * params.dtype.itemsize
 
 
-def _is_pointwise(params) -> bool:
+def is_pointwise(params) -> bool:
+    """A 1x1 kernel at stride 1 without padding: the input itself is the GEMM's matrix."""
     return (
         params.kernel_h == params.kernel_w == 1
         and params.stride_h == params.stride_w == 1
@@ -272,7 +273,7 @@ def forward(x, w, bias, params):
     out = np.empty(params.output_shape, dtype=params.dtype)
     out3 = out.reshape(params.batch, params.out_channels, params.out_h * params.out_w)
     w2 = w.reshape(params.out_channels, -1)
-    if _is_pointwise(params):
+    if is_pointwise(params):
         _pointwise_kernel(x.reshape(params.batch, params.in_channels, -1), w2, out3, params.groups)
     elif uses_shifted_taps(params):
         _shifted_taps_forward(x, w, bias, params, out3)
