@@ -95,7 +95,8 @@ def measure(grid, repeats: int = 3, budget_seconds: float = 1.0):
         w = rng.standard_normal(weight_shape).astype(dtype)
         params, x, w, _, _ = make_conv_params(x, w, None, **kwargs)
         for name, backend in BACKENDS.items():
-            if backend.supports(params) is not None:
+            if (backend.supports(params) is not None
+                    or dispatch.forward.not_for_auto(name, params) is not None):
                 continue
             if dispatch.estimate_seconds(name, params) > budget_seconds:
                 continue

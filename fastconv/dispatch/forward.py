@@ -31,11 +31,19 @@ def not_for_auto(name: str, params) -> str | None:
     a 1x1 kernel a 1 x 1 x positions "GEMM" that only scales the plane: never the fastest, and on
     tiny planes its fixed costs (the unfold's parallel region, the BLAS call) are ones the model
     cannot tell apart from the GEMM's on the calibration grid.  The signal API leaves im2col out
-    for the same reason."""
-    if (name == "im2col" and params.in_channels_per_group == 1
-            and params.out_channels_per_group == 1):
+    for the same reason.  Winograd likewise: its savings are in the products over channels.
+    ``calibrate`` does not time what auto never considers, so those timings do not skew the
+    coefficients of the problems it does decide."""
+    one_to_one = params.in_channels_per_group == 1 and params.out_channels_per_group == 1
+    if name == "im2col" and one_to_one:
         return ("one input and one output channel per group: its GEMM is a matrix-vector product "
                 "(runs when asked for)")
+    if name == "winograd" and one_to_one:
+        # its 4x fewer multiplies pay only when the products run over channels: with one channel
+        # the transforms alone cost more than direct's nine multiply-adds per output (4-10x
+        # direct's time on single images from 16² to 1024², both ISAs)
+        return ("one input and one output channel per group: the transforms cost more than the "
+                "definition (runs when asked for)")
     return None
 
 

@@ -26,7 +26,8 @@ from ..backends import BACKENDS
 FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items()}
 
 # Fitted by `python -m fastconv calibrate --fits 3 --print-shipped` (a fit of the median times of
-# three measurements of the grid) on 2-core machines: "avx512" on an AMD EPYC Zen 4 (znver4), whose
+# three measurements of the grid; "avx512-full-width" without the problems ``auto`` never considers,
+# see ``forward.not_for_auto``) on 2-core machines: "avx512" on an AMD EPYC Zen 4 (znver4), whose
 # 64-byte multiply-adds run as two 32-byte halves; "avx512-full-width" on an Intel Xeon (Sapphire
 # Rapids, which LLVM reports as rocketlake under its hypervisor), two full-width multiply-adds per
 # cycle; "avx2" on the Zen 4 in a process restricted to AVX2 as issue 11 describes
@@ -41,11 +42,11 @@ SHIPPED_COEFFICIENTS = {
         "separable": (8.32e-05, 4.65e-10, 1.68e-06),
     },
     "avx512-full-width": {
-        "direct": (4.69e-06, 6.31e-06, 2.39e-11, 9.02e-12, 4.32e-08, 1.73e-11, 6.7e-10),
-        "im2col": (2.48e-06, 3.51e-10, 9.34e-12, 2.65e-06, 1.49e-10),
-        "fft": (2.77e-05, 7.09e-11, 4.58e-10, 3.42e-09, 6.1e-11),
-        "winograd": (0.0, 1.72e-09, 1.33e-11, 6.83e-06),
-        "separable": (4.96e-05, 4.01e-10, 1.41e-06),
+        "direct": (5.13e-06, 1.01e-05, 1.84e-11, 8.08e-12, 1.64e-08, 7.84e-11, 4.34e-10),
+        "im2col": (8.9e-06, 4.9e-10, 9.44e-12, 0.0, 4.12e-11),
+        "fft": (2.71e-05, 4.81e-11, 8e-10, 3.42e-09, 6.72e-11),
+        "winograd": (1.68e-05, 1.36e-09, 1.5e-11, 0.0),
+        "separable": (5.1e-05, 3.35e-10, 1.45e-06),
     },
     "avx2": {
         "direct": (4.93e-06, 1.59e-05, 2.77e-11, 1.35e-11, 3.96e-08, 0.0, 9.73e-10),
