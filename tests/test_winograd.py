@@ -217,8 +217,10 @@ def test_cost_model_has_a_winograd_entry():
     # 36 GEMM multiply-adds per 16 outputs against the direct definition's 144: a quarter, plus
     # the alignment tiles that round each chunk up to whole vectors and register tiles
     assert params.flops / 2 / 4 <= features[2] <= 1.05 * params.flops / 2 / 4
-    transform_elements, flops, launches = winograd.work(params)
-    assert features[1:] == (transform_elements / 2, flops / 2, launches)
+    transform_elements, flops, launches, filter_elements = winograd.work(params)
+    assert features[1:] == (transform_elements / 2, flops / 2, launches, filter_elements / 2)
+    filter_row = winograd._gemm_geometry(params, winograd.DEFAULT_TILE)[2]  # K, whole tiles
+    assert filter_elements == 36 * 64 * filter_row  # alpha^2 per (output, input) channel pair
     chunks = -(-8 * 14 // winograd.rows_per_chunk(params))
     assert launches == 3 * chunks and chunks > 1  # 29 MB of V and M: cache-sized chunks
     assert dispatch.estimate_seconds("winograd", params) > 0

@@ -201,11 +201,14 @@ def workspace_bytes(params, tile: int = DEFAULT_TILE) -> int:
     return sum(_workspace_sizes(params, tile, rows_per_chunk(params, tile))) * params.dtype.itemsize
 
 
-def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int]:
-    """(values the transforms write, GEMM flops, parallel kernel launches) of one forward call.
-    V and M hold alpha^2 values per channel and tile, alignment tiles included (M for whole register
-    tiles); the GEMMs also multiply the zero channels that round K up to the tile's channels; each
-    chunk and group launches three parallel kernels (input transform, GEMMs, output transform)."""
+def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int, int]:
+    """(values the input and output transforms write, GEMM flops, parallel kernel launches, values
+    the filter transform writes) of one forward call.  V and M hold alpha^2 values per channel and
+    tile, alignment tiles included (M for whole register tiles); the GEMMs also multiply the zero
+    channels that round K up to the tile's channels; each chunk and group launches three parallel
+    kernels (input transform, GEMMs, output transform).  The filters are transformed on every call
+    (in float64): alpha^2 values per (output, input) channel pair, the thing that dominates a
+    512-channel layer on a 7x7 plane."""
     alpha_sq = (tile + 2) ** 2
     tiles_h, tiles_w = tile_grid(params, tile)
     _, positions, filter_row = _gemm_geometry(params, tile)
@@ -219,19 +222,21 @@ def work(params, tile: int = DEFAULT_TILE) -> tuple[int, int, int]:
     transform_elements = alpha_sq * params.groups * (
         params.in_channels_per_group * columns + params.out_channels_per_group * product_columns)
     flops = 2 * alpha_sq * params.groups * filter_row * params.in_channels_per_group * product_columns
-    return transform_elements, flops, 3 * params.groups * len(chunk_columns)
+    filter_elements = alpha_sq * params.groups * params.in_channels_per_group * filter_row
+    return transform_elements, flops, 3 * params.groups * len(chunk_columns), filter_elements
 
 
 # Priced by the dispatcher's cost model (fastconv.dispatch.model).
-COST_FEATURES = ("call", "transform_elements", "gemm_flops", "kernel_launches")
+COST_FEATURES = ("call", "transform_elements", "gemm_flops", "kernel_launches", "filter_elements")
 
 
 def cost_features(params, threads: int) -> tuple[float, ...]:
-    """F(4x4, 3x3) as ``forward`` runs it (see ``work``), per thread, float64 counted double."""
+    """F(4x4, 3x3) as ``forward`` runs it (see ``work``), per thread, float64 counted double (the
+    filter transform computes in float64 whatever the dtype)."""
     width = params.dtype.itemsize / 4.0
-    transform_elements, gemm_flops, launches = work(params)
+    transform_elements, gemm_flops, launches, filter_elements = work(params)
     return (1.0, transform_elements * width / threads, gemm_flops * width / threads,
-            float(launches))
+            float(launches), filter_elements / threads)
 
 
 @njit_kernel
