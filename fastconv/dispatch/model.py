@@ -25,16 +25,17 @@ from ..backends import BACKENDS
 
 FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items()}
 
-# Fitted by `python -m fastconv calibrate --fits 3 --print-shipped` (a fit of the median times of
-# three measurements of the grid; "avx512-full-width" without the problems ``auto`` never considers,
-# see ``forward.not_for_auto``) on 2-core machines: "avx512" on an AMD EPYC Zen 4 (znver4), whose
-# 64-byte multiply-adds run as two 32-byte halves; "avx512-full-width" on an Intel Xeon (Sapphire
-# Rapids, which LLVM reports as rocketlake under its hypervisor), two full-width multiply-adds per
-# cycle; "avx2" on the Zen 4 in a process restricted to AVX2 as issue 11 describes
-# (`fastconv._cpu.restricted_environment("avx2")`: Numba, oneDNN, ATen and OpenBLAS alike).  The
-# README's dispatcher section has the commands and the fits' spread.  Winograd's filter-transform
-# feature came after the Zen 4 fits: their sets price it at 0 (their predictions unchanged) until
-# they are refitted on such a machine.
+# Fitted by `python -m fastconv calibrate --fits 3 --print-shipped [--isa avx2]` (a fit of the
+# median times of three measurements of the grid) on 2-core machines: "avx512" on an AMD EPYC Zen 4
+# (znver4), whose 64-byte multiply-adds run as two 32-byte halves; "avx512-full-width" on an Intel
+# Xeon (Sapphire Rapids, which LLVM reports as rocketlake under its hypervisor), two full-width
+# multiply-adds per cycle; "avx2" on that Xeon in a process restricted to AVX2 as issue 11
+# describes (`fastconv._cpu.restricted_environment("avx2")`: Numba, oneDNN, ATen and OpenBLAS
+# alike), refitted there after the AVX2 kernels changed (per-layer tiles).  The Xeon's two fits
+# leave out the problems ``auto`` never considers (``forward.not_for_auto``) and price Winograd's
+# filter transform; the Zen 4 set came before that feature and prices it at 0 (its predictions
+# unchanged) until it is refitted on such a machine.  The README's dispatcher section has the
+# commands and the fits' spread.
 SHIPPED_COEFFICIENTS = {
     "avx512": {
         "direct": (5.76e-06, 1.05e-05, 2.89e-11, 1.3e-11, 4.15e-08, 9.01e-12, 8.25e-10),
@@ -51,11 +52,11 @@ SHIPPED_COEFFICIENTS = {
         "separable": (5.55e-05, 3.42e-10, 1.44e-06),
     },
     "avx2": {
-        "direct": (4.93e-06, 1.59e-05, 2.77e-11, 1.35e-11, 3.96e-08, 0.0, 9.73e-10),
-        "im2col": (7.47e-07, 4.55e-10, 1.49e-11, 5.39e-06, 0.0),
-        "fft": (3.74e-05, 7.77e-11, 7.14e-10, 5.12e-09, 8.08e-11),
-        "winograd": (0.0, 1.48e-09, 3.02e-11, 7.94e-06, 0.0),
-        "separable": (8.23e-05, 4.79e-10, 1.64e-06),
+        "direct": (5.68e-06, 1.16e-05, 1.89e-11, 1.15e-11, 1.53e-08, 6.73e-11, 5.14e-10),
+        "im2col": (5.22e-06, 4.97e-10, 1.04e-11, 2.4e-06, 1.6e-10),
+        "fft": (3.01e-05, 4.77e-11, 8.91e-10, 3.64e-09, 8.14e-11),
+        "winograd": (1.61e-05, 1.95e-09, 7.82e-12, 0.0, 1.6e-09),
+        "separable": (5.57e-05, 3.78e-10, 1.36e-06),
     },
 }
 
