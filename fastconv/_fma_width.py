@@ -17,6 +17,7 @@ import functools
 import time
 
 import numpy as np
+from numba import literally
 
 from . import _simd
 from ._config import njit_kernel
@@ -31,21 +32,12 @@ CPU counts as full width: halfway, so clock changes and noise cannot tip it."""
 
 
 @njit_kernel
-def _wide_chains(iterations, out):
-    # twelve independent chains: twice the FMA pipes times their latency, so throughput, not
-    # latency, sets the pace; ``a * m + m`` with m = 0.5 converges to 1 (no overflow, no denormals)
-    m = _simd.broadcast(out[0], _WIDE_BYTES)
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = m
-    for _ in range(iterations):
-        a0, a1, a2, a3 = _simd.fma(a0, m, m), _simd.fma(a1, m, m), _simd.fma(a2, m, m), _simd.fma(a3, m, m)
-        a4, a5, a6, a7 = _simd.fma(a4, m, m), _simd.fma(a5, m, m), _simd.fma(a6, m, m), _simd.fma(a7, m, m)
-        a8, a9, a10, a11 = _simd.fma(a8, m, m), _simd.fma(a9, m, m), _simd.fma(a10, m, m), _simd.fma(a11, m, m)
-    _simd.store(out, 0, ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)))
-
-
-@njit_kernel
-def _half_chains(iterations, out):
-    m = _simd.broadcast(out[0], _HALF_BYTES)
+def _fma_chains(iterations, out, nbytes):
+    """Twelve independent chains of ``nbytes``-byte multiply-adds (twice the FMA pipes times their
+    latency, so throughput, not latency, sets the pace); ``a * m + m`` with m = 0.5 converges to 1
+    (no overflow, no denormals).  ``nbytes`` is compiled in: one specialisation per width."""
+    literally(nbytes)
+    m = _simd.broadcast(out[0], nbytes)
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = m
     for _ in range(iterations):
         a0, a1, a2, a3 = _simd.fma(a0, m, m), _simd.fma(a1, m, m), _simd.fma(a2, m, m), _simd.fma(a3, m, m)
@@ -58,16 +50,16 @@ def measure_width_ratio(iterations: int = _ITERATIONS, repeats: int = _REPEATS) 
     """The 64-byte multiply-add rate over the 32-byte one, in lanes per second (best of
     ``repeats`` interleaved runs of each: the least disturbed)."""
     out = np.full(_WIDE_BYTES // 4, 0.5, np.float32)
-    best = {_wide_chains: np.inf, _half_chains: np.inf}
-    for kernel in best:
-        kernel(1, out)  # compile (or load from the cache) outside the timing
+    best = {_WIDE_BYTES: np.inf, _HALF_BYTES: np.inf}
+    for nbytes in best:
+        _fma_chains(1, out, nbytes)  # compile (or load from the cache) outside the timing
     for _ in range(repeats):
-        for kernel in best:
+        for nbytes in best:
             out[0] = 0.5
             start = time.perf_counter()
-            kernel(iterations, out)
-            best[kernel] = min(best[kernel], time.perf_counter() - start)
-    return (_WIDE_BYTES / best[_wide_chains]) / (_HALF_BYTES / best[_half_chains])
+            _fma_chains(iterations, out, nbytes)
+            best[nbytes] = min(best[nbytes], time.perf_counter() - start)
+    return (_WIDE_BYTES / best[_WIDE_BYTES]) / (_HALF_BYTES / best[_HALF_BYTES])
 
 
 @functools.lru_cache(maxsize=1)

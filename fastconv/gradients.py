@@ -231,6 +231,32 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
     return grad_input, grad_weight, grad_bias
 
 
+def _transpose_channels(x, w, b, groups, in_channels, shown=tuple):
+    """``(groups, out_channels)`` of a transposed convolution of ``x`` with ``w`` (C, K/groups,
+    ...), after checking groups, the weight's input channels and the bias against them; ``shown``
+    turns the plane shapes of a 1-D op's errors into its caller's."""
+    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+    weight_in = w.shape[0]
+    if weight_in != in_channels:
+        raise ValueError(
+            f"weight of shape {shown(w.shape)} expects {weight_in} input channels, but input of "
+            f"shape {shown(x.shape)} has {in_channels}"
+        )
+    if in_channels % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({in_channels})")
+    out_channels = w.shape[1] * groups
+    if b is not None and b.shape != (out_channels,):
+        raise ValueError(
+            f"bias must have shape ({out_channels},) to match weight {shown(w.shape)} with "
+            f"groups={groups}, got {b.shape}"
+        )
+    return groups, out_channels
+
+
 def _transpose_params(input, weight, bias, stride, padding, output_padding, groups, dilation,
                       op="conv_transpose2d", shown=tuple, axes=("height", "width")):
     """Validate conv_transpose2d's arguments; return the conv2d problem whose input gradient it is,
@@ -246,28 +272,11 @@ def _transpose_params(input, weight, bias, stride, padding, output_padding, grou
     check_not_empty(shown(x.shape), "input", x.ndim == 4, op)
     if w.size == 0:
         raise ValueError(f"{op}: weight must not be empty, got shape {shown(w.shape)}")
-    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
-        raise TypeError(f"groups must be a positive int, got {groups!r}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups}")
     batched = x.ndim == 4
     x4 = x if batched else x[np.newaxis]
     batch, in_channels, in_h, in_w = x4.shape
-    weight_in, out_per_group, kernel_h, kernel_w = w.shape
-    if weight_in != in_channels:
-        raise ValueError(
-            f"weight of shape {shown(w.shape)} expects {weight_in} input channels, but input of "
-            f"shape {shown(x.shape)} has {in_channels}"
-        )
-    if in_channels % groups:
-        raise ValueError(f"groups={groups} must divide the input channels ({in_channels})")
-    out_channels = out_per_group * groups
-    if b is not None and b.shape != (out_channels,):
-        raise ValueError(
-            f"bias must have shape ({out_channels},) to match weight {shown(w.shape)} with "
-            f"groups={groups}, got {b.shape}"
-        )
+    kernel_h, kernel_w = w.shape[2:]
+    groups, out_channels = _transpose_channels(x, w, b, groups, in_channels, shown)
     stride_h, stride_w = as_pair(stride, "stride", minimum=1)
     pad_h, pad_w = as_pair(padding, "padding", minimum=0)
     extra_h, extra_w = as_pair(output_padding, "output_padding", minimum=0)
@@ -454,29 +463,11 @@ def _transpose3d_params(input, weight, bias, stride, padding, output_padding, gr
     check_not_empty(x.shape, "input", batched, op)
     if w.size == 0:
         raise ValueError(f"{op}: weight must not be empty, got shape {w.shape}")
-    if isinstance(groups, (bool, np.bool_)) or not hasattr(groups, "__index__"):
-        raise TypeError(f"groups must be a positive int, got {groups!r}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups}")
     x5 = x if batched else x[np.newaxis]
     batch, in_channels = x5.shape[:2]
     in_size = x5.shape[2:]
-    weight_in, out_per_group = w.shape[:2]
     kernel = w.shape[2:]
-    if weight_in != in_channels:
-        raise ValueError(
-            f"weight of shape {w.shape} expects {weight_in} input channels, but input of shape "
-            f"{x.shape} has {in_channels}"
-        )
-    if in_channels % groups:
-        raise ValueError(f"groups={groups} must divide the input channels ({in_channels})")
-    out_channels = out_per_group * groups
-    if b is not None and b.shape != (out_channels,):
-        raise ValueError(
-            f"bias must have shape ({out_channels},) to match weight {w.shape} with groups={groups}, "
-            f"got {b.shape}"
-        )
+    groups, out_channels = _transpose_channels(x, w, b, groups, in_channels)
     stride = as_triple(stride, "stride", minimum=1)
     pads = as_triple(padding, "padding", minimum=0)
     extras = as_triple(output_padding, "output_padding", minimum=0)

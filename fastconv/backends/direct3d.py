@@ -352,11 +352,11 @@ def _weight_gradient_tall(grad, x_flat, padded_hw, params):
     block_size = 1 if per_group_out == 1 else blocked.CHANNEL_BLOCK
     blocks = -(-per_group_out // block_size)
     rows = (out_d - 1) * padded_h + out_h
-    tall = np.zeros((batch, out_channels, out_d, padded_h, out_w), dtype=grad.dtype)
-    tall[:, :, :, :out_h] = grad
-    tall = tall.reshape(batch, out_channels, out_d * padded_h, out_w)[:, :, :rows]
+    tall = np.zeros((batch, out_channels, rows, out_w), dtype=grad.dtype)
+    for d in range(out_d):  # each depth slice's rows at its place in the tall plane
+        tall[:, :, d * padded_h:d * padded_h + out_h] = grad[:, :, d]
     wide = np.empty((batch, groups, blocks, block_size, rows * padded_w), dtype=grad.dtype)
-    blocked.widen_output_gradient(np.ascontiguousarray(tall), wide, padded_w)
+    blocked.widen_output_gradient(tall, wide, padded_w)
     offsets = _tap_offsets(1, volume, params.kernel, params.dilation, padded_h, padded_w)
     reach_w = (params.kernel[2] - 1) * params.dilation[2] + 1
     sums = blocked.reduce_weight_gradient(

@@ -33,7 +33,84 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-class Conv1D(Layer):
+class _ConvLayer(Layer):
+    """What Conv1D, Conv2D and Conv3D share: PyTorch's initialisation of ``dims``-D kernels, the
+    checks on the input, and the forward/backward protocol on one functional pair (``conv`` /
+    ``conv_backward``, which validate every other argument on the first call)."""
+
+    dims: int
+    layout: str  # the input's axes, for the error message
+    conv = None
+    conv_backward = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                 bias, padding_mode, dtype, rng, algorithm):
+        in_channels = _positive_int(in_channels, "in_channels")
+        out_channels = _positive_int(out_channels, "out_channels")
+        groups = _positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        sizes = (kernel_size if isinstance(kernel_size, (tuple, list))
+                 else (kernel_size,) * self.dims)
+        if len(sizes) != self.dims:
+            raise ValueError(f"kernel_size must be an int or a {self.dims}-tuple, got {kernel_size!r}")
+        kernel = tuple(_positive_int(size, "kernel_size") for size in sizes)
+        dtype, rng = check_dtype(dtype), as_rng(rng)
+        fan_in = in_channels // groups * math.prod(kernel)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel, stride, padding
+        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
+        self.weights = kaiming_uniform((out_channels, in_channels // groups) + kernel, fan_in, rng,
+                                       dtype)
+        self.bias = bias_uniform(out_channels, fan_in, rng, dtype) if bias else None
+        self.grad_w = np.zeros_like(self.weights)
+        self.grad_b = np.zeros_like(self.bias) if bias else None
+        self.input_grad = True
+        # None where the functional form has a single backend (conv3d)
+        self.algorithm = None if algorithm is None else check_algorithm(algorithm)
+        self._input = None
+
+    def _options(self) -> dict:
+        options = {"padding_mode": self.padding_mode}
+        if self.algorithm is not None:
+            options["algorithm"] = self.algorithm
+        return options
+
+    def forward(self, x):
+        name = type(self).__name__
+        x = _check_input(x, self.dims + 2, name, self.layout, self.weights.dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{name} expects {self.in_channels} input channels, got input of shape {x.shape}"
+            )
+        self._input = x
+        return self.conv(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
+                         self.groups, **self._options())
+
+    def backward(self, grad_out):
+        name = type(self).__name__
+        if self._input is None:
+            raise ValueError(f"{name}.backward called before forward")
+        needs = ("input",) if self.input_grad else ()
+        needs += ("weight", "bias") if self.bias is not None else ("weight",)
+        grad_input, grad_weight, grad_bias = self.conv_backward(
+            checked_array(grad_out, name, self.weights.dtype, what="grad_out"), self._input,
+            self.weights, self.stride, self.padding, self.dilation, self.groups, needs=needs,
+            **self._options(),
+        )
+        self.grad_w[...] = grad_weight
+        if self.bias is not None:
+            self.grad_b[...] = grad_bias
+        return grad_input
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})")
+
+
+class Conv1D(_ConvLayer):
     """1-D convolution layer on fastconv's compiled kernels (``conv1d`` / ``conv1d_backward``),
     with PyTorch's ``Conv1d`` semantics and initialisation; the protocol of :class:`Conv2D`.
 
@@ -57,65 +134,17 @@ class Conv1D(Layer):
         then returns None.
     """
 
+    dims, layout = 1, "(N, C, L)"
+    conv, conv_backward = staticmethod(conv1d), staticmethod(conv1d_backward)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32,
                  rng=None, algorithm="auto"):
-        in_channels = _positive_int(in_channels, "in_channels")
-        out_channels = _positive_int(out_channels, "out_channels")
-        groups = _positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-            )
-        sizes = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,)
-        if len(sizes) != 1:
-            raise ValueError(f"kernel_size must be an int or a 1-tuple, got {kernel_size!r}")
-        kernel = _positive_int(sizes[0], "kernel_size")
-        dtype, rng = check_dtype(dtype), as_rng(rng)
-        fan_in = in_channels // groups * kernel
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (kernel,), stride, padding
-        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
-        self.weights = kaiming_uniform((out_channels, in_channels // groups, kernel), fan_in, rng,
-                                       dtype)
-        self.bias = bias_uniform(out_channels, fan_in, rng, dtype) if bias else None
-        self.grad_w = np.zeros_like(self.weights)
-        self.grad_b = np.zeros_like(self.bias) if bias else None
-        self.input_grad = True
-        self.algorithm = check_algorithm(algorithm)
-        self._input = None
-
-    def forward(self, x):
-        x = _check_input(x, 3, "Conv1D", "(N, C, L)", self.weights.dtype)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"Conv1D expects {self.in_channels} input channels, got input of shape {x.shape}"
-            )
-        self._input = x
-        return conv1d(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, padding_mode=self.padding_mode, algorithm=self.algorithm)
-
-    def backward(self, grad_out):
-        if self._input is None:
-            raise ValueError("Conv1D.backward called before forward")
-        needs = ("input",) if self.input_grad else ()
-        needs += ("weight", "bias") if self.bias is not None else ("weight",)
-        grad_input, grad_weight, grad_bias = conv1d_backward(
-            checked_array(grad_out, "Conv1D", self.weights.dtype, what="grad_out"), self._input,
-            self.weights, self.stride, self.padding, self.dilation, self.groups,
-            padding_mode=self.padding_mode, needs=needs, algorithm=self.algorithm,
-        )
-        self.grad_w[...] = grad_weight
-        if self.bias is not None:
-            self.grad_b[...] = grad_bias
-        return grad_input
-
-    def __repr__(self):
-        return (f"Conv1D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, dtype, rng, algorithm)
 
 
-class Conv2D(Layer):
+class Conv2D(_ConvLayer):
     """2-D convolution layer on fastconv's compiled kernels (``conv2d`` / ``conv2d_backward``).
 
     A drop-in for the course notes' ``Conv2D(in_channels, out_channels, kernel_size, stride,
@@ -142,63 +171,17 @@ class Conv2D(Layer):
         then returns None.
     """
 
+    dims, layout = 2, "(N, C, H, W)"
+    conv, conv_backward = staticmethod(conv2d), staticmethod(conv2d_backward)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32, rng=None,
                  algorithm="auto"):
-        in_channels = _positive_int(in_channels, "in_channels")
-        out_channels = _positive_int(out_channels, "out_channels")
-        groups = _positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-            )
-        kh, kw = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size, kernel_size)
-        kh, kw = _positive_int(kh, "kernel_size"), _positive_int(kw, "kernel_size")
-        dtype, rng = check_dtype(dtype), as_rng(rng)
-        fan_in = in_channels // groups * kh * kw
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
-        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
-        self.weights = kaiming_uniform((out_channels, in_channels // groups, kh, kw), fan_in, rng, dtype)
-        self.bias = bias_uniform(out_channels, fan_in, rng, dtype) if bias else None
-        self.grad_w = np.zeros_like(self.weights)
-        self.grad_b = np.zeros_like(self.bias) if bias else None
-        self.input_grad = True
-        self.algorithm = check_algorithm(algorithm)
-        self._input = None
-
-    def forward(self, x):
-        x = _check_input(x, 4, "Conv2D", "(N, C, H, W)", self.weights.dtype)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"Conv2D expects {self.in_channels} input channels, got input of shape {x.shape}"
-            )
-        self._input = x
-        return conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                      padding_mode=self.padding_mode, algorithm=self.algorithm)
-
-    def backward(self, grad_out):
-        if self._input is None:
-            raise ValueError("Conv2D.backward called before forward")
-        needs = ("input",) if self.input_grad else ()
-        needs += ("weight", "bias") if self.bias is not None else ("weight",)
-        grad_input, grad_weight, grad_bias = conv2d_backward(
-            checked_array(grad_out, "Conv2D", self.weights.dtype, what="grad_out"), self._input,
-            self.weights,
-            self.stride, self.padding, self.dilation, self.groups, padding_mode=self.padding_mode,
-            needs=needs, algorithm=self.algorithm,
-        )
-        self.grad_w[...] = grad_weight
-        if self.bias is not None:
-            self.grad_b[...] = grad_bias
-        return grad_input
-
-    def __repr__(self):
-        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, dtype, rng, algorithm)
 
 
-class Conv3D(Layer):
+class Conv3D(_ConvLayer):
     """3-D convolution layer on fastconv's compiled kernels (``conv3d`` / ``conv3d_backward``),
     with PyTorch's ``Conv3d`` semantics and initialisation; the protocol of :class:`Conv2D`.
 
@@ -211,6 +194,7 @@ class Conv3D(Layer):
     padding_mode : "zeros", "reflect", "replicate" or "circular"
     dtype : float32 (default) or float64
     rng : None, int seed or numpy Generator, for the initial weights
+    (no ``algorithm``: conv3d has one backend)
 
     Attributes
     ----------
@@ -221,61 +205,14 @@ class Conv3D(Layer):
         then returns None.
     """
 
+    dims, layout = 3, "(N, C, D, H, W)"
+    conv, conv_backward = staticmethod(conv3d), staticmethod(conv3d_backward)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32,
                  rng=None):
-        in_channels = _positive_int(in_channels, "in_channels")
-        out_channels = _positive_int(out_channels, "out_channels")
-        groups = _positive_int(groups, "groups")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-            )
-        sizes = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 3
-        if len(sizes) != 3:
-            raise ValueError(f"kernel_size must be an int or a 3-tuple, got {kernel_size!r}")
-        kernel = tuple(_positive_int(size, "kernel_size") for size in sizes)
-        dtype, rng = check_dtype(dtype), as_rng(rng)
-        fan_in = in_channels // groups * math.prod(kernel)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel, stride, padding
-        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
-        self.weights = kaiming_uniform((out_channels, in_channels // groups) + kernel, fan_in, rng,
-                                       dtype)
-        self.bias = bias_uniform(out_channels, fan_in, rng, dtype) if bias else None
-        self.grad_w = np.zeros_like(self.weights)
-        self.grad_b = np.zeros_like(self.bias) if bias else None
-        self.input_grad = True
-        self._input = None
-
-    def forward(self, x):
-        x = _check_input(x, 5, "Conv3D", "(N, C, D, H, W)", self.weights.dtype)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"Conv3D expects {self.in_channels} input channels, got input of shape {x.shape}"
-            )
-        self._input = x
-        return conv3d(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups, padding_mode=self.padding_mode)
-
-    def backward(self, grad_out):
-        if self._input is None:
-            raise ValueError("Conv3D.backward called before forward")
-        needs = ("input",) if self.input_grad else ()
-        needs += ("weight", "bias") if self.bias is not None else ("weight",)
-        grad_input, grad_weight, grad_bias = conv3d_backward(
-            checked_array(grad_out, "Conv3D", self.weights.dtype, what="grad_out"), self._input,
-            self.weights, self.stride, self.padding, self.dilation, self.groups,
-            padding_mode=self.padding_mode, needs=needs,
-        )
-        self.grad_w[...] = grad_weight
-        if self.bias is not None:
-            self.grad_b[...] = grad_bias
-        return grad_input
-
-    def __repr__(self):
-        return (f"Conv3D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, dtype, rng, None)
 
 
 SMALL_GEMM_MACS = 32 << 20

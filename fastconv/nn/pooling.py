@@ -100,20 +100,12 @@ class AvgPool3D(AvgPool2D):
     _layout = "NCDHW"
 
 
-class MaxPool1D(_Pool):
+class MaxPool1D(MaxPool2D):
     """1-D max pooling on (N, C, L), ``torch.nn.MaxPool1d`` semantics (``stride`` defaults to
     ``kernel_size``)."""
 
     _forward, _backward = staticmethod(pooling.max_pool1d), staticmethod(pooling.max_pool1d_backward)
     _layout = "NCL"
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
-
-    def _options(self):
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                    dilation=self.dilation, ceil_mode=self.ceil_mode)
 
 
 class AvgPool1D(_Pool):
