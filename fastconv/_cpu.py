@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = ["TargetCPU", "TileShape", "target_cpu", "tile_shape", "tile_shape_for",
-           "default_tile_shape", "parse_tile"]
+           "default_tile_shape", "parse_tile", "weight_tile_shape"]
 
 
 class TargetCPU(NamedTuple):
@@ -148,6 +148,36 @@ def tile_shape_for(channels: int, cpu: TargetCPU | None = None) -> TileShape:
         if padded <= best_padded * (1 - _CHANNEL_SAVING):
             best, best_padded = TileShape(shape_channels, vectors, cpu.vector_bytes), padded
     return best
+
+
+# --- the weight gradient's tile ---------------------------------------------------------------
+# The weight gradient reduces over positions: grad_w[k, c, tap] = sum_p g[k, p] * x[c, p + tap].
+# Its tile turns the forward's around: vectors of output channels (the gradient stored channels
+# last), broadcasts of input values at ``channels`` (input channel, tap) pairs, the reduction over
+# every position of every sample in registers.  Same register budget as the forward tile (24
+# accumulators of 32 registers, 12 of 16); the vector count is chosen per layer so the output
+# channels pad the fewest lanes (ties: more vectors, which load fewer broadcasts per FMA).
+_WEIGHT_TILE_BUDGET = {"avx512": (24, 4), "neon": (24, 4)}
+"""ISA -> (accumulators, most vectors); (12, 3) for the 16-register ISAs."""
+
+
+def weight_tile_shape(channels: int, itemsize: int, cpu: TargetCPU | None = None) -> TileShape:
+    """The weight gradient's tile for ``channels`` output channels per group of ``itemsize``-byte
+    values: ``TileShape(pairs, vectors, bytes)``, ``pairs`` (input channel, tap) broadcasts x
+    ``vectors`` vectors of output channels.  A forced shape (``set_tile_shape``, ``FASTCONV_TILE``)
+    serves here too, read the same way."""
+    if _forced_tile is not None or os.environ.get("FASTCONV_TILE"):
+        return tile_shape()
+    cpu = cpu or target_cpu()
+    accumulators, most_vectors = _WEIGHT_TILE_BUDGET.get(cpu.isa, (12, 3))
+    lanes = cpu.vector_bytes // itemsize
+    best, best_padded = 1, None
+    for vectors in range(1, most_vectors + 1):
+        width = vectors * lanes
+        padded = -(-channels // width) * width
+        if best_padded is None or padded <= best_padded:
+            best, best_padded = vectors, padded
+    return TileShape(accumulators // best, best, cpu.vector_bytes)
 
 
 _MAX_ACCUMULATORS = 32

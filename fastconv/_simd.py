@@ -34,7 +34,7 @@ from numba.core.extending import (NativeValue, intrinsic, models, overload, over
 from ._cpu import TileShape
 
 __all__ = ["Vector", "zeros", "load", "load_first", "store", "store_first", "broadcast", "fma",
-           "swap_pairs", "Tile", "TileGeometry", "tile_zeros", "tile_fma", "tile_fma_first",
+           "swap_pairs", "Tile", "TileGeometry", "tile_zeros", "tile_fma", "tile_fma_first", "tile_fma_gathered",
            "tile_store"]
 
 
@@ -348,6 +348,49 @@ def tile_fma(typingctx, tile, x, x_start, w, w_start):
         return _outer_fma(context, builder, tile, accumulators, vectors, w_pointer)
 
     return tile(tile, x, x_start, w, w_start), codegen
+
+
+@intrinsic
+def tile_fma_gathered(typingctx, tile, x, x_start, w, w_start, w_offsets):
+    """``tile_fma`` with the broadcast values scattered: tile[c, p] += w[w_start + w_offsets[c]]
+    * x[x_start + p * lanes:][:lanes] (unchecked loads).  The weight gradient's tile: its vectors
+    are output channels, its broadcasts input values at (channel, tap) offsets that are not
+    adjacent.  ``w_offsets`` (integers) does not change inside a loop over ``x_start``, so LLVM
+    keeps the offsets in registers."""
+    _check_tile_operands(tile, x, w, "tile_fma_gathered")
+    if not (isinstance(w_offsets, types.Array) and w_offsets.ndim == 1
+            and isinstance(w_offsets.dtype, types.Integer)):
+        raise TypingError(f"tile_fma_gathered: offsets must be a 1-D integer array, got {w_offsets}")
+
+    def codegen(context, builder, signature, args):
+        accumulators, x_array, x_index, w_array, w_index, offsets_array = args
+        sig_args = signature.args
+        x_pointer = _element_pointer(context, builder, sig_args[1], x_array, sig_args[2], x_index)
+        w_pointer = _element_pointer(context, builder, sig_args[3], w_array, sig_args[4], w_index)
+        offsets = context.make_array(sig_args[5])(context, builder, offsets_array)
+        vector_type = accumulators.type.element
+        vectors = []
+        for p in range(tile.vectors):
+            pointer = builder.gep(x_pointer, [ir.Constant(ir.IntType(64), p * tile.lanes)])
+            vectors.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
+                                        align=tile.dtype.bitwidth // 8))
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
+            f"llvm.fma.{_intrinsic_suffix(vector_type)}")
+        result = accumulators
+        for c in range(tile.channels):
+            offset = builder.load(cgutils.gep(builder, offsets.data, c))
+            offset = context.cast(builder, offset, w_offsets.dtype, types.intp)
+            scalar = builder.load(builder.gep(w_pointer, [offset]))
+            weight = _splat(builder, vector_type, scalar)
+            for p in range(tile.vectors):
+                index = c * tile.vectors + p
+                updated = builder.call(function, [vectors[p], weight,
+                                                  builder.extract_value(result, index)])
+                result = builder.insert_value(result, updated, index)
+        return result
+
+    return tile(tile, x, x_start, w, w_start, w_offsets), codegen
 
 
 @intrinsic

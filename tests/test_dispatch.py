@@ -315,7 +315,8 @@ def test_fma_width_probe_tells_split_from_full_width_units():
     from fastconv._wisdom import cpu_store, machine_fingerprint
 
     ratio = _fma_width.measure_width_ratio(iterations=20_000, repeats=3)
-    assert 0.5 < ratio < 2.6
+    # about 1 or 2; a short probe on a shared machine has been seen at 2.6 on a Zen 5
+    assert 0.5 < ratio < 4
     _fma_width.full_width_fma.cache_clear()
     answer = _fma_width.full_width_fma()
     stored = cpu_store().get(f"fma_width_ratio:{machine_fingerprint()}")

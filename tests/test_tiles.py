@@ -11,6 +11,7 @@ import pytest
 
 import fastconv
 from fastconv import _cpu
+from fastconv.backends import _direct_blocked as blocked
 from tests import naive
 from tests.tolerances import assert_gradient_matches, assert_matches
 
@@ -31,6 +32,12 @@ CASES = [
     ((2, 4, 13, 12), (6, 4, 3, 3), {"stride": 2, "padding": 1}),  # phase planes
     ((1, 2, 16, 15), (5, 2, 3, 3), {"dilation": 2, "stride": 3, "padding": 1}),
     ((1, 2, 5, 5), (4, 2, 5, 5), {}),  # one output: the last tap reads the plane's last value
+]
+
+CASES_3D = [
+    ((2, 3, 5, 6, 7), (5, 3, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 4, 5, 6), (6, 2, 2, 3, 2), {"groups": 2, "dilation": (1, 2, 1)}),
+    ((1, 2, 3, 3, 3), (9, 2, 3, 3, 3), {}),  # one output position per channel
 ]
 
 
@@ -70,6 +77,68 @@ def test_every_tile_shape_serves_the_input_gradient(tile, case, rng):
     exact = naive.conv2d_backward(grad, x, w, **kwargs)[0]
     scale = naive.conv2d_backward(np.abs(grad), np.abs(x), np.abs(w), **kwargs)[0]
     assert_gradient_matches(got, exact, scale, np.float64, "direct", what="grad_input")
+
+
+@pytest.fixture
+def every_weight_gradient_on_tiles(monkeypatch):
+    """The weight gradient on register tiles whatever share of a tile is padding (the dispatcher
+    of shapes sends very padded layers to the loop kernel)."""
+    monkeypatch.setattr(blocked, "TILE_LANE_USE", 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_every_tile_shape_serves_the_weight_gradient(tile, case, dtype, rng,
+                                                     every_weight_gradient_on_tiles):
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(wshape).astype(dtype)
+    grad = rng.standard_normal(naive.conv2d(x, w, **kwargs).shape).astype(dtype)
+    got = fastconv.conv2d_backward(grad, x, w, algorithm="direct", needs=("weight",),
+                                   **kwargs)[1]
+    exact = naive.conv2d_backward(grad, x, w, **kwargs)[1]
+    scale = naive.conv2d_backward(np.abs(grad), np.abs(x), np.abs(w), **kwargs)[1]
+    assert_gradient_matches(got, exact, scale, dtype, "direct", what="grad_weight")
+
+
+@pytest.mark.parametrize("case", CASES_3D[:2], ids=_id)
+def test_every_tile_shape_serves_the_conv3d_weight_gradient(tile, case, rng,
+                                                            every_weight_gradient_on_tiles):
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape)
+    grad = rng.standard_normal(naive.conv3d(x, w, **kwargs).shape)
+    got = fastconv.conv3d_backward(grad, x, w, needs=("weight",), **kwargs)[1]
+    # the weight gradient is the adjoint in w: <grad_w, v> == <grad, conv3d(x, v)> for every v
+    for direction in rng.standard_normal((3,) + w.shape):
+        np.testing.assert_allclose(np.vdot(got, direction),
+                                   np.vdot(grad, naive.conv3d(x, direction, **kwargs)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("split", [
+    (1, 10**9, 1, 64),  # a slice per sample, one run group, short segments
+    (2, 150, 1, 64),  # slices of positions; segments that end mid-row
+    (3, 10**9, 2, 97),  # run groups (each transposes again); an odd segment length
+    (3, 10**9, 1, 10**6),  # one segment per slice
+])
+def test_weight_gradient_tiles_sum_the_same_however_the_work_is_split(split, rng):
+    """Slices of samples and of positions (own partial sums), groups of runs and segment lengths
+    change only the order of the sums."""
+    x = rng.standard_normal((3, 5, 17, 19))
+    w = rng.standard_normal((11, 5, 3, 4))
+    params_kwargs = {"padding": 1}
+    grad = rng.standard_normal(naive.conv2d(x, w, **params_kwargs).shape)
+    exact = naive.conv2d_backward(grad, x, w, **params_kwargs)[1]
+    layout = blocked.plane_layout(17, 18, 3, 4, (1, 1), (1, 1))
+    planes = blocked.phase_planes(x, (1, 1, 1, 1), (1, 1), layout).reshape(3, -1)
+    offsets = blocked.tap_offsets(1, 3, 4, (1, 1), (1, 1), 17, 18)
+    shape = _cpu.TileShape(4, 2, 32)  # 8 float64 channels a block: two blocks, one padded
+    length = 17 * layout.plane_w - (layout.reach_w - 1)
+    sums = blocked.reduce_weight_gradient_tiles(planes, grad, offsets, 1, 5,
+                                                layout.plane_h * layout.plane_w, layout.plane_w,
+                                                length, shape, split=split)
+    got = sums.reshape(1, 2, 5, 12, 8).transpose(0, 1, 4, 2, 3).reshape(16, 5, 3, 4)[:11]
+    np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-12)
 
 
 def test_shapes_differ_in_compiled_code_not_only_in_name(rng):
@@ -143,55 +212,82 @@ _AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lz
                   "-avx512dq,-avx512vl,-avx512cd")
 
 
+# Reads the assembly of ``kernel`` (compiled in the child for ``signature``) for its full-tile
+# loops: a loop is a block that branches back to itself and does fused multiply-adds without masked
+# loads; each must do a multiple of the tile's accumulators in FMAs, all on ymm registers, with no
+# vector register stored to or reloaded from the stack.
+_ASSEMBLY_CHECK = """
+    import re
+    import numpy as np
+    from numba import types
+    from fastconv import _cpu, _simd
+    from fastconv.backends import _direct_blocked as blocked
+
+    cpu = _cpu.target_cpu()
+    assert cpu.isa == "avx2", cpu
+    f32, i64 = types.float32, types.int64
+    {setup}
+    assert shape.vector_bytes == 32, shape
+    geometry = _simd.TileGeometry(shape.channels, shape.vectors, shape.vector_bytes)
+    kernel.compile(signature + (geometry,))
+    assembly = "\\n".join(kernel.inspect_asm().values())
+    accumulators = shape.channels * shape.vectors
+    label = None
+    loops = []
+    body = []
+    for line in assembly.splitlines():
+        match = re.match(r"^(\\.LBB\\w+):", line)
+        if match:
+            label, body = match.group(1), []
+            continue
+        body.append(line.strip())
+        jump = re.match(r"^j\\w+\\s+(\\.LBB\\w+)", line.strip())
+        if jump and jump.group(1) == label:  # a backward branch to its own block: a loop
+            fmas = [item for item in body if item.startswith("vfmadd")]
+            if fmas and all("vmaskmov" not in item for item in body):
+                loops.append((label, list(body), len(fmas)))
+    assert loops, "no full-tile loop found"
+    for label, body, fmas in loops:
+        assert fmas % accumulators == 0, (label, fmas, accumulators)
+        registers = set(re.findall(r"%([xyz]mm)\\d+", "\\n".join(b for b in body if b.startswith("vfmadd"))))
+        assert registers == {{"ymm"}}, (label, registers)
+        spills = [b for b in body if re.search(r"%[xyz]mm\\d+", b) and re.search(r"\\(%r[sb]p\\)", b)]
+        assert not spills, (label, spills)
+    print("loops", [(label, fmas) for label, _, fmas in loops])
+"""
+
+
+def _check_avx2_assembly(setup, tmp_path):
+    result = _run_child(_ASSEMBLY_CHECK.format(setup=setup), NUMBA_CPU_NAME="haswell",
+                        NUMBA_CPU_FEATURES=_AVX2_FEATURES,
+                        NUMBA_CACHE_DIR=str(tmp_path))  # fresh: inspection needs compiled code
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("loops")
+
+
 @pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"),
                     reason="compiles for an x86 target: needs an x86 host LLVM")
 def test_avx2_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
-    """Compile (never run) the tile kernel for AVX2 in a child process and read its assembly: the
-    full-tile tap loop holds its accumulators in ymm registers, with no vector register stored to or
-    reloaded from the stack inside the loop."""
-    result = _run_child("""
-        import re
-        import numpy as np
-        from numba import types
-        from fastconv import _cpu, _simd
-        from fastconv.backends import _direct_blocked as blocked
+    """Compile (never run) the forward tile kernel for AVX2 in a child process and read its
+    assembly: the tap loop keeps its accumulators in ymm registers and spills nothing."""
+    _check_avx2_assembly("""
+    shape = _cpu.tile_shape()
+    kernel = blocked._tile_kernel
+    signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], f32[::1], f32[:, :, :, ::1],
+                 i64, i64, i64, i64)""", tmp_path)
 
-        cpu = _cpu.target_cpu()
-        shape = _cpu.tile_shape()
-        assert (cpu.isa, shape.vector_bytes) == ("avx2", 32), (cpu, shape)
-        f32 = types.float32
-        signature = (f32[:, ::1], f32[:, :, :, ::1], types.int64[::1], f32[::1], f32[:, :, :, ::1],
-                     types.int64, types.int64, types.int64, types.int64,
-                     _simd.TileGeometry(shape.channels, shape.vectors, shape.vector_bytes))
-        blocked._tile_kernel.compile(signature)
-        assembly = "\\n".join(blocked._tile_kernel.inspect_asm().values())
-        accumulators = shape.channels * shape.vectors
-        label = None
-        loops = []
-        body = []
-        for line in assembly.splitlines():
-            match = re.match(r"^(\\.LBB\\w+):", line)
-            if match:
-                label, body = match.group(1), []
-                continue
-            body.append(line.strip())
-            jump = re.match(r"^j\\w+\\s+(\\.LBB\\w+)", line.strip())
-            if jump and jump.group(1) == label:  # a backward branch to its own block: a loop
-                fmas = [item for item in body if item.startswith("vfmadd")]
-                if fmas and all("vmaskmov" not in item for item in body):
-                    loops.append((label, list(body), len(fmas)))
-        assert loops, "no full-tile loop found"
-        for label, body, fmas in loops:
-            assert fmas % accumulators == 0, (label, fmas, accumulators)
-            registers = set(re.findall(r"%([xyz]mm)\\d+", "\\n".join(b for b in body if b.startswith("vfmadd"))))
-            assert registers == {"ymm"}, (label, registers)
-            spills = [b for b in body if re.search(r"%[xyz]mm\\d+", b) and re.search(r"\\(%r[sb]p\\)", b)]
-            assert not spills, (label, spills)
-        print("loops", [(label, fmas) for label, _, fmas in loops])
-    """, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_AVX2_FEATURES,
-        NUMBA_CACHE_DIR=str(tmp_path))  # a fresh cache: inspection needs freshly compiled code
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("loops")
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"),
+                    reason="compiles for an x86 target: needs an x86 host LLVM")
+def test_avx2_weight_gradient_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
+    """The weight gradient's tile (output channels in the lanes, (channel, tap) broadcasts) for a
+    64-channel layer on AVX2: its position loop keeps the accumulators and the pairs' offsets in
+    registers."""
+    _check_avx2_assembly("""
+    shape = _cpu.weight_tile_shape(64, 4)
+    kernel = blocked._weight_tile_kernel
+    signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], f32[:, :, :, :, ::1], i64, i64, i64,
+                 types.UniTuple(i64, 4))""", tmp_path)
 
 
 @pytest.mark.parametrize("isa_features, expected", [
@@ -218,11 +314,27 @@ def test_layer_tile_keeps_the_default_unless_a_narrower_shape_pads_fewer_channel
         _cpu.set_tile_shape(None)
 
 
-CASES_3D = [
-    ((2, 3, 5, 6, 7), (5, 3, 3, 3, 3), {"padding": 1}),
-    ((1, 4, 4, 5, 6), (6, 2, 2, 3, 2), {"groups": 2, "dilation": (1, 2, 1)}),
-    ((1, 2, 3, 3, 3), (9, 2, 3, 3, 3), {}),  # one output position per channel
-]
+
+
+@pytest.mark.parametrize("isa_features, itemsize, expected", [
+    ({"avx512f", "avx2", "fma"}, 4, {6: "24x1x64", 16: "24x1x64", 32: "12x2x64", 48: "8x3x64",
+                                     64: "6x4x64", 128: "6x4x64"}),
+    ({"avx512f", "avx2", "fma"}, 8, {6: "24x1x64", 16: "12x2x64", 64: "6x4x64"}),
+    ({"avx2", "fma"}, 4, {6: "12x1x32", 16: "6x2x32", 24: "4x3x32", 64: "6x2x32"}),
+    ({"neon"}, 4, {6: "12x2x16", 16: "6x4x16", 64: "6x4x16"}),
+])
+def test_weight_gradient_tile_pads_the_fewest_channels_within_the_register_budget(
+        isa_features, itemsize, expected, monkeypatch):
+    """Per ISA, whatever the host: the vectors of output channels pad the fewest lanes (ties: more
+    vectors), the broadcast pairs fill the accumulator budget, and accumulators + loaded vectors +
+    one broadcast fit the register file."""
+    monkeypatch.delenv("FASTCONV_TILE", raising=False)
+    machine = "aarch64" if "neon" in isa_features else "x86_64"
+    cpu = _cpu._describe("test", frozenset(isa_features), machine)
+    got = {k: _cpu.weight_tile_shape(k, itemsize, cpu) for k in expected}
+    assert {k: str(shape) for k, shape in got.items()} == expected
+    for shape in got.values():
+        assert shape.accumulators + shape.vectors + 1 <= cpu.vector_registers
 
 
 @pytest.mark.parametrize("case", CASES_3D, ids=_id)

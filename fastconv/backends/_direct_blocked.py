@@ -37,7 +37,7 @@ from numba import prange
 
 from .. import _simd
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
-from .._cpu import tile_shape, tile_shape_for
+from .._cpu import tile_shape, tile_shape_for, weight_tile_shape
 from ._common import bias_or_zeros, valid_output_range
 
 CHANNEL_BLOCK = 4
@@ -1007,6 +1007,172 @@ def _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples
                     t += 1
 
 
+# --- weight gradient, real values: register tiles over output channels ---------------------------
+# The reduction runs over every position of every sample, so its tile keeps output channels in the
+# vector lanes and the reduction in the accumulators (``fastconv._cpu.weight_tile_shape``): per
+# position, ``vectors`` loads of the output gradient stored channels last, ``pairs`` broadcasts of
+# input values at (input channel, tap) offsets, ``pairs * vectors`` fused multiply-adds; the tile
+# is stored once per segment of positions.  A task transposes each segment of its output-gradient
+# block into a buffer that stays in L2 while every run of pairs of the task reduces it (a whole
+# transposed copy would be written to and read back from memory, and cost page faults, on large
+# planes).  The loop kernel above instead reduced sixteen dot products per pass and summed each
+# one's vector across its lanes after every sample and group of taps.
+_TRANSPOSE_CHANNELS = 8
+"""Source rows the transposition reads at once: fewer than an L1 set's ways (a block's rows all
+at once can share one set when a plane is a multiple of 4 KiB, and evict each other)."""
+
+
+@njit_kernel
+def _transpose_segment(grad_out, n, first_channel, channels, padded_w, start, stop, segment):
+    """segment[p - start, j] = grad_out[n, first_channel + j, p // padded_w, p % padded_w] for
+    positions start <= p < stop of the rows at pitch ``padded_w``; zeros in the discarded columns
+    (p % padded_w >= out_w) and in the channels j >= ``channels`` that pad the block."""
+    out_w = grad_out.shape[3]
+    segment[:stop - start] = 0
+    for oh in range(start // padded_w, (stop - 1) // padded_w + 1):
+        row_start = oh * padded_w
+        first = max(start, row_start) - row_start
+        last = min(stop - row_start, out_w)
+        # position by position, a position's channels one contiguous (vectorised) store
+        for j0 in range(0, channels, _TRANSPOSE_CHANNELS):
+            j1 = min(channels, j0 + _TRANSPOSE_CHANNELS)
+            source = grad_out[n, first_channel + j0:first_channel + j1, oh]
+            for ow in range(first, last):
+                target = segment[row_start + ow - start, j0:j1]
+                for j in range(j1 - j0):
+                    target[j] = source[j, ow]
+
+
+@njit_kernel
+def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_values, padded_w,
+                      length, split, shape):
+    """Task ``task`` of ``_weight_tile_kernel``: one (slice of samples and positions, group,
+    channel block, group of runs of ``shape.channels`` pairs).  ``split`` = (samples per slice,
+    positions per slice, runs per task, positions per segment)."""
+    samples_per_slice, positions_per_slice, runs_per_task, segment_size = split
+    batch = planes.shape[0]
+    groups, blocks, pairs_padded, block_size = (partial.shape[1], partial.shape[2],
+                                                partial.shape[3], partial.shape[4])
+    per_group_out = grad_out.shape[1] // groups
+    run_size = shape.channels * block_size  # values of one run's sums
+    runs = pairs_padded // shape.channels
+    run_groups = -(-runs // runs_per_task)
+    position_slices = -(-length // positions_per_slice)
+    run_group = task % run_groups
+    block = (task // run_groups) % blocks
+    g = (task // (run_groups * blocks)) % groups
+    chunk = task // (run_groups * blocks * groups)
+    sample_slice, position_slice = chunk // position_slices, chunk % position_slices
+    first_run = run_group * runs_per_task
+    last_run = min(runs, first_run + runs_per_task)
+    first_channel = g * per_group_out + block * block_size
+    channels = min(block_size, per_group_out - block * block_size)
+    sums = partial[chunk, g, block].reshape(pairs_padded * block_size)
+    sums[first_run * run_size:last_run * run_size] = 0
+    segment = np.empty((segment_size, block_size), dtype=partial.dtype)
+    grads = segment.reshape(segment_size * block_size)
+    segment_sums = np.empty(run_size, dtype=partial.dtype)
+    first_position = position_slice * positions_per_slice
+    last_position = min(length, first_position + positions_per_slice)
+    base = g * group_values
+    for n in range(sample_slice * samples_per_slice,
+                   min(batch, (sample_slice + 1) * samples_per_slice)):
+        sample = planes[n]
+        for start in range(first_position, last_position, segment_size):
+            stop = min(last_position, start + segment_size)
+            _transpose_segment(grad_out, n, first_channel, channels, padded_w, start, stop,
+                               segment)
+            for run in range(first_run, last_run):
+                offsets = pair_offsets[run * shape.channels:(run + 1) * shape.channels]
+                tile = _simd.tile_zeros(planes.dtype, shape)
+                for p in range(start, stop):
+                    tile = _simd.tile_fma_gathered(tile, grads, (p - start) * block_size, sample,
+                                                   base + p, offsets)
+                _simd.tile_store(tile, segment_sums, 0, block_size)
+                run_sums = sums[run * run_size:(run + 1) * run_size]
+                for i in range(run_size):
+                    run_sums[i] += segment_sums[i]
+
+
+@njit_parallel
+def _weight_tile_kernel(planes, grad_out, pair_offsets, partial, group_values, padded_w, length,
+                        split, shape):
+    """partial[slice, g, b, pair, j] = sum over the slice's samples and positions p of
+    grad(g, b, j)[p] * planes[n, g * group_values + pair_offsets[pair] + p], grad(g, b, j) output
+    channel g * Kg + b * B + j's rows at pitch ``padded_w`` (zeros past ``out_w``)."""
+    runs = partial.shape[3] // shape.channels
+    tasks = partial.shape[0] * partial.shape[1] * partial.shape[2] * -(-runs // split[2])
+    for task in prange(tasks):
+        _weight_tile_task(np.int64(task), planes, grad_out, pair_offsets, partial, group_values,
+                          padded_w, length, split, shape)
+
+
+SEGMENT_BYTES = 128 << 10
+"""Bytes of transposed output gradient (a segment of positions x the channel block) every run of
+a task reduces before the next segment: well inside the smallest L2 these kernels meet."""
+
+TASKS_PER_THREAD = 4
+"""Tasks the weight-gradient tiles aim for per thread: tasks differ in size by at most one run,
+so a few per thread balance them."""
+
+MIN_SLICE_POSITIONS = 256
+"""Fewest positions worth a slice of their own (a slice's partial sums cost a tile store per run)."""
+
+
+def weight_tile_split(batch, groups, blocks, runs, length, block_size, itemsize, threads):
+    """(samples per slice, positions per slice, runs per task, positions per segment) of the
+    weight-gradient tiles, for ``TASKS_PER_THREAD`` tasks per thread: the (group, block) units
+    split into slices of the batch, then (a batch too small) of the positions, each slice summing
+    into its own partial sums; the runs split only where slices cannot reach the count, since
+    every run group transposes the gradient again."""
+    target = TASKS_PER_THREAD * threads
+    units = groups * blocks
+    wanted = -(-target // units)
+    sample_slices = min(batch, wanted)
+    position_slices = max(1, min(-(-wanted // sample_slices), length // MIN_SLICE_POSITIONS))
+    run_groups = min(runs, -(-target // (units * sample_slices * position_slices)))
+    segment = max(64, SEGMENT_BYTES // (block_size * itemsize))
+    return (-(-batch // sample_slices), -(-length // position_slices), -(-runs // run_groups),
+            segment)
+
+
+@functools.lru_cache(maxsize=64)
+def pair_offsets(per_group_in, channel_size, offsets_key, run):
+    """Offsets of every (input channel, tap) pair in a group's planes, channel-major, padded to a
+    multiple of ``run`` with the last pair (its sums are computed and dropped)."""
+    tap_offsets_ = np.frombuffer(offsets_key, dtype=np.int64)
+    pairs = (np.arange(per_group_in, dtype=np.int64)[:, None] * channel_size
+             + tap_offsets_[None, :]).ravel()
+    padded = -(-pairs.size // run) * run
+    out = np.full(padded, pairs[-1], dtype=np.int64)
+    out[:pairs.size] = pairs
+    out.flags.writeable = False
+    return out
+
+
+def reduce_weight_gradient_tiles(planes, grad_out, offsets, groups, per_group_in, channel_size,
+                                 padded_w, length, shape, split=None):
+    """(G, blocks, Cg * taps, B) weight-gradient sums on register tiles (``_weight_tile_kernel``):
+    ``grad_out`` (N, K, rows, out_w) read at row pitch ``padded_w`` over ``length`` positions,
+    ``planes`` (N, C * channel_size), ``offsets`` the taps' offsets within a channel's planes;
+    ``split`` as ``weight_tile_split`` returns (its default)."""
+    batch = planes.shape[0]
+    block_size = shape.vectors * shape.vector_bytes // planes.itemsize
+    blocks = -(-(grad_out.shape[1] // groups) // block_size)
+    pairs = pair_offsets(per_group_in, channel_size, np.ascontiguousarray(offsets, np.int64)
+                         .tobytes(), shape.channels)
+    runs = pairs.size // shape.channels
+    if split is None:
+        split = weight_tile_split(batch, groups, blocks, runs, length, block_size,
+                                  planes.itemsize, get_num_threads())
+    slices = -(-batch // split[0]) * -(-length // split[1])
+    partial = np.empty((slices, groups, blocks, pairs.size, block_size), dtype=planes.dtype)
+    _weight_tile_kernel(planes, grad_out, pairs, partial, per_group_in * channel_size, padded_w,
+                        length, tuple(np.int64(v) for v in split), shape)
+    sums = partial[0] if slices == 1 else partial.sum(axis=0)
+    return sums[:, :, :per_group_in * offsets.shape[0]]
+
+
 def widen_output_gradient(grad_out, wide, padded_w):
     """``wide[n, g, b, j]`` = output-gradient channel (g, b, j)'s rows at pitch ``padded_w``, zeros
     elsewhere: the reduction kernel's operand (``_widen_kernel``)."""
@@ -1033,6 +1199,9 @@ def weight_gradient(grad_out, x, params):
     """grad_w (K, Cg, R, S) of conv2d (``params`` in zero-padding form, ``applies``)."""
     groups = params.groups
     per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
+    if uses_weight_tiles(params.dtype, per_group_out,
+                         per_group_in * params.kernel_h * params.kernel_w):
+        return _weight_gradient_tiles(grad_out, x, params)
     block_size = 1 if per_group_out == 1 else CHANNEL_BLOCK
     blocks = -(-per_group_out // block_size)
     stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
@@ -1067,4 +1236,58 @@ def weight_gradient(grad_out, x, params):
     by_channel = grad_w.transpose(0, 1, 4, 2, 3).reshape(
         groups, blocks * block_size, per_group_in, params.kernel_h, params.kernel_w
     )
+    return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
+
+
+TILE_LANE_USE = 0.6
+"""Least share of a weight-gradient tile's multiply-adds that must be real (not padding channels
+of the last block or padding pairs of the last run) for the tiles to beat the loop kernel, which
+pads to four channels and no pairs.  LeNet's first layer (6 channels x 25 taps) is the case in
+point: a fifth real on AVX-512 (a 16-lane vector, runs of 24 pairs), about half on AVX2 (8 lanes,
+runs of 12), and faster on the loop kernel on both."""
+
+
+def uses_weight_tiles(dtype, per_group_out, pairs) -> bool:
+    """Whether the weight gradient of ``per_group_out`` output channels and ``pairs`` (input
+    channel, tap) pairs per group runs on register tiles: real values, more than one output channel
+    per group (depthwise layers take the one-channel loop kernel), and at least ``TILE_LANE_USE``
+    of the tile's work real."""
+    if dtype.kind != "f" or per_group_out == 1:
+        return False
+    shape = weight_tile_shape(per_group_out, dtype.itemsize)
+    block_size = shape.vectors * shape.vector_bytes // dtype.itemsize
+    padded_channels = -(-per_group_out // block_size) * block_size
+    padded_pairs = -(-pairs // shape.channels) * shape.channels
+    return per_group_out * pairs >= TILE_LANE_USE * padded_channels * padded_pairs
+
+
+def _weight_gradient_tiles(grad_out, x, params):
+    groups = params.groups
+    per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
+    shape = weight_tile_shape(per_group_out, params.dtype.itemsize)
+    block_size = shape.vectors * shape.vector_bytes // params.dtype.itemsize
+    blocks = -(-per_group_out // block_size)
+    stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
+                          dilation)
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    channel_size = phases * layout.plane_h * layout.plane_w
+    offsets = tap_offsets(1, params.kernel_h, params.kernel_w, stride, dilation, params.out_h,
+                          params.out_w)
+    span = params.out_h * layout.plane_w
+    length = span - (layout.reach_w - 1)  # past it, the last row's discarded columns' taps
+    taps = params.kernel_h * params.kernel_w
+    sample_bytes = params.in_channels * channel_size * params.dtype.itemsize
+    step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))
+    sums = np.zeros((groups, blocks, per_group_in * taps, block_size), dtype=params.dtype)
+    for start in range(0, params.batch, step):
+        stop = min(params.batch, start + step)
+        planes = phase_planes(x[start:stop], pads, stride, layout).reshape(stop - start, -1)
+        sums += reduce_weight_gradient_tiles(planes, grad_out[start:stop], offsets, groups,
+                                             per_group_in, channel_size, layout.plane_w, length,
+                                             shape)
+    # (G, blocks, Cg, taps, B) -> (G, K_g, Cg, taps)
+    by_channel = sums.reshape(groups, blocks, per_group_in, taps, block_size).transpose(0, 1, 4, 2, 3)
+    by_channel = by_channel.reshape(groups, blocks * block_size, per_group_in, taps)
     return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)

@@ -32,7 +32,7 @@ import numpy as np
 from numba import prange
 
 from .._config import njit_parallel, runs_serially
-from .._cpu import tile_shape_for
+from .._cpu import tile_shape_for, weight_tile_shape
 from .._padding import pad_ncdhw, unpad_gradient_ncdhw
 from . import _direct_blocked as blocked
 from ._common import all_finite, bias_or_zeros
@@ -316,8 +316,13 @@ def backward_weight(grad, x, params):
     batch, out_channels, out_d, out_h, out_w = grad.shape
     stride_d, stride_h, stride_w = params.stride
     finite = all_finite(x)
-    if (tuple(params.stride) == (1, 1, 1) and finite and x_flat.dtype.kind == "f"
-            and x_flat.shape[2] * (1 + blocked.CHANNEL_BLOCK) * x_flat.itemsize <= TALL_WEIGHT_BYTES):
+    # the register tiles reduce a large volume a segment at a time (L2-sized), the loop kernel
+    # sweeps it whole once per four taps
+    tiles = blocked.uses_weight_tiles(x_flat.dtype, out_channels // params.groups,
+                                      params.in_channels_per_group * int(np.prod(params.kernel)))
+    if (tuple(params.stride) == (1, 1, 1) and finite and x_flat.dtype.kind == "f" and (
+            tiles or x_flat.shape[2] * (1 + blocked.CHANNEL_BLOCK) * x_flat.itemsize
+            <= TALL_WEIGHT_BYTES)):
         return _weight_gradient_tall(grad, x_flat, (padded_h, padded_w), params)
     if stride_h == 1 and stride_w == 1 and finite:
         # one long vector per depth slice: the gradient widened to the input's row pitch
@@ -355,14 +360,25 @@ def _weight_gradient_tall(grad, x_flat, padded_hw, params):
     tall = np.zeros((batch, out_channels, rows, out_w), dtype=grad.dtype)
     for d in range(out_d):  # each depth slice's rows at its place in the tall plane
         tall[:, :, d * padded_h:d * padded_h + out_h] = grad[:, :, d]
-    wide = np.empty((batch, groups, blocks, block_size, rows * padded_w), dtype=grad.dtype)
-    blocked.widen_output_gradient(tall, wide, padded_w)
     offsets = _tap_offsets(1, volume, params.kernel, params.dilation, padded_h, padded_w)
     reach_w = (params.kernel[2] - 1) * params.dilation[2] + 1
-    sums = blocked.reduce_weight_gradient(
-        x_flat.reshape(batch, -1), wide, offsets, per_group_in, volume,
-        rows * padded_w - (reach_w - 1))
+    length = rows * padded_w - (reach_w - 1)
     taps = offsets.shape[0]
+    if blocked.uses_weight_tiles(grad.dtype, per_group_out, per_group_in * taps):
+        shape = weight_tile_shape(per_group_out, grad.dtype.itemsize)
+        block_size = shape.vectors * shape.vector_bytes // grad.dtype.itemsize
+        blocks = -(-per_group_out // block_size)
+        sums = blocked.reduce_weight_gradient_tiles(
+            x_flat.reshape(batch, -1), tall, offsets, groups, per_group_in, volume, padded_w,
+            length, shape)
+        by_channel = sums.reshape(groups, blocks, per_group_in, taps, block_size)
+        by_channel = by_channel.transpose(0, 1, 4, 2, 3).reshape(groups, blocks * block_size,
+                                                                 per_group_in, taps)
+        return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
+    wide = np.empty((batch, groups, blocks, block_size, rows * padded_w), dtype=grad.dtype)
+    blocked.widen_output_gradient(tall, wide, padded_w)
+    sums = blocked.reduce_weight_gradient(x_flat.reshape(batch, -1), wide, offsets, per_group_in,
+                                          volume, length)
     by_channel = sums.transpose(0, 1, 4, 2, 3).reshape(groups, blocks * block_size, per_group_in,
                                                        taps)
     return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
