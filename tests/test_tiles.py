@@ -137,7 +137,7 @@ def test_weight_gradient_tiles_sum_the_same_however_the_work_is_split(split, rng
     sums = blocked.reduce_weight_gradient_tiles(planes, grad, offsets, 1, 5,
                                                 layout.plane_h * layout.plane_w, layout.plane_w,
                                                 length, shape, split=split)
-    got = sums.reshape(1, 2, 5, 12, 8).transpose(0, 1, 4, 2, 3).reshape(16, 5, 3, 4)[:11]
+    got = sums.reshape(w.shape)
     np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-12)
 
 

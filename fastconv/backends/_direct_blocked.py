@@ -23,9 +23,12 @@ in docs/measurements.md):
 
 The same kernels compute the input gradient (a correlation of the zero-padded output gradient with
 the flipped, transposed weights: one for stride 1, one per input phase otherwise).  The weight
-gradient uses the flattened form too: each tap's gradient is a dot product of a widened
-output-gradient plane (zeros in the discarded columns) with the shifted input plane, sixteen (four
-channels x four taps) reductions per pass, which LLVM keeps in vector registers.
+gradient uses the flattened form too: each (input channel, tap) pair's gradient is a dot product
+of an output-gradient plane (zeros in the discarded columns) with the shifted input plane.  Real
+values reduce them on register tiles turned around from the forward's (output channels in the
+vector lanes, pairs broadcast, the sum over positions in the accumulators); complex values and
+layers whose tiles would be mostly padding take a loop kernel of sixteen (four channels x four
+taps) reductions per pass.
 """
 from __future__ import annotations
 
@@ -109,6 +112,37 @@ def work(params):
         passes = planes * tiles_per_plane
     flops = 2 * planes * block * positions * taps
     return float(flops), float(passes)
+
+
+def weight_tile_work(params):
+    """(multiply-add FLOPs performed, tile passes, bytes copied) of the weight gradient on register
+    tiles (``uses_weight_tiles``): the padded channels of every block and pairs of every run over
+    every position read (the discarded columns included); a pass is one run's tile over one
+    segment; the copies are the input's phase planes and the output gradient's transposition."""
+    shape = weight_tile_shape(params.out_channels_per_group, params.dtype.itemsize)
+    block_size = shape.vectors * shape.vector_bytes // params.dtype.itemsize
+    blocks = _channel_blocks(params.out_channels_per_group, block_size)
+    pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
+    runs = -(-pairs // shape.channels)
+    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w,
+                          (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w))
+    length = params.out_h * layout.plane_w - (layout.reach_w - 1)
+    segment = max(64, SEGMENT_BYTES // (block_size * params.dtype.itemsize))
+    units = params.batch * params.groups * blocks
+    flops = 2 * units * block_size * runs * shape.channels * length
+    passes = units * runs * -(-length // segment)
+    transposed = units * block_size * length * params.dtype.itemsize
+    planes = 0 if planes_are_the_input(params, layout) else copied_bytes(params)
+    return float(flops), float(passes), float(planes + transposed)
+
+
+def planes_are_the_input(params, layout) -> bool:
+    """Whether ``phase_planes`` returns a view of the input (stride 1, no padding, no dilation
+    reach past the plane: a pointwise or unpadded layer), so nothing is copied."""
+    return (layout.row_phases.shape[0] * layout.col_phases.shape[0] == 1
+            and (params.stride_h, params.stride_w) == (1, 1)
+            and params.pad_top == params.pad_left == 0
+            and (layout.plane_h, layout.plane_w) == (params.in_h, params.in_w))
 
 
 # --- input planes ------------------------------------------------------------------------------
@@ -1043,19 +1077,24 @@ def _transpose_segment(grad_out, n, first_channel, channels, padded_w, start, st
                     target[j] = source[j, ow]
 
 
+_TRANSPOSE_PAIRS = 16
+
+
 @njit_kernel
 def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_values, padded_w,
                       length, split, shape):
     """Task ``task`` of ``_weight_tile_kernel``: one (slice of samples and positions, group,
     channel block, group of runs of ``shape.channels`` pairs).  ``split`` = (samples per slice,
-    positions per slice, runs per task, positions per segment)."""
+    positions per slice, runs per task, positions per segment).  Its runs' sums gather in a
+    task-sized buffer (pair-major, as the tiles store them) and reach ``partial`` (channel-major,
+    the weight's layout) once, when the task ends."""
     samples_per_slice, positions_per_slice, runs_per_task, segment_size = split
     batch = planes.shape[0]
-    groups, blocks, pairs_padded, block_size = (partial.shape[1], partial.shape[2],
-                                                partial.shape[3], partial.shape[4])
-    per_group_out = grad_out.shape[1] // groups
+    groups, per_group_out, pairs = partial.shape[1], partial.shape[2], partial.shape[3]
+    block_size = shape.vectors * shape.vector_bytes // planes.itemsize
+    blocks = -(-per_group_out // block_size)
     run_size = shape.channels * block_size  # values of one run's sums
-    runs = pairs_padded // shape.channels
+    runs = pair_offsets.shape[0] // shape.channels
     run_groups = -(-runs // runs_per_task)
     position_slices = -(-length // positions_per_slice)
     run_group = task % run_groups
@@ -1065,10 +1104,9 @@ def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_value
     sample_slice, position_slice = chunk // position_slices, chunk % position_slices
     first_run = run_group * runs_per_task
     last_run = min(runs, first_run + runs_per_task)
-    first_channel = g * per_group_out + block * block_size
-    channels = min(block_size, per_group_out - block * block_size)
-    sums = partial[chunk, g, block].reshape(pairs_padded * block_size)
-    sums[first_run * run_size:last_run * run_size] = 0
+    first_channel = block * block_size  # within the group
+    channels = min(block_size, per_group_out - first_channel)
+    task_sums = np.zeros((last_run - first_run) * run_size, dtype=partial.dtype)
     segment = np.empty((segment_size, block_size), dtype=partial.dtype)
     grads = segment.reshape(segment_size * block_size)
     segment_sums = np.empty(run_size, dtype=partial.dtype)
@@ -1080,8 +1118,8 @@ def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_value
         sample = planes[n]
         for start in range(first_position, last_position, segment_size):
             stop = min(last_position, start + segment_size)
-            _transpose_segment(grad_out, n, first_channel, channels, padded_w, start, stop,
-                               segment)
+            _transpose_segment(grad_out, n, g * per_group_out + first_channel, channels,
+                               padded_w, start, stop, segment)
             for run in range(first_run, last_run):
                 offsets = pair_offsets[run * shape.channels:(run + 1) * shape.channels]
                 tile = _simd.tile_zeros(planes.dtype, shape)
@@ -1089,19 +1127,31 @@ def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_value
                     tile = _simd.tile_fma_gathered(tile, grads, (p - start) * block_size, sample,
                                                    base + p, offsets)
                 _simd.tile_store(tile, segment_sums, 0, block_size)
-                run_sums = sums[run * run_size:(run + 1) * run_size]
+                run_sums = task_sums[(run - first_run) * run_size:(run - first_run + 1) * run_size]
                 for i in range(run_size):
                     run_sums[i] += segment_sums[i]
+    # channel-major on the way out, a few pairs at a time: their rows of sums (a few KiB) stay in
+    # L1 while every channel takes its values
+    first_pair = first_run * shape.channels
+    last_pair = min(pairs, last_run * shape.channels)
+    for pair0 in range(first_pair, last_pair, _TRANSPOSE_PAIRS):
+        pair1 = min(last_pair, pair0 + _TRANSPOSE_PAIRS)
+        for j in range(channels):
+            target = partial[chunk, g, first_channel + j]
+            for pair in range(pair0, pair1):
+                target[pair] = task_sums[(pair - first_pair) * block_size + j]
 
 
 @njit_parallel
 def _weight_tile_kernel(planes, grad_out, pair_offsets, partial, group_values, padded_w, length,
                         split, shape):
-    """partial[slice, g, b, pair, j] = sum over the slice's samples and positions p of
-    grad(g, b, j)[p] * planes[n, g * group_values + pair_offsets[pair] + p], grad(g, b, j) output
-    channel g * Kg + b * B + j's rows at pitch ``padded_w`` (zeros past ``out_w``)."""
-    runs = partial.shape[3] // shape.channels
-    tasks = partial.shape[0] * partial.shape[1] * partial.shape[2] * -(-runs // split[2])
+    """partial[slice, g, k, pair] = sum over the slice's samples and positions p of
+    grad_out[n, g * Kg + k] (rows at pitch ``padded_w``, zeros past ``out_w``) at p times
+    planes[n, g * group_values + pair_offsets[pair] + p]."""
+    block_size = shape.vectors * shape.vector_bytes // planes.itemsize
+    blocks = -(-partial.shape[2] // block_size)
+    runs = pair_offsets.shape[0] // shape.channels
+    tasks = partial.shape[0] * partial.shape[1] * blocks * -(-runs // split[2])
     for task in prange(tasks):
         _weight_tile_task(np.int64(task), planes, grad_out, pair_offsets, partial, group_values,
                           padded_w, length, split, shape)
@@ -1119,21 +1169,29 @@ MIN_SLICE_POSITIONS = 256
 """Fewest positions worth a slice of their own (a slice's partial sums cost a tile store per run)."""
 
 
-def weight_tile_split(batch, groups, blocks, runs, length, block_size, itemsize, threads):
+def weight_tile_split(batch, groups, blocks, runs, run_values, length, block_size, itemsize,
+                      threads):
     """(samples per slice, positions per slice, runs per task, positions per segment) of the
     weight-gradient tiles, for ``TASKS_PER_THREAD`` tasks per thread: the (group, block) units
     split into slices of the batch, then (a batch too small) of the positions, each slice summing
-    into its own partial sums; the runs split only where slices cannot reach the count, since
-    every run group transposes the gradient again."""
+    into its own partial sums; the runs split where slices cannot reach the count (every run group
+    transposes the output gradient again) or where a task's sums (``run_values`` a run) would
+    outgrow ``TASK_SUMS_BYTES``."""
     target = TASKS_PER_THREAD * threads
     units = groups * blocks
     wanted = -(-target // units)
     sample_slices = min(batch, wanted)
     position_slices = max(1, min(-(-wanted // sample_slices), length // MIN_SLICE_POSITIONS))
     run_groups = min(runs, -(-target // (units * sample_slices * position_slices)))
+    runs_per_task = min(-(-runs // run_groups), max(1, TASK_SUMS_BYTES // (run_values * itemsize)))
     segment = max(64, SEGMENT_BYTES // (block_size * itemsize))
-    return (-(-batch // sample_slices), -(-length // position_slices), -(-runs // run_groups),
-            segment)
+    return (-(-batch // sample_slices), -(-length // position_slices), runs_per_task, segment)
+
+
+TASK_SUMS_BYTES = 256 << 10
+"""Most bytes of sums one task gathers before writing them out: they stay in L2, so turning them
+channel-major on the way out reads no memory (a whole large weight's sums would: a 512 x 512 x 3
+x 3 layer's are 9 MB)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -1152,25 +1210,26 @@ def pair_offsets(per_group_in, channel_size, offsets_key, run):
 
 def reduce_weight_gradient_tiles(planes, grad_out, offsets, groups, per_group_in, channel_size,
                                  padded_w, length, shape, split=None):
-    """(G, blocks, Cg * taps, B) weight-gradient sums on register tiles (``_weight_tile_kernel``):
+    """(G, Kg, Cg * taps) weight-gradient sums on register tiles (``_weight_tile_kernel``):
     ``grad_out`` (N, K, rows, out_w) read at row pitch ``padded_w`` over ``length`` positions,
     ``planes`` (N, C * channel_size), ``offsets`` the taps' offsets within a channel's planes;
     ``split`` as ``weight_tile_split`` returns (its default)."""
     batch = planes.shape[0]
+    per_group_out = grad_out.shape[1] // groups
     block_size = shape.vectors * shape.vector_bytes // planes.itemsize
-    blocks = -(-(grad_out.shape[1] // groups) // block_size)
+    blocks = -(-per_group_out // block_size)
     pairs = pair_offsets(per_group_in, channel_size, np.ascontiguousarray(offsets, np.int64)
                          .tobytes(), shape.channels)
     runs = pairs.size // shape.channels
     if split is None:
-        split = weight_tile_split(batch, groups, blocks, runs, length, block_size,
-                                  planes.itemsize, get_num_threads())
+        split = weight_tile_split(batch, groups, blocks, runs, shape.channels * block_size,
+                                  length, block_size, planes.itemsize, get_num_threads())
     slices = -(-batch // split[0]) * -(-length // split[1])
-    partial = np.empty((slices, groups, blocks, pairs.size, block_size), dtype=planes.dtype)
+    partial = np.empty((slices, groups, per_group_out, per_group_in * offsets.shape[0]),
+                       dtype=planes.dtype)
     _weight_tile_kernel(planes, grad_out, pairs, partial, per_group_in * channel_size, padded_w,
                         length, tuple(np.int64(v) for v in split), shape)
-    sums = partial[0] if slices == 1 else partial.sum(axis=0)
-    return sums[:, :, :per_group_in * offsets.shape[0]]
+    return partial[0] if slices == 1 else partial.sum(axis=0)
 
 
 def widen_output_gradient(grad_out, wide, padded_w):
@@ -1280,14 +1339,12 @@ def _weight_gradient_tiles(grad_out, x, params):
     taps = params.kernel_h * params.kernel_w
     sample_bytes = params.in_channels * channel_size * params.dtype.itemsize
     step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))
-    sums = np.zeros((groups, blocks, per_group_in * taps, block_size), dtype=params.dtype)
+    sums = None
     for start in range(0, params.batch, step):
         stop = min(params.batch, start + step)
         planes = phase_planes(x[start:stop], pads, stride, layout).reshape(stop - start, -1)
-        sums += reduce_weight_gradient_tiles(planes, grad_out[start:stop], offsets, groups,
-                                             per_group_in, channel_size, layout.plane_w, length,
-                                             shape)
-    # (G, blocks, Cg, taps, B) -> (G, K_g, Cg, taps)
-    by_channel = sums.reshape(groups, blocks, per_group_in, taps, block_size).transpose(0, 1, 4, 2, 3)
-    by_channel = by_channel.reshape(groups, blocks * block_size, per_group_in, taps)
-    return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
+        part = reduce_weight_gradient_tiles(planes, grad_out[start:stop], offsets, groups,
+                                            per_group_in, channel_size, layout.plane_w, length,
+                                            shape)
+        sums = part if sums is None else sums + part
+    return sums.reshape(params.weight_shape)

@@ -62,6 +62,20 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
     return (1.0, parallel, params.flops * width / threads, 0.0, 0.0, 0.0, 0.0)
 
 
+def weight_gradient_cost_features(params, threads: int) -> tuple[float, ...]:
+    """The features of the path ``backward_weight`` takes, on the forward's coefficients: the
+    register-tile reduction is priced as tile work of its own operation count, passes and copies
+    (``_direct_blocked.weight_tile_work``); the loop kernel, as the forward of the same problem."""
+    if not blocked.uses_weight_tiles(params.dtype, params.out_channels_per_group,
+                                     params.in_channels_per_group * params.kernel_h
+                                     * params.kernel_w):
+        return cost_features(params, threads)
+    width = params.dtype.itemsize / 4.0
+    flops, passes, copied = blocked.weight_tile_work(params)
+    parallel = 0.0 if runs_serially(params.flops // 2) else 1.0
+    return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied / threads, 0.0)
+
+
 def _unsupported(params, what):
     # conv2d, conv2d_backward and the signal API never produce such a problem (they compute in
     # floating point, or in integers with one channel at stride 1)

@@ -365,16 +365,10 @@ def _weight_gradient_tall(grad, x_flat, padded_hw, params):
     length = rows * padded_w - (reach_w - 1)
     taps = offsets.shape[0]
     if blocked.uses_weight_tiles(grad.dtype, per_group_out, per_group_in * taps):
-        shape = weight_tile_shape(per_group_out, grad.dtype.itemsize)
-        block_size = shape.vectors * shape.vector_bytes // grad.dtype.itemsize
-        blocks = -(-per_group_out // block_size)
         sums = blocked.reduce_weight_gradient_tiles(
             x_flat.reshape(batch, -1), tall, offsets, groups, per_group_in, volume, padded_w,
-            length, shape)
-        by_channel = sums.reshape(groups, blocks, per_group_in, taps, block_size)
-        by_channel = by_channel.transpose(0, 1, 4, 2, 3).reshape(groups, blocks * block_size,
-                                                                 per_group_in, taps)
-        return np.ascontiguousarray(by_channel[:, :per_group_out]).reshape(params.weight_shape)
+            length, weight_tile_shape(per_group_out, grad.dtype.itemsize))
+        return sums.reshape(params.weight_shape)
     wide = np.empty((batch, groups, blocks, block_size, rows * padded_w), dtype=grad.dtype)
     blocked.widen_output_gradient(tall, wide, padded_w)
     sums = blocked.reduce_weight_gradient(x_flat.reshape(batch, -1), wide, offsets, per_group_in,

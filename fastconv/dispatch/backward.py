@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .._config import get_num_threads
 from ..backends import BACKENDS, direct, fft, im2col
+from ..backends import _direct_blocked as blocked
 from . import measure
 from .decisions import Decision, refuse_requested
 from .eligibility import DataChecks
@@ -52,7 +53,7 @@ def estimate_backward_seconds(name: str, params, threads: int | None = None, *,
         # otherwise one stride-1 correlation per input phase: the forward's multiply-adds in all
         seconds += MODEL.predict("direct", direct.cost_features(transposed or params, threads))
     if need_weight:
-        seconds += MODEL.predict("direct", direct.cost_features(params, threads))
+        seconds += MODEL.predict("direct", direct.weight_gradient_cost_features(params, threads))
     return seconds
 
 
@@ -60,13 +61,16 @@ def not_for_auto_backward(name: str, params, operation: str) -> str | None:
     """Why ``auto`` does not consider backend ``name`` for this gradient of this shape, or None.
 
     A 1x1 layer at stride 1 without padding has a weight gradient that is one GEMM per sample (the
-    output gradient times the input's transpose, im2col's pointwise path): direct's reduction
-    kernel reuses no load across taps there and the FFT of a 1x1 kernel buys nothing.  Measured
-    on five 1x1 layers (8 to 512 channels, 14² to 56²) on both ISAs: im2col fastest or within 1%
-    on every one, direct up to 2.9x its time, and the model (pricing direct's reduction as a
-    forward) had sent them to direct or fft at up to 5.5x."""
+    output gradient times the input's transpose, im2col's pointwise path); the FFT of a 1x1 kernel
+    buys nothing, and direct's loop kernel (complex values, layers too padded for its register
+    tiles) reuses no load across taps there: measured on five 1x1 layers (8 to 512 channels, 14²
+    to 56²) on both ISAs, im2col fastest or within 1% on every one, that kernel up to 2.9x its
+    time.  Direct's register tiles are a GEMM of their own, faster than im2col's on most of them,
+    and stay in the ranking."""
     if (operation == "backward:weight" and name in ("direct", "fft")
-            and im2col.is_pointwise(params)):
+            and im2col.is_pointwise(params)
+            and not (name == "direct" and blocked.uses_weight_tiles(
+                params.dtype, params.out_channels_per_group, params.in_channels_per_group))):
         return "a 1x1 layer's weight gradient is im2col's GEMM (runs when asked for)"
     return None
 
