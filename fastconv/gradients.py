@@ -207,8 +207,11 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
         pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
         # grad_weight multiplies grad_output by every padded zero: with NaN/Inf in grad_output the
         # definition gives NaN there (0 * inf), which only materialised zeros reproduce
+        known_finite = {}  # id -> finite: the dispatcher's data checks reuse this scan
+        if need_weight and any(pads) and params.padding_mode == "zeros":
+            known_finite[id(grad)] = all_finite(grad)
         explicit = params.padding_mode != "zeros" or (
-            need_weight and any(pads) and not all_finite(grad)
+            need_weight and any(pads) and not known_finite[id(grad)]
         )
         if not explicit:
             zero_params, x_zero_form = params, x
@@ -218,6 +221,7 @@ def _conv2d_backward(grad_output, input, weight, stride, padding, dilation, grou
         decisions = dispatch.choose_gradients(
             zero_params, algorithm, grad, x_zero_form, w, need_input, need_weight,
             runner=lambda name, i, wt: _run_backward(name, grad, x_zero_form, w, zero_params, i, wt),
+            known_finite=known_finite,
         )
         grad_input, grad_weight = _run_decided(decisions, grad, x_zero_form, w, zero_params)
         if need_input and explicit:

@@ -282,6 +282,41 @@ def test_all_finite_finds_any_non_finite_value(dtype, bad, rng):
         assert not all_finite(y)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("where", [0, (1 << 16) - 1, 1 << 16, -1])
+def test_all_finite_on_every_thread_finds_a_value_in_any_block(dtype, where):
+    """Arrays of a few blocks and more are scanned block by block in parallel: a NaN in the first,
+    a block's last or next block's first value, or the array's last value is found."""
+    from fastconv.backends import _common
+
+    x = np.ones(5 * _common._FINITE_BLOCK + 3, dtype)
+    assert _common.all_finite(x)
+    x[where] = np.nan
+    assert not _common.all_finite(x)
+
+
+def test_a_backward_pass_scans_each_operand_for_nan_once(monkeypatch, rng):
+    """The input and weight gradients' data checks share the output gradient's scan (and the
+    padding rule's scan of it, for a padded layer)."""
+    from fastconv.dispatch import eligibility
+    from fastconv import gradients
+
+    scanned = []
+
+    def counting(*arrays):
+        scanned.extend(id(array) for array in arrays)
+        return all_finite(*arrays)
+
+    from fastconv.backends._common import all_finite
+    monkeypatch.setattr(eligibility, "all_finite", counting)
+    monkeypatch.setattr(gradients, "all_finite", counting)
+    x = rng.standard_normal((2, 3, 12, 12))
+    w = rng.standard_normal((4, 3, 3, 3))
+    grad = rng.standard_normal((2, 4, 12, 12))
+    fastconv.conv2d_backward(grad, x, w, padding=1)
+    assert scanned and len(scanned) == len(set(scanned))
+
+
 def test_measure_mode_covers_conv2d_backward(wisdom_file, rng):
     x = rng.standard_normal((2, 3, 12, 12))
     w = rng.standard_normal((4, 3, 3, 3))

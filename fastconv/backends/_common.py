@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
-from .._config import njit_kernel
+from .._config import njit_kernel, njit_parallel
 
 
 @njit_kernel
@@ -42,8 +43,24 @@ def _flat_all_finite(values):
     return total == 0
 
 
+_FINITE_BLOCK = 1 << 16
+
+
+@njit_parallel
+def _flat_all_finite_parallel(values):
+    """``_flat_all_finite`` over blocks on every thread: a check of a large gradient or batch is a
+    memory-speed pass that one core alone would make a backward call wait for."""
+    blocks = -(-values.shape[0] // _FINITE_BLOCK)
+    bad = 0
+    for block in prange(blocks):
+        if not _flat_all_finite(values[block * _FINITE_BLOCK:(block + 1) * _FINITE_BLOCK]):
+            bad += 1
+    return bad == 0
+
+
 def all_finite(*arrays) -> bool:
-    """True if no array holds NaN or Inf: one compiled pass, no temporary boolean array."""
+    """True if no array holds NaN or Inf: one compiled pass, no temporary boolean array (split
+    over the threads from a few blocks up)."""
     for array in arrays:
         if array is None:
             continue
@@ -52,7 +69,8 @@ def all_finite(*arrays) -> bool:
             continue  # integers are always finite
         if flat.dtype.kind == "c":
             flat = flat.view(flat.real.dtype)
-        if not _flat_all_finite(flat):
+        check = _flat_all_finite_parallel if flat.size >= 4 * _FINITE_BLOCK else _flat_all_finite
+        if not check(flat):
             return False
     return True
 

@@ -83,7 +83,8 @@ def not_for_auto_backward(name: str, params, operation: str) -> str | None:
 
 
 def choose_backward(params, algorithm: str, *arrays, runner=None,
-                    operation: str = "backward", needs: tuple[bool, bool] = (True, True)) -> Decision:
+                    operation: str = "backward", needs: tuple[bool, bool] = (True, True),
+                    known_finite: dict | None = None) -> Decision:
     """Pick the backend that computes conv2d's input/weight gradients (``params`` in zero-padding
     form; ``arrays`` are the operands, checked for NaN/Inf before choosing ``fft``).
 
@@ -103,7 +104,7 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
         refuse_requested(algorithm, BACKENDS[algorithm].supports(params))
         return Decision(algorithm, "requested")
     prefix = "separable has no backward pass; deferred to " if algorithm == "separable" else ""
-    checks = DataChecks(*arrays)
+    checks = DataChecks(*arrays, known=known_finite)
 
     def eligible(name):
         return (BACKENDS[name].supports(params) is None
@@ -130,15 +131,17 @@ def choose_backward(params, algorithm: str, *arrays, runner=None,
 
 
 def choose_gradients(params, algorithm: str, grad, x, w, need_input: bool, need_weight: bool,
-                     runner=None):
+                     runner=None, known_finite: dict | None = None):
     """(input decision, weight decision) for conv2d_backward, None where not needed.
     ``runner(name, need_input, need_weight)`` computes the requested gradients with backend
     ``name`` (for measure mode)."""
+    known = {} if known_finite is None else known_finite  # each array scanned once
+
     def choose(operands, operation, needs):
         return choose_backward(
             params, algorithm, *operands,
             runner=None if runner is None else (lambda name: runner(name, *needs)),
-            operation=operation, needs=needs,
+            operation=operation, needs=needs, known_finite=known,
         )
 
     input_decision = choose((grad, w), "backward:input", (True, False)) if need_input else None

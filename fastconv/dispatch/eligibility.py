@@ -37,15 +37,26 @@ class DataChecks:
     weight; for a gradient, the output gradient and the other operand); ``weight`` is the kernel
     the separable rule factorises, if any."""
 
-    def __init__(self, *operands, weight=None, dtype=None):
+    def __init__(self, *operands, weight=None, dtype=None, known=None):
         self.operands = operands
         self.weight, self.dtype = weight, dtype
+        # ``known``: id(array) -> finite, shared by the checks of one call (a backward pass's two
+        # gradients read the output gradient both; each array is scanned once)
+        self._known = {} if known is None else known
         self._finite = None
         self._factors = False  # False: not computed yet; None: not rank 1
 
     def finite(self) -> bool:
         if self._finite is None:
-            self._finite = all_finite(*self.operands)
+            self._finite = True
+            for operand in self.operands:
+                if operand is None:
+                    continue
+                if id(operand) not in self._known:
+                    self._known[id(operand)] = all_finite(operand)
+                if not self._known[id(operand)]:
+                    self._finite = False
+                    break
         return self._finite
 
     def factors(self):
