@@ -1371,11 +1371,11 @@ def uses_weight_tiles(dtype, per_group_out, pairs) -> bool:
 
 
 def _weight_gradient_tiles(grad_out, x, params):
+    """``weight_gradient`` on register tiles (``uses_weight_tiles``), a slice of the batch at a
+    time within the workspace cap."""
     groups = params.groups
     per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
     shape = weight_tile_shape(per_group_out, params.dtype.itemsize)
-    block_size = shape.vectors * shape.vector_bytes // params.dtype.itemsize
-    blocks = -(-per_group_out // block_size)
     stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
     pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
     layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
@@ -1384,9 +1384,8 @@ def _weight_gradient_tiles(grad_out, x, params):
     channel_size = phases * layout.plane_h * layout.plane_w
     offsets = tap_offsets(1, params.kernel_h, params.kernel_w, stride, dilation, params.out_h,
                           params.out_w)
-    span = params.out_h * layout.plane_w
-    length = span - (layout.reach_w - 1)  # past it, the last row's discarded columns' taps
-    taps = params.kernel_h * params.kernel_w
+    # past ``length``, the taps of the last row's discarded columns would read beyond the planes
+    length = params.out_h * layout.plane_w - (layout.reach_w - 1)
     sample_bytes = params.in_channels * channel_size * params.dtype.itemsize
     step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))
     sums = None

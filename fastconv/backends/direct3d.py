@@ -346,9 +346,10 @@ per-kernel-plane tasks below are faster (measured 2x either way on a Sapphire Ra
 
 
 def _weight_gradient_tall(grad, x_flat, padded_hw, params):
-    """The stride-1 weight gradient on the 2-D direct backend's reduction kernel, the volume read
-    as one tall plane as in the forward: the output gradient widened over its rows (zeros in the
-    dropped rows and columns, so ``x`` must be finite: 0 * Inf), every tap one offset."""
+    """The stride-1 weight gradient on the 2-D direct backend's reductions (its register tiles, or
+    the loop kernel where they would be mostly padding), the volume read as one tall plane as in
+    the forward: the output gradient laid over its rows (zeros in the dropped rows and columns, so
+    ``x`` must be finite: 0 * Inf), every tap one offset."""
     batch, out_channels, out_d, out_h, out_w = grad.shape
     padded_h, padded_w = padded_hw
     volume = x_flat.shape[2]
