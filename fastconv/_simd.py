@@ -312,21 +312,35 @@ def _check_tile_operands(tile, x, w, what):
                           f"{x.dtype}, {w.dtype}, {tile.dtype}")
 
 
-def _outer_fma(context, builder, tile_type, accumulators, x_vectors, w_pointer):
-    """accumulators[c, p] += broadcast(w[c]) * x_vectors[p], as a new tile value."""
+def _outer_fma(context, builder, tile_type, accumulators, x_vectors, w_pointers):
+    """accumulators[c, p] += broadcast(*w_pointers[c]) * x_vectors[p], as a new tile value."""
     vector_type = x_vectors[0].type
     function = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
         f"llvm.fma.{_intrinsic_suffix(vector_type)}")
     result = accumulators
     for c in range(tile_type.channels):
-        scalar = builder.load(builder.gep(w_pointer, [ir.Constant(ir.IntType(64), c)]))
-        weight = _splat(builder, vector_type, scalar)
+        weight = _splat(builder, vector_type, builder.load(w_pointers[c]))
         for p in range(tile_type.vectors):
             index = c * tile_type.vectors + p
             updated = builder.call(function, [x_vectors[p], weight, builder.extract_value(result, index)])
             result = builder.insert_value(result, updated, index)
     return result
+
+
+def _adjacent(builder, pointer, count):
+    """Pointers to ``count`` adjacent values from ``pointer`` (a tile's broadcast weights)."""
+    return [builder.gep(pointer, [ir.Constant(ir.IntType(64), c)]) for c in range(count)]
+
+
+def _load_tile_vectors(builder, tile_type, x_pointer, vector_type):
+    """The tile's ``vectors`` unaligned vector loads from ``x_pointer`` onwards."""
+    vectors = []
+    for p in range(tile_type.vectors):
+        pointer = builder.gep(x_pointer, [ir.Constant(ir.IntType(64), p * tile_type.lanes)])
+        vectors.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
+                                    align=tile_type.dtype.bitwidth // 8))
+    return vectors
 
 
 @intrinsic
@@ -339,13 +353,9 @@ def tile_fma(typingctx, tile, x, x_start, w, w_start):
         sig_args = signature.args
         x_pointer = _element_pointer(context, builder, sig_args[1], x_array, sig_args[2], x_index)
         w_pointer = _element_pointer(context, builder, sig_args[3], w_array, sig_args[4], w_index)
-        vector_type = accumulators.type.element
-        vectors = []
-        for p in range(tile.vectors):
-            pointer = builder.gep(x_pointer, [ir.Constant(ir.IntType(64), p * tile.lanes)])
-            vectors.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
-                                        align=tile.dtype.bitwidth // 8))
-        return _outer_fma(context, builder, tile, accumulators, vectors, w_pointer)
+        vectors = _load_tile_vectors(builder, tile, x_pointer, accumulators.type.element)
+        return _outer_fma(context, builder, tile, accumulators, vectors,
+                          _adjacent(builder, w_pointer, tile.channels))
 
     return tile(tile, x, x_start, w, w_start), codegen
 
@@ -358,9 +368,10 @@ def tile_fma_gathered(typingctx, tile, x, x_start, w, w_start, w_offsets):
     adjacent.  ``w_offsets`` (integers) does not change inside a loop over ``x_start``, so LLVM
     keeps the offsets in registers."""
     _check_tile_operands(tile, x, w, "tile_fma_gathered")
-    if not (isinstance(w_offsets, types.Array) and w_offsets.ndim == 1
+    if not (isinstance(w_offsets, types.Array) and w_offsets.ndim == 1 and w_offsets.layout == "C"
             and isinstance(w_offsets.dtype, types.Integer)):
-        raise TypingError(f"tile_fma_gathered: offsets must be a 1-D integer array, got {w_offsets}")
+        raise TypingError(f"tile_fma_gathered: offsets must be a 1-D C-contiguous integer array, "
+                          f"got {w_offsets}")
 
     def codegen(context, builder, signature, args):
         accumulators, x_array, x_index, w_array, w_index, offsets_array = args
@@ -368,27 +379,13 @@ def tile_fma_gathered(typingctx, tile, x, x_start, w, w_start, w_offsets):
         x_pointer = _element_pointer(context, builder, sig_args[1], x_array, sig_args[2], x_index)
         w_pointer = _element_pointer(context, builder, sig_args[3], w_array, sig_args[4], w_index)
         offsets = context.make_array(sig_args[5])(context, builder, offsets_array)
-        vector_type = accumulators.type.element
-        vectors = []
-        for p in range(tile.vectors):
-            pointer = builder.gep(x_pointer, [ir.Constant(ir.IntType(64), p * tile.lanes)])
-            vectors.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
-                                        align=tile.dtype.bitwidth // 8))
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
-            f"llvm.fma.{_intrinsic_suffix(vector_type)}")
-        result = accumulators
+        vectors = _load_tile_vectors(builder, tile, x_pointer, accumulators.type.element)
+        w_pointers = []
         for c in range(tile.channels):
             offset = builder.load(cgutils.gep(builder, offsets.data, c))
-            offset = context.cast(builder, offset, w_offsets.dtype, types.intp)
-            scalar = builder.load(builder.gep(w_pointer, [offset]))
-            weight = _splat(builder, vector_type, scalar)
-            for p in range(tile.vectors):
-                index = c * tile.vectors + p
-                updated = builder.call(function, [vectors[p], weight,
-                                                  builder.extract_value(result, index)])
-                result = builder.insert_value(result, updated, index)
-        return result
+            w_pointers.append(builder.gep(w_pointer, [context.cast(builder, offset,
+                                                                   w_offsets.dtype, types.intp)]))
+        return _outer_fma(context, builder, tile, accumulators, vectors, w_pointers)
 
     return tile(tile, x, x_start, w, w_start, w_offsets), codegen
 
@@ -421,7 +418,8 @@ def tile_fma_first(typingctx, tile, x, x_start, count, w, w_start):
             mask = builder.icmp_signed("<", lane_positions, _splat(builder, index_vector, count_value))
             vectors.append(builder.call(masked_load, [pointer, ir.Constant(_I32, tile.dtype.bitwidth // 8),
                                                       mask, ir.Constant(vector_type, None)]))
-        return _outer_fma(context, builder, tile, accumulators, vectors, w_pointer)
+        return _outer_fma(context, builder, tile, accumulators, vectors,
+                          _adjacent(builder, w_pointer, tile.channels))
 
     return tile(tile, x, x_start, count, w, w_start), codegen
 

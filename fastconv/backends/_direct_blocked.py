@@ -1304,6 +1304,21 @@ def reduce_weight_gradient(planes, wide, offsets, per_group_in, channel_size, le
     return partial.sum(axis=0)
 
 
+def _weight_gradient_geometry(params):
+    """(stride, pads, plane layout, values of one input channel's phase planes, the taps' offsets
+    in them, positions reduced) of a weight gradient: past ``length``, the taps of the last row's
+    discarded columns would read beyond the planes."""
+    stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
+                          dilation)
+    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
+    offsets = tap_offsets(1, params.kernel_h, params.kernel_w, stride, dilation, params.out_h,
+                          params.out_w)
+    length = params.out_h * layout.plane_w - (layout.reach_w - 1)
+    return stride, pads, layout, phases * layout.plane_h * layout.plane_w, offsets, length
+
+
 def weight_gradient(grad_out, x, params):
     """grad_w (K, Cg, R, S) of conv2d (``params`` in zero-padding form, ``applies``)."""
     groups = params.groups
@@ -1313,17 +1328,8 @@ def weight_gradient(grad_out, x, params):
         return _weight_gradient_tiles(grad_out, x, params)
     block_size = 1 if per_group_out == 1 else CHANNEL_BLOCK
     blocks = -(-per_group_out // block_size)
-    stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
-    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
-    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
-                          dilation)
-    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
-    channel_size = phases * layout.plane_h * layout.plane_w
-    offsets = tap_offsets(1, params.kernel_h, params.kernel_w, stride, dilation, params.out_h,
-                          params.out_w)
-    span = params.out_h * layout.plane_w
-    # the discarded columns hold zeros in ``wide``; the last reach_w - 1 would read past the planes
-    length = span - (layout.reach_w - 1)
+    stride, pads, layout, channel_size, offsets, length = _weight_gradient_geometry(params)
+    span = params.out_h * layout.plane_w  # the discarded columns hold zeros in ``wide``
     # split the samples when (group, block, channel) tasks alone cannot occupy the threads; each
     # sample slice writes its own partial sums, added at the end
     tasks = groups * blocks * per_group_in
@@ -1376,16 +1382,7 @@ def _weight_gradient_tiles(grad_out, x, params):
     groups = params.groups
     per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
     shape = weight_tile_shape(per_group_out, params.dtype.itemsize)
-    stride, dilation = (params.stride_h, params.stride_w), (params.dilation_h, params.dilation_w)
-    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
-    layout = plane_layout(params.out_h, params.out_w, params.kernel_h, params.kernel_w, stride,
-                          dilation)
-    phases = layout.row_phases.shape[0] * layout.col_phases.shape[0]
-    channel_size = phases * layout.plane_h * layout.plane_w
-    offsets = tap_offsets(1, params.kernel_h, params.kernel_w, stride, dilation, params.out_h,
-                          params.out_w)
-    # past ``length``, the taps of the last row's discarded columns would read beyond the planes
-    length = params.out_h * layout.plane_w - (layout.reach_w - 1)
+    stride, pads, layout, channel_size, offsets, length = _weight_gradient_geometry(params)
     sample_bytes = params.in_channels * channel_size * params.dtype.itemsize
     step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))
     sums = None
