@@ -354,7 +354,7 @@ def test_fma_width_probe_tells_split_from_full_width_units():
     assert 0.5 < ratio < 4
     _fma_width.full_width_fma.cache_clear()
     answer = _fma_width.full_width_fma()
-    stored = cpu_store().get(f"fma_width_ratio:{machine_fingerprint()}")
+    stored = cpu_store().get(f"fma_width_ratio_v2:{machine_fingerprint()}")
     assert isinstance(stored, float) and answer == (stored > _fma_width.FULL_WIDTH_RATIO)
 
 
