@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = ["TargetCPU", "TileShape", "target_cpu", "tile_shape", "tile_shape_for",
-           "default_tile_shape", "parse_tile", "weight_tile_shape"]
+           "default_tile_shape", "parse_tile", "lane_tile_shape"]
 
 
 class TargetCPU(NamedTuple):
@@ -150,26 +150,33 @@ def tile_shape_for(channels: int, cpu: TargetCPU | None = None) -> TileShape:
     return best
 
 
-# --- the weight gradient's tile ---------------------------------------------------------------
+# --- the lane tile: output channels in the vector lanes -----------------------------------------
 # The weight gradient reduces over positions: grad_w[k, c, tap] = sum_p g[k, p] * x[c, p + tap].
 # Its tile turns the forward's around: vectors of output channels (the gradient stored channels
 # last), broadcasts of input values at ``channels`` (input channel, tap) pairs, the reduction over
-# every position of every sample in registers.  Same register budget as the forward tile (24
-# accumulators of 32 registers, 12 of 16); the vector count is chosen per layer so the output
-# channels pad the fewest lanes (ties: more vectors, which load fewer broadcasts per FMA).
-_WEIGHT_TILE_BUDGET = {"avx512": (24, 4), "neon": (24, 4)}
+# every position of every sample in registers.  The forward's lane kernel (``_direct_lanes``) runs
+# the same tile with output positions as the broadcasts and the pairs reduced.  Same register
+# budget as the forward tile (24 accumulators of 32 registers, 12 of 16); the vector count is
+# chosen per layer so the output channels pad the fewest lanes (ties: more vectors, which load
+# fewer broadcasts per FMA).  The broadcasts' offsets stay in general-purpose registers for the
+# whole loop; x86-64 has 16 and the loop needs a few for its pointers and counter, so at most 12
+# broadcasts: a 16-channel layer's 24 x 1 on AVX-512 reloaded an offset for every broadcast and ran
+# slower than 12 x 1, forward and weight gradient alike.
+_LANE_TILE_BUDGET = {"avx512": (24, 4), "neon": (24, 4)}
 """ISA -> (accumulators, most vectors); (12, 3) for the 16-register ISAs."""
 
+_LANE_TILE_MOST_BROADCASTS = 12
 
-def weight_tile_shape(channels: int, itemsize: int, cpu: TargetCPU | None = None) -> TileShape:
-    """The weight gradient's tile for ``channels`` output channels per group of ``itemsize``-byte
-    values: ``TileShape(pairs, vectors, bytes)``, ``pairs`` (input channel, tap) broadcasts x
-    ``vectors`` vectors of output channels.  A forced shape (``set_tile_shape``, ``FASTCONV_TILE``)
-    serves here too, read the same way."""
+
+def lane_tile_shape(channels: int, itemsize: int, cpu: TargetCPU | None = None) -> TileShape:
+    """The lane tile for ``channels`` output channels per group of ``itemsize``-byte values:
+    ``TileShape(broadcasts, vectors, bytes)``, ``broadcasts`` (the weight gradient's (input channel,
+    tap) pairs, the forward's output positions) x ``vectors`` vectors of output channels.  A forced
+    shape (``set_tile_shape``, ``FASTCONV_TILE``) serves here too, read the same way."""
     if _forced_tile is not None or os.environ.get("FASTCONV_TILE"):
         return tile_shape()
     cpu = cpu or target_cpu()
-    accumulators, most_vectors = _WEIGHT_TILE_BUDGET.get(cpu.isa, (12, 3))
+    accumulators, most_vectors = _LANE_TILE_BUDGET.get(cpu.isa, (12, 3))
     lanes = cpu.vector_bytes // itemsize
     best, best_padded = 1, None
     for vectors in range(1, most_vectors + 1):
@@ -177,7 +184,7 @@ def weight_tile_shape(channels: int, itemsize: int, cpu: TargetCPU | None = None
         padded = -(-channels // width) * width
         if best_padded is None or padded <= best_padded:
             best, best_padded = vectors, padded
-    return TileShape(accumulators // best, best, cpu.vector_bytes)
+    return TileShape(min(accumulators // best, _LANE_TILE_MOST_BROADCASTS), best, cpu.vector_bytes)
 
 
 _MAX_ACCUMULATORS = 32

@@ -12,6 +12,7 @@ import pytest
 import fastconv
 from fastconv import _cpu
 from fastconv.backends import _direct_blocked as blocked
+from fastconv.backends import _direct_lanes as lanes
 from tests import naive
 from tests.tolerances import assert_gradient_matches, assert_matches
 
@@ -53,9 +54,22 @@ def tile(request):
     _cpu.set_tile_shape(None)
 
 
+@pytest.fixture(params=["planes", "lanes"])
+def forward_path(request, monkeypatch):
+    """The direct forward on either kernel whatever the layer: positions in the lanes (phase
+    planes, ``_direct_blocked``) or output channels in the lanes (``_direct_lanes``), which
+    otherwise takes only layers with many pairs per output and full lanes."""
+    if request.param == "planes":
+        monkeypatch.setattr(lanes, "MIN_PAIRS", 1 << 62)
+    else:
+        monkeypatch.setattr(lanes, "MIN_PAIRS", 0)
+        monkeypatch.setattr(lanes, "LANE_USE", 0.0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_every_tile_shape_matches_naive(tile, case, dtype, rng):
+def test_every_tile_shape_matches_naive(tile, forward_path, case, dtype, rng):
     shape, wshape, kwargs = case
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal(wshape).astype(dtype)
@@ -67,7 +81,7 @@ def test_every_tile_shape_matches_naive(tile, case, dtype, rng):
 
 
 @pytest.mark.parametrize("case", CASES[2::3], ids=_id)
-def test_every_tile_shape_serves_the_input_gradient(tile, case, rng):
+def test_every_tile_shape_serves_the_input_gradient(tile, forward_path, case, rng):
     shape, wshape, kwargs = case
     x = rng.standard_normal(shape)
     w = rng.standard_normal(wshape)
@@ -284,10 +298,24 @@ def test_avx2_weight_gradient_tile_loop_uses_ymm_registers_and_spills_nothing(tm
     64-channel layer on AVX2: its position loop keeps the accumulators and the pairs' offsets in
     registers."""
     _check_avx2_assembly("""
-    shape = _cpu.weight_tile_shape(64, 4)
+    shape = _cpu.lane_tile_shape(64, 4)
     kernel = blocked._weight_tile_kernel
     signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], f32[:, :, :, :, ::1], i64, i64, i64,
                  types.UniTuple(i64, 4))""", tmp_path)
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"),
+                    reason="compiles for an x86 target: needs an x86 host LLVM")
+def test_avx2_lane_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
+    """The forward's lane tile (output channels in the lanes, positions broadcast) for a
+    64-channel layer on AVX2: its pair loop keeps the accumulators and the positions' offsets in
+    registers (the loop is not unrolled: it ends at a sentinel)."""
+    _check_avx2_assembly("""
+    from fastconv.backends import _direct_lanes as lanes
+    shape = _cpu.lane_tile_shape(64, 4)
+    kernel = lanes._lane_kernel
+    signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], i64[::1], f32[::1], f32[:, :, ::1],
+                 i64, types.UniTuple(i64, 2))""", tmp_path)
 
 
 @pytest.mark.parametrize("isa_features, expected", [
@@ -317,24 +345,26 @@ def test_layer_tile_keeps_the_default_unless_a_narrower_shape_pads_fewer_channel
 
 
 @pytest.mark.parametrize("isa_features, itemsize, expected", [
-    ({"avx512f", "avx2", "fma"}, 4, {6: "24x1x64", 16: "24x1x64", 32: "12x2x64", 48: "8x3x64",
+    ({"avx512f", "avx2", "fma"}, 4, {6: "12x1x64", 16: "12x1x64", 32: "12x2x64", 48: "8x3x64",
                                      64: "6x4x64", 128: "6x4x64"}),
-    ({"avx512f", "avx2", "fma"}, 8, {6: "24x1x64", 16: "12x2x64", 64: "6x4x64"}),
+    ({"avx512f", "avx2", "fma"}, 8, {6: "12x1x64", 16: "12x2x64", 64: "6x4x64"}),
     ({"avx2", "fma"}, 4, {6: "12x1x32", 16: "6x2x32", 24: "4x3x32", 64: "6x2x32"}),
     ({"neon"}, 4, {6: "12x2x16", 16: "6x4x16", 64: "6x4x16"}),
 ])
-def test_weight_gradient_tile_pads_the_fewest_channels_within_the_register_budget(
+def test_lane_tile_pads_the_fewest_channels_within_the_register_budget(
         isa_features, itemsize, expected, monkeypatch):
     """Per ISA, whatever the host: the vectors of output channels pad the fewest lanes (ties: more
-    vectors), the broadcast pairs fill the accumulator budget, and accumulators + loaded vectors +
-    one broadcast fit the register file."""
+    vectors), the broadcasts fill the accumulator budget up to 12 (their offsets live in
+    general-purpose registers), and accumulators + loaded vectors + one broadcast fit the register
+    file."""
     monkeypatch.delenv("FASTCONV_TILE", raising=False)
     machine = "aarch64" if "neon" in isa_features else "x86_64"
     cpu = _cpu._describe("test", frozenset(isa_features), machine)
-    got = {k: _cpu.weight_tile_shape(k, itemsize, cpu) for k in expected}
+    got = {k: _cpu.lane_tile_shape(k, itemsize, cpu) for k in expected}
     assert {k: str(shape) for k, shape in got.items()} == expected
     for shape in got.values():
         assert shape.accumulators + shape.vectors + 1 <= cpu.vector_registers
+        assert shape.channels <= 12
 
 
 @pytest.mark.parametrize("case", CASES_3D, ids=_id)

@@ -40,7 +40,7 @@ from numba import prange
 
 from .. import _simd
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
-from .._cpu import tile_shape, tile_shape_for, weight_tile_shape
+from .._cpu import tile_shape, tile_shape_for, lane_tile_shape
 from ._common import bias_or_zeros, valid_output_range
 
 CHANNEL_BLOCK = 4
@@ -119,7 +119,7 @@ def weight_tile_work(params):
     tiles (``uses_weight_tiles``): the padded channels of every block and pairs of every run over
     every position read (the discarded columns included); a pass is one run's tile over one
     segment; the copies are the input's phase planes and the output gradient's transposition."""
-    shape = weight_tile_shape(params.out_channels_per_group, params.dtype.itemsize)
+    shape = lane_tile_shape(params.out_channels_per_group, params.dtype.itemsize)
     block_size = shape.vectors * shape.vector_bytes // params.dtype.itemsize
     blocks = _channel_blocks(params.out_channels_per_group, block_size)
     pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
@@ -1093,7 +1093,7 @@ def _weight_kernel(planes, wide, offsets, partial, channel_size, length, samples
 
 # --- weight gradient, real values: register tiles over output channels ---------------------------
 # The reduction runs over every position of every sample, so its tile keeps output channels in the
-# vector lanes and the reduction in the accumulators (``fastconv._cpu.weight_tile_shape``): per
+# vector lanes and the reduction in the accumulators (``fastconv._cpu.lane_tile_shape``): per
 # position, ``vectors`` loads of the output gradient stored channels last, ``pairs`` broadcasts of
 # input values at (input channel, tap) offsets, ``pairs * vectors`` fused multiply-adds; the tile
 # is stored once per segment of positions.  A task transposes each segment of its output-gradient
@@ -1369,7 +1369,7 @@ def uses_weight_tiles(dtype, per_group_out, pairs) -> bool:
     of the tile's work real."""
     if dtype.kind != "f" or per_group_out == 1:
         return False
-    shape = weight_tile_shape(per_group_out, dtype.itemsize)
+    shape = lane_tile_shape(per_group_out, dtype.itemsize)
     block_size = shape.vectors * shape.vector_bytes // dtype.itemsize
     padded_channels = -(-per_group_out // block_size) * block_size
     padded_pairs = -(-pairs // shape.channels) * shape.channels
@@ -1381,7 +1381,7 @@ def _weight_gradient_tiles(grad_out, x, params):
     time within the workspace cap."""
     groups = params.groups
     per_group_out, per_group_in = params.out_channels_per_group, params.in_channels_per_group
-    shape = weight_tile_shape(per_group_out, params.dtype.itemsize)
+    shape = lane_tile_shape(per_group_out, params.dtype.itemsize)
     stride, pads, layout, channel_size, offsets, length = _weight_gradient_geometry(params)
     sample_bytes = params.in_channels * channel_size * params.dtype.itemsize
     step = max(1, min(params.batch, get_workspace_limit() // max(1, sample_bytes)))

@@ -20,6 +20,7 @@ from numba import prange
 
 from .._config import get_num_threads, njit_kernel, njit_parallel, runs_serially
 from . import _direct_blocked as blocked
+from . import _direct_lanes as lanes
 from ._common import bias_or_zeros
 
 NAME = "direct"
@@ -43,6 +44,9 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
     largest fixed cost of a small call (``parallel_call``)."""
     width = params.dtype.itemsize / 4.0
     parallel = 0.0 if runs_serially(params.flops // 2) else 1.0
+    if lanes.lanes_apply(params):  # output channels in the lanes: priced as tile work
+        flops, passes, copied = lanes.work(params)
+        return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied / threads, 0.0)
     if blocked.applies(params):
         # kernels on flattened (phase) planes: they also compute the discarded columns, the zero
         # channels that fill the last block and the lanes of a tile past a task's end; each pass
@@ -89,8 +93,12 @@ def forward(x, w, bias, params):
     """conv2d of C-contiguous ``x`` (N, C, H, W) with ``w``; zero padding only (see ConvParams)."""
     if single_channel_stride1_applies(params):
         return single_channel_stride1_forward(x, w, bias, params)
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    if lanes.lanes_apply(params):
+        return lanes.correlate(x, w, bias_or_zeros(bias, params.out_channels, params.dtype), pads,
+                               params.groups, (params.stride_h, params.stride_w),
+                               (params.dilation_h, params.dilation_w))
     if blocked.applies(params):
-        pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
         return blocked.correlate(x, w, bias_or_zeros(bias, params.out_channels, params.dtype), pads,
                                  params.groups, (params.stride_h, params.stride_w),
                                  (params.dilation_h, params.dilation_w))

@@ -32,7 +32,7 @@ import numpy as np
 from numba import prange
 
 from .._config import njit_parallel, runs_serially
-from .._cpu import tile_shape_for, weight_tile_shape
+from .._cpu import tile_shape_for, lane_tile_shape
 from .._padding import pad_ncdhw, unpad_gradient_ncdhw
 from . import _direct_blocked as blocked
 from ._common import all_finite, bias_or_zeros
@@ -368,7 +368,7 @@ def _weight_gradient_tall(grad, x_flat, padded_hw, params):
     if blocked.uses_weight_tiles(grad.dtype, per_group_out, per_group_in * taps):
         sums = blocked.reduce_weight_gradient_tiles(
             x_flat.reshape(batch, -1), tall, offsets, groups, per_group_in, volume, padded_w,
-            length, weight_tile_shape(per_group_out, grad.dtype.itemsize))
+            length, lane_tile_shape(per_group_out, grad.dtype.itemsize))
         return sums.reshape(params.weight_shape)
     wide = np.empty((batch, groups, blocks, block_size, rows * padded_w), dtype=grad.dtype)
     blocked.widen_output_gradient(tall, wide, padded_w)
