@@ -58,11 +58,12 @@ def tile(request):
 def forward_path(request, monkeypatch):
     """The direct forward on either kernel whatever the layer: positions in the lanes (phase
     planes, ``_direct_blocked``) or output channels in the lanes (``_direct_lanes``), which
-    otherwise takes only layers with many pairs per output and full lanes."""
+    otherwise takes only layers with many pairs per output, enough positions and full lanes."""
     if request.param == "planes":
         monkeypatch.setattr(lanes, "MIN_PAIRS", 1 << 62)
     else:
         monkeypatch.setattr(lanes, "MIN_PAIRS", 0)
+        monkeypatch.setattr(lanes, "MIN_POSITIONS", 0)
         monkeypatch.setattr(lanes, "LANE_USE", 0.0)
     return request.param
 
@@ -78,6 +79,26 @@ def test_every_tile_shape_matches_naive(tile, forward_path, case, dtype, rng):
     exact = naive.conv2d(x, w, b, **kwargs)
     magnitude = naive.conv2d(np.abs(x), np.abs(w), np.abs(b), **kwargs)
     assert_matches(got, exact, magnitude, dtype, "direct")
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], CASES[8]], ids=_id)
+def test_lane_tile_sums_runs_of_pairs_like_one(tile, case, rng, monkeypatch):
+    """A block's weights beyond ``RUN_WEIGHT_BYTES`` are reduced in runs of pairs whose sums add
+    up in the task's scratch: forced down to a few pairs a run, the result is still the naive
+    twin's, float64 and every tile shape."""
+    monkeypatch.setattr(lanes, "RUN_WEIGHT_BYTES", 512)
+    shape, wshape, kwargs = case
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[0])
+    params_run = lanes.pairs_per_run(wshape[1] * wshape[2] * wshape[3], 64, 8)
+    assert params_run < wshape[1] * wshape[2] * wshape[3]  # more than one run
+    pads = (kwargs.get("padding", 0),) * 4
+    stride, dilation = (kwargs.get("stride", 1),) * 2, (kwargs.get("dilation", 1),) * 2
+    got = lanes.correlate(x, w, b, pads, kwargs.get("groups", 1), stride, dilation, shape=tile)
+    exact = naive.conv2d(x, w, b, **kwargs)
+    magnitude = naive.conv2d(np.abs(x), np.abs(w), np.abs(b), **kwargs)
+    assert_matches(got, exact, magnitude, np.float64, "direct")
 
 
 @pytest.mark.parametrize("case", CASES[2::3], ids=_id)
@@ -315,7 +336,7 @@ def test_avx2_lane_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
     shape = _cpu.lane_tile_shape(64, 4)
     kernel = lanes._lane_kernel
     signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], i64[::1], f32[::1], f32[:, :, ::1],
-                 i64, types.UniTuple(i64, 2))""", tmp_path)
+                 i64, types.UniTuple(i64, 3))""", tmp_path)
 
 
 @pytest.mark.parametrize("isa_features, expected", [

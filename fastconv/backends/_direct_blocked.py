@@ -342,15 +342,26 @@ def pack_weight(w, groups, block=CHANNEL_BLOCK):
     return packed
 
 
+_PACK_TAPS = 16
+"""Taps the packing transposes at a time: each channel's run of them is one contiguous read, and
+the block's rows of them (a few KiB) stay in L1 while they are written tap-major."""
+
+
 @njit_kernel
 def _pack_block(grouped, packed, g, b):
     """packed[g, b, t, j] = grouped[g, b * block + j, t], zero past the group's channels."""
     per_group_out, taps = grouped.shape[1], grouped.shape[2]
     block = packed.shape[3]
+    valid = min(block, per_group_out - b * block)
+    for t0 in range(0, taps, _PACK_TAPS):
+        t1 = min(taps, t0 + _PACK_TAPS)
+        for j in range(valid):
+            source = grouped[g, b * block + j]
+            for t in range(t0, t1):
+                packed[g, b, t, j] = source[t]
     for t in range(taps):
-        for j in range(block):
-            k = b * block + j
-            packed[g, b, t, j] = grouped[g, k, t] if k < per_group_out else 0
+        for j in range(valid, block):
+            packed[g, b, t, j] = 0
 
 
 @njit_kernel

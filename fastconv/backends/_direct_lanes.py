@@ -35,6 +35,12 @@ MIN_PAIRS = 64
 sums' transposition (a few stores per output) costs more than the phase planes' waste saves (a
 3-channel 3 x 3 first layer: 27 pairs; LeNet's first: 25)."""
 
+MIN_POSITIONS = 64
+"""Fewest output positions (all samples) per weight value for the lane tile: its blocks are
+wider than the phase-plane kernel's (64 channels against 8 on AVX-512), and packing them costs
+more; a batch-1 layer on a 7 x 7 plane (49 positions, a 512-channel weight of 9 MB) spends more
+on that than the tile saves."""
+
 LANE_USE = 0.6
 """Least share of a block's lanes that real output channels must fill (the weight gradient's
 ``TILE_LANE_USE``): a 6-channel layer in 16 lanes computes 10 zero channels for every 6."""
@@ -42,20 +48,27 @@ LANE_USE = 0.6
 SCRATCH_BYTES = 128 << 10
 """Most bytes of channels-last sums a task keeps before writing them out: within L2."""
 
+RUN_WEIGHT_BYTES = 256 << 10
+"""Most bytes of a block's packed weights one pass of a task's tiles reads: a run of pairs that
+stays in L2 while every tile of the task reduces it.  A late ResNet layer's block (512 channels x
+9 taps x 64 channels) is a megabyte, which each tile would otherwise stream from memory again; its
+runs' partial sums are added up in the task's scratch."""
+
 TASKS_PER_THREAD = 4
 
 
 def lanes_apply(params) -> bool:
     """Whether the forward pass of ``params`` runs on the lane tile: float32/float64, several
-    output channels per group that fill the tile's lanes, enough pairs per output value, and
-    padding (not cropping: the signal API's 'valid' in zero-padding form may crop)."""
+    output channels per group that fill the tile's lanes, enough pairs per output value and
+    positions per weight value, and padding (not cropping: the signal API's 'valid' in
+    zero-padding form may crop)."""
     if params.dtype.kind != "f" or params.dtype.itemsize not in (4, 8):
         return False
     if params.out_channels_per_group < 2 or min(params.pad_top, params.pad_bottom,
                                                 params.pad_left, params.pad_right) < 0:
         return False
     pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
-    if pairs < MIN_PAIRS:
+    if pairs < MIN_PAIRS or params.batch * params.out_h * params.out_w < MIN_POSITIONS:
         return False
     shape = lane_tile_shape(params.out_channels_per_group, params.dtype.itemsize)
     block = shape.vectors * shape.vector_bytes // params.dtype.itemsize
@@ -100,17 +113,28 @@ def _split(batch, groups, blocks, positions, block, itemsize, tile_positions, th
 
 
 @functools.lru_cache(maxsize=256)
-def pair_offsets(channels, kernel_h, kernel_w, dilation, plane_h, plane_w):
+def pair_offsets(channels, kernel_h, kernel_w, dilation, plane_h, plane_w, run):
     """Offset of pair (c, r, s) in a group's padded planes, in (c, r, s) order (the packed weights'
-    order), ended by -1: the reduction loop stops at the sentinel, so LLVM cannot count its trips
-    and does not unroll it (unrolled, it hoisted two pairs' broadcasts and spilled accumulators).
-    Memoised; read-only."""
+    order), in runs of at most ``run`` pairs each ended by -1: the reduction loop stops at the
+    sentinel, so LLVM cannot count its trips and does not unroll it (unrolled, it hoisted two
+    pairs' broadcasts and spilled accumulators).  Memoised; read-only."""
     c, r, s = np.meshgrid(np.arange(channels), np.arange(kernel_h), np.arange(kernel_w),
                           indexing="ij")
-    offsets = c * plane_h * plane_w + r * dilation[0] * plane_w + s * dilation[1]
-    out = np.append(offsets.ravel(), -1).astype(np.int64)
+    offsets = (c * plane_h * plane_w + r * dilation[0] * plane_w + s * dilation[1]).ravel()
+    runs = -(-offsets.size // run)
+    out = np.full(offsets.size + runs, -1, np.int64)
+    for i in range(runs):
+        values = offsets[i * run:(i + 1) * run]
+        out[i * (run + 1):i * (run + 1) + values.size] = values
     out.flags.writeable = False
     return out
+
+
+def pairs_per_run(pairs, block, itemsize):
+    """Pairs of one run: all of them when the block's weights fit ``RUN_WEIGHT_BYTES``, else
+    equal runs that do."""
+    runs = -(-pairs * block * itemsize // RUN_WEIGHT_BYTES)
+    return -(-pairs // runs)
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,10 +153,10 @@ def position_offsets(out_h, out_w, stride, plane_w, tile_positions):
 @njit_kernel
 def _lane_task(task, planes, packed, pairs, positions, bias, out, group_values, split, shape):
     """Task ``task`` of ``_lane_kernel``: one (sample, group, run of positions, share of blocks).
-    Each tile's sums are stored channels-last in the task's scratch and written out per channel
-    (bias added) when the block's positions are done."""
-    per_task, block_chunks = split
-    groups, blocks, _, block_size = packed.shape
+    Each tile's sums are stored channels-last in the task's scratch (the first run of pairs) or
+    added to them (the others), and written out per channel, bias added, when the block is done."""
+    per_task, block_chunks, run = split
+    groups, blocks, pair_count, block_size = packed.shape
     weights = packed.reshape(packed.size)
     count = out.shape[2]
     per_group_out = out.shape[1] // groups
@@ -144,22 +168,34 @@ def _lane_task(task, planes, packed, pairs, positions, bias, out, group_values, 
     q0 = chunk * per_task
     q1 = min(count, q0 + per_task)
     tile_positions = shape.channels
+    tile_values = tile_positions * block_size
     scratch = np.empty((per_task + tile_positions) * block_size, dtype=out.dtype)
+    partial = np.empty(tile_values, dtype=out.dtype)
     sample = planes[n]
     base = g * group_values
     for block in range(share * blocks // block_chunks, (share + 1) * blocks // block_chunks):
-        block_weights = (g * blocks + block) * packed.shape[2] * block_size
-        for q in range(q0, q1, tile_positions):
-            offsets = positions[q:q + tile_positions]
-            tile = _simd.tile_zeros(planes.dtype, shape)
-            pair = 0
-            offset = pairs[0]
-            while offset >= 0:
-                tile = _simd.tile_fma_gathered(tile, weights, block_weights + pair * block_size,
-                                               sample, base + offset, offsets)
-                pair += 1
-                offset = pairs[pair]
-            _simd.tile_store(tile, scratch, (q - q0) * block_size, block_size)
+        for first_pair in range(0, pair_count, run):
+            entry0 = first_pair // run * (run + 1)  # where the run starts in ``pairs``
+            block_weights = ((g * blocks + block) * pair_count + first_pair) * block_size
+            for q in range(q0, q1, tile_positions):
+                offsets = positions[q:q + tile_positions]
+                tile = _simd.tile_zeros(planes.dtype, shape)
+                entry = entry0
+                offset = pairs[entry]
+                while offset >= 0:
+                    tile = _simd.tile_fma_gathered(
+                        tile, weights, block_weights + (entry - entry0) * block_size, sample,
+                        base + offset, offsets)
+                    entry += 1
+                    offset = pairs[entry]
+                start = (q - q0) * block_size
+                if first_pair == 0:
+                    _simd.tile_store(tile, scratch, start, block_size)
+                else:
+                    _simd.tile_store(tile, partial, 0, block_size)
+                    sums = scratch[start:start + tile_values]
+                    for i in range(tile_values):
+                        sums[i] += partial[i]
         for j in range(min(block_size, per_group_out - block * block_size)):
             k = g * per_group_out + block * block_size + j
             target = out[n, k]
@@ -171,9 +207,10 @@ def _lane_task(task, planes, packed, pairs, positions, bias, out, group_values, 
 @njit_parallel
 def _lane_kernel(planes, packed, pairs, positions, bias, out, group_values, split, shape):
     """out[n, k, q] = bias[k] + sum over the pairs of group g of packed[g, block, pair, j] *
-    planes[n, g * group_values + pairs[pair] + positions[q]], with k = g * Kg + block * size + j:
+    planes[n, g * group_values + offset(pair) + positions[q]], with k = g * Kg + block * size + j:
     ``planes`` (N, C * plane) padded and flattened, ``packed`` (G, blocks, pairs, block size),
-    ``pairs`` ended by -1, ``out`` (N, K, positions)."""
+    ``pairs`` the pairs' offsets in runs of ``split[2]``, each ended by -1, ``out`` (N, K,
+    positions)."""
     chunks = -(-out.shape[2] // split[0])
     for task in prange(out.shape[0] * packed.shape[0] * chunks * split[1]):
         _lane_task(np.int64(task), planes, packed, pairs, positions, bias, out, group_values,
@@ -208,12 +245,14 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1), shape=No
     block = shape.vectors * shape.vector_bytes // x.dtype.itemsize
     packed = pack_weight(w, groups, block)
     packed = packed.reshape(groups, packed.shape[1], -1, block)
-    pairs = pair_offsets(per_group_in, kernel_h, kernel_w, tuple(dilation), plane_h, plane_w)
+    pair_count = packed.shape[2]
+    run = pairs_per_run(pair_count, block, x.dtype.itemsize)
+    pairs = pair_offsets(per_group_in, kernel_h, kernel_w, tuple(dilation), plane_h, plane_w, run)
     positions = position_offsets(out_h, out_w, tuple(stride), plane_w, shape.channels)
-    serial = runs_serially(out.size * (pairs.size - 1))
+    serial = runs_serially(out.size * pair_count)
     split = _split(batch, groups, packed.shape[1], out_h * out_w, block, x.dtype.itemsize,
                    shape.channels, 1 if serial else get_num_threads())
-    split = (np.int64(split[0]), np.int64(split[1]))
+    split = (np.int64(split[0]), np.int64(split[1]), np.int64(run))
     kernel = _lane_kernel_serial if serial else _lane_kernel
     # a slice of the batch at a time: the padded copy stays within the workspace cap
     sample_bytes = channels * plane_h * plane_w * x.dtype.itemsize
