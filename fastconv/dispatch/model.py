@@ -29,9 +29,11 @@ FEATURE_NAMES = {name: backend.COST_FEATURES for name, backend in BACKENDS.items
 # median times of three measurements of the grid) on 2-core machines: "avx512" on an AMD EPYC Zen 4
 # (znver4), whose 64-byte multiply-adds run as two 32-byte halves; "avx512-full-width" on an Intel
 # Xeon (Sapphire Rapids, which LLVM reports as rocketlake under its hypervisor), two full-width
-# multiply-adds per cycle; "avx2" on that Xeon in a process restricted to AVX2 as issue 11
+# multiply-adds per cycle; "avx2" on a Zen 4 in a process restricted to AVX2 as issue 11
 # describes (`fastconv._cpu.restricted_environment("avx2")`: Numba, oneDNN, ATen and OpenBLAS
-# alike), refitted there after the AVX2 kernels changed (per-layer tiles).  The Xeon's two fits
+# alike), refitted after the direct forward gained the lane tile (the set fitted before on the
+# Xeon, restricted the same way, had a median prediction error of 26% on that Zen 4's timings
+# against the refit's 16%).  The Xeon's two fits
 # leave out the problems ``auto`` never considers (``forward.not_for_auto``) and price Winograd's
 # filter transform; the Zen 4 set came before that feature and prices it at 0 (its predictions
 # unchanged) until it is refitted on such a machine.  The README's dispatcher section has the
@@ -52,11 +54,11 @@ SHIPPED_COEFFICIENTS = {
         "separable": (5.55e-05, 3.42e-10, 1.44e-06),
     },
     "avx2": {
-        "direct": (5.68e-06, 1.16e-05, 1.89e-11, 1.15e-11, 1.53e-08, 6.73e-11, 5.14e-10),
-        "im2col": (5.22e-06, 4.97e-10, 1.04e-11, 2.4e-06, 1.6e-10),
-        "fft": (3.01e-05, 4.77e-11, 8.91e-10, 3.64e-09, 8.14e-11),
-        "winograd": (1.61e-05, 1.95e-09, 7.82e-12, 0.0, 1.6e-09),
-        "separable": (5.57e-05, 3.78e-10, 1.36e-06),
+        "direct": (8.56e-06, 9.17e-06, 2.3e-11, 1.77e-11, 2.98e-08, 4.91e-11, 4.28e-10),
+        "im2col": (1.38e-05, 6.14e-10, 1.27e-11, 2.28e-06, 2.12e-10),
+        "fft": (4.87e-05, 5.76e-11, 9.02e-10, 3.41e-09, 9.47e-11),
+        "winograd": (4.04e-05, 1.11e-09, 1.73e-11, 0, 1.98e-09),
+        "separable": (0.000107, 4.2e-10, 2.03e-06),
     },
 }
 
