@@ -29,6 +29,8 @@ IMPLEMENTATIONS = [
 
 @functools.lru_cache(maxsize=None)
 def problems(suite):
+    if suite == "latency":  # built by its own module, as `python -m fastconv bench --suite latency`
+        return _bench_latency.latency_problems(quick=False)
     return fastconv_bench.build_problems(suite, quick=False)
 
 

@@ -5,8 +5,11 @@ Four suites — ``forward`` (conv2d), ``backward`` (conv2d_backward vs PyTorch a
 OpenCV) — each a list of problems.  A problem holds its data, a float64 reference, and callables for
 every fastconv algorithm and every installed peer.
 
-Timing: each callable runs once to warm up (JIT compile, caches), then repeats until ``min_time``
-seconds have passed (at least three runs) and the median is reported.  Every peer runs with the
+Timing: each callable runs once to warm up (JIT compile, caches) and be checked, then the
+callables of a problem are timed in turn, a slice of ``min_time / 5`` seconds each (at least one
+run), five rounds in a rotating order, and the median of the slices is reported
+(``interleaved_seconds``): on a shared machine whose speed drifts, every implementation meets
+the same slow spells, so the ratios hold.  Every peer runs with the
 same thread count as fastconv (PyTorch via ``torch.set_num_threads``, OpenCV via
 ``cv2.setNumThreads``, BLAS via threadpoolctl), so ratios compare like with like.  Each result is
 checked against the reference before it is timed: a fast wrong answer is no win.
@@ -51,8 +54,9 @@ def jit_cache_is_warm() -> bool:
         return True
 
 
-def median_seconds(fn, min_time=0.2, min_repeats=3, max_repeats=200) -> float:
-    fn()  # warm-up: compile, fault in pages
+def median_seconds(fn, min_time=0.2, min_repeats=3, max_repeats=200, warm_up=True) -> float:
+    if warm_up:
+        fn()  # compile, fault in pages
     times = []
     start = time.perf_counter()
     while len(times) < min_repeats or (
@@ -62,6 +66,31 @@ def median_seconds(fn, min_time=0.2, min_repeats=3, max_repeats=200) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _slice_seconds(fn, min_time) -> float:
+    """One slice of ``interleaved_seconds``: ``fn`` was called before, so no warm-up."""
+    return median_seconds(fn, min_time, min_repeats=1, warm_up=False)
+
+
+INTERLEAVED_ROUNDS = 5
+
+
+def interleaved_seconds(functions: dict, min_time: float, timer: Callable = _slice_seconds,
+                        rounds: int = INTERLEAVED_ROUNDS) -> dict:
+    """Median seconds per call of each of ``functions`` (name -> callable, each called once
+    already), timed in ``rounds`` slices of ``min_time / rounds`` taken in turn, in a rotating
+    order: a shared machine's slow spells (other work on the same cores has been seen to double a
+    kernel's time for seconds at a stretch) fall on every implementation of a problem alike, so
+    the ratios printed side by side hold even when the times move.  ``timer(fn, seconds)`` times
+    one slice."""
+    names = list(functions)
+    slices = {name: [] for name in names}
+    for round_ in range(rounds):
+        shift = round_ % max(1, len(names))
+        for name in names[shift:] + names[:shift]:
+            slices[name].append(timer(functions[name], min_time / rounds))
+    return {name: statistics.median(values) for name, values in slices.items()}
 
 
 def pin_threads(threads: int) -> list[str]:
@@ -429,7 +458,7 @@ def regret_rows(min_time: float) -> list[dict]:
         zero_form = params.explicitly_padded() if params.padding_mode != "zeros" else params
         ranking = dict(dispatch.plan(zero_form).ranking)
         best_predicted = min(ranking.values())
-        times = {}
+        eligible = {}
         for name, predicted in ranking.items():
             if predicted > REGRET_SKIP_FACTOR * best_predicted:
                 continue
@@ -438,7 +467,8 @@ def regret_rows(min_time: float) -> list[dict]:
                 fn()
             except ValueError:  # separable on a full-rank weight
                 continue
-            times[name] = median_seconds(fn, min_time)
+            eligible[name] = fn
+        times = interleaved_seconds(eligible, min_time)
         choice = dispatch.choose_forward(zero_form, xc, wc, "auto").algorithm
         fastest = min(times.values())
         rows.append({"case": case.name, "times": times, "auto_choice": choice,
@@ -472,21 +502,23 @@ QUICK_SKIP_FACTOR = 20.0
 
 
 def run_problem(problem: Problem, min_time: float, quick: bool = False,
-                timer: Callable = median_seconds) -> dict:
-    """Time every implementation of ``problem``.  In quick mode, a fastconv backend the cost model
-    predicts to be over ``QUICK_SKIP_FACTOR`` times slower than auto's pick is not timed (the row
-    says so); everything is timed in full mode."""
+                timer: Callable = _slice_seconds) -> dict:
+    """Check, then time every implementation of ``problem``, interleaved
+    (``interleaved_seconds``; ``timer`` times one slice).  In quick mode, a fastconv backend the
+    cost model predicts to be over ``QUICK_SKIP_FACTOR`` times slower than auto's pick is not
+    timed (the row says so); everything is timed in full mode."""
     row = {"suite": problem.suite, "case": problem.name, "gflop": problem.flops / 1e9,
            "auto_choice": problem.auto_choice, "kernel": problem.kernel, "times": {},
            "skipped": {}}
     fastest_predicted = problem.predicted.get(problem.auto_choice)
+    checked = {}
     for name, fn in list(problem.ours.items()) + list(problem.peers.items()):
         predicted = problem.predicted.get(name)
         if quick and fastest_predicted and predicted and predicted > QUICK_SKIP_FACTOR * fastest_predicted:
             row["skipped"][name] = f"predicted > {QUICK_SKIP_FACTOR:g}x slower (--quick)"
             continue
         try:
-            result = fn()
+            result = fn()  # also the warm-up: compiled, pages faulted in
         except ValueError as error:  # e.g. separable on a full-rank kernel
             row["skipped"][name] = str(error).split(";")[0]
             continue
@@ -494,7 +526,8 @@ def run_problem(problem: Problem, min_time: float, quick: bool = False,
         if error > 1e-3:
             raise AssertionError(f"{problem.name}: {name} disagrees with the reference "
                                  f"(relative error {error:.2e})")
-        row["times"][name] = timer(fn, min_time)
+        checked[name] = fn
+    row["times"] = interleaved_seconds(checked, min_time, timer)
     return row
 
 
