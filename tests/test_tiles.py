@@ -64,6 +64,7 @@ def forward_path(request, monkeypatch):
     else:
         monkeypatch.setattr(lanes, "MIN_PAIRS", 0)
         monkeypatch.setattr(lanes, "MIN_POSITIONS", 0)
+        monkeypatch.setattr(lanes, "MIN_CHANNELS", 2)
         monkeypatch.setattr(lanes, "LANE_USE", 0.0)
     return request.param
 

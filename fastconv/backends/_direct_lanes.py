@@ -41,6 +41,12 @@ wider than the phase-plane kernel's (64 channels against 8 on AVX-512), and pack
 more; a batch-1 layer on a 7 x 7 plane (49 positions, a 512-channel weight of 9 MB) spends more
 on that than the tile saves."""
 
+MIN_CHANNELS = 16
+"""Fewest output channels per group for the lane tile: each broadcast (a load) feeds one
+multiply-add per channel, and fewer than 16 leave the loop load-bound (the 6-channel input
+gradient of LeNet's second layer ran at 40% of the FMA rate on it, 1.4x the phase-plane
+kernel's time on AVX2)."""
+
 LANE_USE = 0.6
 """Least share of a block's lanes that real output channels must fill (the weight gradient's
 ``TILE_LANE_USE``): a 6-channel layer in 16 lanes computes 10 zero channels for every 6."""
@@ -58,14 +64,14 @@ TASKS_PER_THREAD = 4
 
 
 def lanes_apply(params) -> bool:
-    """Whether the forward pass of ``params`` runs on the lane tile: float32/float64, several
-    output channels per group that fill the tile's lanes, enough pairs per output value and
-    positions per weight value, and padding (not cropping: the signal API's 'valid' in
-    zero-padding form may crop)."""
+    """Whether the forward pass of ``params`` runs on the lane tile: float32/float64, at least
+    ``MIN_CHANNELS`` output channels per group that fill the tile's lanes, enough pairs per
+    output value and positions per weight value, and padding (not cropping: the signal API's
+    'valid' in zero-padding form may crop)."""
     if params.dtype.kind != "f" or params.dtype.itemsize not in (4, 8):
         return False
-    if params.out_channels_per_group < 2 or min(params.pad_top, params.pad_bottom,
-                                                params.pad_left, params.pad_right) < 0:
+    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    if params.out_channels_per_group < MIN_CHANNELS or min(pads) < 0:
         return False
     pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
     if pairs < MIN_PAIRS or params.batch * params.out_h * params.out_w < MIN_POSITIONS:
