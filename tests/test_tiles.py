@@ -389,10 +389,15 @@ def test_lane_tile_pads_the_fewest_channels_within_the_register_budget(
         assert shape.channels <= 12
 
 
-@pytest.mark.parametrize("case", CASES_3D, ids=_id)
-def test_every_tile_shape_serves_conv3d_at_stride_one(tile, case, rng):
-    """A stride-1 conv3d runs the 2-D tile kernel on the volume read as one tall plane (the depth
-    slices' bottom rows computed and dropped): forward and input gradient against the naive twin,
+@pytest.mark.parametrize("case", CASES_3D + [
+    ((2, 3, 7, 6, 9), (5, 3, 3, 2, 3), {"stride": (2, 1, 3), "padding": 1}),
+    ((1, 4, 8, 7, 6), (6, 2, 3, 3, 2), {"groups": 2, "stride": 2, "dilation": (2, 1, 1),
+                                        "padding": (2, 1, 0)})], ids=_id)
+def test_every_tile_shape_serves_conv3d(tile, forward_path, case, rng):
+    """conv3d runs the 2-D direct backend's kernels on the flattened padded volumes: strided
+    layers the lane tile (positions' and pairs' offsets in the volume), stride-1 ones the tile
+    kernel on the volume read as one tall plane (the depth slices' bottom rows computed and
+    dropped), the rest the loop kernel: forward and input gradient against the naive twin,
     whatever the shape."""
     shape, wshape, kwargs = case
     x = rng.standard_normal(shape)

@@ -64,22 +64,26 @@ TASKS_PER_THREAD = 4
 
 
 def lanes_apply(params) -> bool:
-    """Whether the forward pass of ``params`` runs on the lane tile: float32/float64, at least
-    ``MIN_CHANNELS`` output channels per group that fill the tile's lanes, enough pairs per
-    output value and positions per weight value, and padding (not cropping: the signal API's
-    'valid' in zero-padding form may crop)."""
-    if params.dtype.kind != "f" or params.dtype.itemsize not in (4, 8):
+    """Whether the conv2d forward pass of ``params`` runs on the lane tile (``suits``), padded
+    (not cropped: the signal API's 'valid' in zero-padding form may crop)."""
+    if min(params.pad_top, params.pad_bottom, params.pad_left, params.pad_right) < 0:
         return False
-    pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
-    if params.out_channels_per_group < MIN_CHANNELS or min(pads) < 0:
+    return suits(params.dtype, params.out_channels_per_group,
+                 params.in_channels_per_group * params.kernel_h * params.kernel_w,
+                 params.batch * params.out_h * params.out_w)
+
+
+def suits(dtype, per_group_out, pairs, positions) -> bool:
+    """Whether a layer runs on the lane tile: float32/float64, at least ``MIN_CHANNELS`` output
+    channels per group that fill ``LANE_USE`` of the tile's lanes, at least ``MIN_PAIRS`` (input
+    channel, tap) pairs per output value and ``MIN_POSITIONS`` output positions (all samples)."""
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         return False
-    pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
-    if pairs < MIN_PAIRS or params.batch * params.out_h * params.out_w < MIN_POSITIONS:
+    if per_group_out < MIN_CHANNELS or pairs < MIN_PAIRS or positions < MIN_POSITIONS:
         return False
-    shape = lane_tile_shape(params.out_channels_per_group, params.dtype.itemsize)
-    block = shape.vectors * shape.vector_bytes // params.dtype.itemsize
-    padded = -(-params.out_channels_per_group // block) * block
-    return params.out_channels_per_group >= LANE_USE * padded
+    shape = lane_tile_shape(per_group_out, dtype.itemsize)
+    block = shape.vectors * shape.vector_bytes // dtype.itemsize
+    return per_group_out >= LANE_USE * -(-per_group_out // block) * block
 
 
 def work(params):
@@ -121,12 +125,18 @@ def _split(batch, groups, blocks, positions, block, itemsize, tile_positions, th
 @functools.lru_cache(maxsize=256)
 def pair_offsets(channels, kernel_h, kernel_w, dilation, plane_h, plane_w, run):
     """Offset of pair (c, r, s) in a group's padded planes, in (c, r, s) order (the packed weights'
-    order), in runs of at most ``run`` pairs each ended by -1: the reduction loop stops at the
-    sentinel, so LLVM cannot count its trips and does not unroll it (unrolled, it hoisted two
-    pairs' broadcasts and spilled accumulators).  Memoised; read-only."""
+    order), in runs ended by -1 (``with_sentinels``).  Memoised; read-only."""
     c, r, s = np.meshgrid(np.arange(channels), np.arange(kernel_h), np.arange(kernel_w),
                           indexing="ij")
-    offsets = (c * plane_h * plane_w + r * dilation[0] * plane_w + s * dilation[1]).ravel()
+    offsets = c * plane_h * plane_w + r * dilation[0] * plane_w + s * dilation[1]
+    return with_sentinels(offsets.ravel(), run)
+
+
+def with_sentinels(offsets, run):
+    """``offsets`` (the pairs', in the packed weights' order) in runs of at most ``run``, each
+    ended by -1: the reduction loop stops at the sentinel, so LLVM cannot count its trips and does
+    not unroll it (unrolled, it hoisted two pairs' broadcasts and spilled accumulators).
+    Read-only."""
     runs = -(-offsets.size // run)
     out = np.full(offsets.size + runs, -1, np.int64)
     for i in range(runs):
@@ -145,11 +155,15 @@ def pairs_per_run(pairs, block, itemsize):
 
 @functools.lru_cache(maxsize=256)
 def position_offsets(out_h, out_w, stride, plane_w, tile_positions):
-    """Offset of output position q (row-major) in a padded plane, followed by copies of the last
-    one up to a whole tile past the end (a task's last tile reads them, and its sums past the end
-    are dropped).  Memoised; read-only."""
+    """Offset of output position q (row-major) in a padded plane, padded for whole tiles
+    (``padded_positions``).  Memoised; read-only."""
     rows, cols = np.divmod(np.arange(out_h * out_w, dtype=np.int64), out_w)
-    offsets = rows * stride[0] * plane_w + cols * stride[1]
+    return padded_positions(rows * stride[0] * plane_w + cols * stride[1], tile_positions)
+
+
+def padded_positions(offsets, tile_positions):
+    """``offsets`` followed by copies of the last one up to a whole tile past the end (a task's
+    last tile reads them, and its sums past the end are dropped).  Read-only."""
     out = np.full(offsets.size + tile_positions, offsets[-1], np.int64)
     out[:offsets.size] = offsets
     out.flags.writeable = False
@@ -232,6 +246,31 @@ def _lane_kernel_serial(planes, packed, pairs, positions, bias, out, group_value
                    split, shape)
 
 
+def packed_weight(w, groups, shape):
+    """``w`` (K, C/groups, taps...) as the lane tile reads it: (G, blocks, pairs, block), a pair's
+    block of output channels adjacent, zeros past the group's channels."""
+    out_channels, per_group_in = w.shape[:2]
+    block = shape.vectors * shape.vector_bytes // w.dtype.itemsize
+    packed = pack_weight(w.reshape(out_channels, per_group_in, -1, w.shape[-1]), groups, block)
+    return packed.reshape(groups, packed.shape[1], -1, block)
+
+
+def run(planes, packed, pairs, positions, bias, out, group_values, run_pairs, shape):
+    """The lane kernel: ``out`` (N, K, count) from ``planes`` (N, C * values per channel) padded
+    and flattened, ``packed`` (``packed_weight``), ``pairs`` the pairs' offsets in a group's
+    planes in runs of ``run_pairs`` (``with_sentinels``), ``positions`` the output positions'
+    offsets (``padded_positions``), ``group_values`` the values of one group's planes; on the
+    calling thread when the problem is small."""
+    batch, count = out.shape[0], out.shape[2]
+    groups, blocks, pair_count, block = packed.shape
+    serial = runs_serially(out.size * pair_count)
+    split = _split(batch, groups, blocks, count, block, planes.itemsize, shape.channels,
+                   1 if serial else get_num_threads())
+    split = (np.int64(split[0]), np.int64(split[1]), np.int64(run_pairs))
+    kernel = _lane_kernel_serial if serial else _lane_kernel
+    kernel(planes, packed, pairs, positions, bias, out, group_values, split, shape)
+
+
 def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1), shape=None):
     """conv2d of C-contiguous real ``x`` (N, C, H, W) with ``w`` (K, C/groups, R, S) under zero
     padding ``pads`` = (top, bottom, left, right), ``bias`` a (K,) array, on the lane tile
@@ -245,27 +284,19 @@ def correlate(x, w, bias, pads, groups, stride=(1, 1), dilation=(1, 1), shape=No
     out = np.empty((batch, out_channels, out_h * out_w), x.dtype)
     if out.size == 0:
         return out.reshape(batch, out_channels, out_h, out_w)
-    per_group_out = out_channels // groups
     if shape is None:
-        shape = lane_tile_shape(per_group_out, x.dtype.itemsize)
-    block = shape.vectors * shape.vector_bytes // x.dtype.itemsize
-    packed = pack_weight(w, groups, block)
-    packed = packed.reshape(groups, packed.shape[1], -1, block)
-    pair_count = packed.shape[2]
-    run = pairs_per_run(pair_count, block, x.dtype.itemsize)
-    pairs = pair_offsets(per_group_in, kernel_h, kernel_w, tuple(dilation), plane_h, plane_w, run)
+        shape = lane_tile_shape(out_channels // groups, x.dtype.itemsize)
+    packed = packed_weight(w, groups, shape)
+    run_pairs = pairs_per_run(packed.shape[2], packed.shape[3], x.dtype.itemsize)
+    pairs = pair_offsets(per_group_in, kernel_h, kernel_w, tuple(dilation), plane_h, plane_w,
+                         run_pairs)
     positions = position_offsets(out_h, out_w, tuple(stride), plane_w, shape.channels)
-    serial = runs_serially(out.size * pair_count)
-    split = _split(batch, groups, packed.shape[1], out_h * out_w, block, x.dtype.itemsize,
-                   shape.channels, 1 if serial else get_num_threads())
-    split = (np.int64(split[0]), np.int64(split[1]), np.int64(run))
-    kernel = _lane_kernel_serial if serial else _lane_kernel
     # a slice of the batch at a time: the padded copy stays within the workspace cap
     sample_bytes = channels * plane_h * plane_w * x.dtype.itemsize
     step = max(1, min(batch, get_workspace_limit() // max(1, sample_bytes)))
     for start in range(0, batch, step):
         stop = min(batch, start + step)
         planes = pad_flat(x[start:stop], pad_top, pad_bottom, pad_left, pad_right)
-        kernel(planes.reshape(stop - start, -1), packed, pairs, positions, bias, out[start:stop],
-               per_group_in * plane_h * plane_w, split, shape)
+        run(planes.reshape(stop - start, -1), packed, pairs, positions, bias, out[start:stop],
+            per_group_in * plane_h * plane_w, run_pairs, shape)
     return out.reshape(batch, out_channels, out_h, out_w)
