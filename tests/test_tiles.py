@@ -40,6 +40,11 @@ CASES_3D = [
     ((1, 4, 4, 5, 6), (6, 2, 2, 3, 2), {"groups": 2, "dilation": (1, 2, 1)}),
     ((1, 2, 3, 3, 3), (9, 2, 3, 3, 3), {}),  # one output position per channel
 ]
+STRIDED_3D = [
+    ((2, 3, 7, 6, 9), (5, 3, 3, 2, 3), {"stride": (2, 1, 3), "padding": 1}),
+    ((1, 4, 8, 7, 6), (6, 2, 3, 3, 2), {"groups": 2, "stride": 2, "dilation": (2, 1, 1),
+                                        "padding": (2, 1, 0)}),
+]
 
 
 def _id(case):
@@ -137,7 +142,7 @@ def test_every_tile_shape_serves_the_weight_gradient(tile, case, dtype, rng,
     assert_gradient_matches(got, exact, scale, dtype, "direct", what="grad_weight")
 
 
-@pytest.mark.parametrize("case", CASES_3D[:2], ids=_id)
+@pytest.mark.parametrize("case", CASES_3D[:2] + STRIDED_3D, ids=_id)
 def test_every_tile_shape_serves_the_conv3d_weight_gradient(tile, case, rng,
                                                             every_weight_gradient_on_tiles):
     shape, wshape, kwargs = case
@@ -322,8 +327,8 @@ def test_avx2_weight_gradient_tile_loop_uses_ymm_registers_and_spills_nothing(tm
     _check_avx2_assembly("""
     shape = _cpu.lane_tile_shape(64, 4)
     kernel = blocked._weight_tile_kernel
-    signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], f32[:, :, :, :, ::1], i64, i64, i64,
-                 types.UniTuple(i64, 4))""", tmp_path)
+    signature = (f32[:, ::1], f32[:, :, :, ::1], i64[::1], i64[::1], f32[:, :, :, :, ::1], i64,
+                 i64, i64, types.UniTuple(i64, 4))""", tmp_path)
 
 
 @pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"),
@@ -389,10 +394,7 @@ def test_lane_tile_pads_the_fewest_channels_within_the_register_budget(
         assert shape.channels <= 12
 
 
-@pytest.mark.parametrize("case", CASES_3D + [
-    ((2, 3, 7, 6, 9), (5, 3, 3, 2, 3), {"stride": (2, 1, 3), "padding": 1}),
-    ((1, 4, 8, 7, 6), (6, 2, 3, 3, 2), {"groups": 2, "stride": 2, "dilation": (2, 1, 1),
-                                        "padding": (2, 1, 0)})], ids=_id)
+@pytest.mark.parametrize("case", CASES_3D + STRIDED_3D, ids=_id)
 def test_every_tile_shape_serves_conv3d(tile, forward_path, case, rng):
     """conv3d runs the 2-D direct backend's kernels on the flattened padded volumes: strided
     layers the lane tile (positions' and pairs' offsets in the volume), stride-1 ones the tile

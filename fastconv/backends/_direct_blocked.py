@@ -1142,8 +1142,8 @@ _TRANSPOSE_PAIRS = 16
 
 
 @njit_kernel
-def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_values, padded_w,
-                      length, split, shape):
+def _weight_tile_task(task, planes, grad_out, pair_offsets, positions, partial, group_values,
+                      padded_w, length, split, shape):
     """Task ``task`` of ``_weight_tile_kernel``: one (slice of samples and positions, group,
     channel block, group of runs of ``shape.channels`` pairs).  ``split`` = (samples per slice,
     positions per slice, runs per task, positions per segment).  Its runs' sums gather in a
@@ -1186,7 +1186,7 @@ def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_value
                 tile = _simd.tile_zeros(planes.dtype, shape)
                 for p in range(start, stop):
                     tile = _simd.tile_fma_gathered(tile, grads, (p - start) * block_size, sample,
-                                                   base + p, offsets)
+                                                   base + positions[p], offsets)
                 _simd.tile_store(tile, segment_sums, 0, block_size)
                 run_sums = task_sums[(run - first_run) * run_size:(run - first_run + 1) * run_size]
                 for i in range(run_size):
@@ -1204,18 +1204,18 @@ def _weight_tile_task(task, planes, grad_out, pair_offsets, partial, group_value
 
 
 @njit_parallel
-def _weight_tile_kernel(planes, grad_out, pair_offsets, partial, group_values, padded_w, length,
-                        split, shape):
+def _weight_tile_kernel(planes, grad_out, pair_offsets, positions, partial, group_values, padded_w,
+                        length, split, shape):
     """partial[slice, g, k, pair] = sum over the slice's samples and positions p of
     grad_out[n, g * Kg + k] (rows at pitch ``padded_w``, zeros past ``out_w``) at p times
-    planes[n, g * group_values + pair_offsets[pair] + p]."""
+    planes[n, g * group_values + pair_offsets[pair] + positions[p]]."""
     block_size = shape.vectors * shape.vector_bytes // planes.itemsize
     blocks = -(-partial.shape[2] // block_size)
     runs = pair_offsets.shape[0] // shape.channels
     tasks = partial.shape[0] * partial.shape[1] * blocks * -(-runs // split[2])
     for task in prange(tasks):
-        _weight_tile_task(np.int64(task), planes, grad_out, pair_offsets, partial, group_values,
-                          padded_w, length, split, shape)
+        _weight_tile_task(np.int64(task), planes, grad_out, pair_offsets, positions, partial,
+                          group_values, padded_w, length, split, shape)
 
 
 SEGMENT_BYTES = 128 << 10
@@ -1270,11 +1270,13 @@ def pair_offsets(per_group_in, channel_size, offsets_key, run):
 
 
 def reduce_weight_gradient_tiles(planes, grad_out, offsets, groups, per_group_in, channel_size,
-                                 padded_w, length, shape, split=None):
+                                 padded_w, length, shape, split=None, positions=None):
     """(G, Kg, Cg * taps) weight-gradient sums on register tiles (``_weight_tile_kernel``):
     ``grad_out`` (N, K, rows, out_w) read at row pitch ``padded_w`` over ``length`` positions,
     ``planes`` (N, C * channel_size), ``offsets`` the taps' offsets within a channel's planes;
-    ``split`` as ``weight_tile_split`` returns (its default)."""
+    ``split`` as ``weight_tile_split`` returns (its default); ``positions`` the offset of each
+    position in the planes (default: position p at p, the flattened stride-1 plane; a strided
+    conv3d passes its own, with ``padded_w`` = ``length``, and needs no phase volumes)."""
     batch = planes.shape[0]
     per_group_out = grad_out.shape[1] // groups
     block_size = shape.vectors * shape.vector_bytes // planes.itemsize
@@ -1288,9 +1290,18 @@ def reduce_weight_gradient_tiles(planes, grad_out, offsets, groups, per_group_in
     slices = -(-batch // split[0]) * -(-length // split[1])
     partial = np.empty((slices, groups, per_group_out, per_group_in * offsets.shape[0]),
                        dtype=planes.dtype)
-    _weight_tile_kernel(planes, grad_out, pairs, partial, per_group_in * channel_size, padded_w,
-                        length, tuple(np.int64(v) for v in split), shape)
+    if positions is None:
+        positions = _identity_positions(length)
+    _weight_tile_kernel(planes, grad_out, pairs, positions, partial, per_group_in * channel_size,
+                        padded_w, length, tuple(np.int64(v) for v in split), shape)
     return partial[0] if slices == 1 else partial.sum(axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _identity_positions(length):
+    out = np.arange(length, dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def widen_output_gradient(grad_out, wide, padded_w):
