@@ -5,7 +5,8 @@
   ``numpy.convolve``;
 * ``3d``: one 128**3 volume with 3**3, 9**3 and 21**3 kernels against ``scipy.signal.convolve``
   (auto), ``fftconvolve`` and ``oaconvolve``; and ``conv3d`` layers (N=2 32->32 on 32**3 with
-  3**3, N=1 1->16 on 64**3 with 5**3) forward and backward against PyTorch's when it is installed.
+  3**3, N=1 1->16 on 64**3 with 5**3, N=2 32->64 on 32**3 with 3**3 at stride 2) forward and
+  backward against PyTorch's when it is installed.
 
 scipy's transforms run with as many workers as fastconv's threads (``scipy.fft.set_workers``
 around each peer call), so the frequency-domain peers use the same cores; NumPy's convolve is
@@ -93,9 +94,10 @@ def problems(suite: str, quick: bool) -> list:
     return built
 
 
-CONV3D_LAYERS = (
-    ("N=2 32->32 32^3 k3", (2, 32, 32, 32, 32), (32, 32, 3, 3, 3), 1),
-    ("N=1 1->16 64^3 k5", (1, 1, 64, 64, 64), (16, 1, 5, 5, 5), 2),
+CONV3D_LAYERS = (  # name, input, weight, padding, stride
+    ("N=2 32->32 32^3 k3", (2, 32, 32, 32, 32), (32, 32, 3, 3, 3), 1, 1),
+    ("N=1 1->16 64^3 k5", (1, 1, 64, 64, 64), (16, 1, 5, 5, 5), 2, 1),
+    ("N=2 32->64 32^3 k3 s2", (2, 32, 32, 32, 32), (64, 32, 3, 3, 3), 1, 2),
 )
 
 
@@ -108,34 +110,36 @@ def _conv3d_problems(rng, quick: bool) -> list:
 
     torch = _optional("torch")
     built = []
-    for name, input_shape, weight_shape, padding in CONV3D_LAYERS[:1] if quick else CONV3D_LAYERS:
+    for name, input_shape, weight_shape, padding, stride in (
+            CONV3D_LAYERS[:1] if quick else CONV3D_LAYERS):
         x = rng.standard_normal(input_shape).astype(np.float32)
         w = rng.standard_normal(weight_shape).astype(np.float32)
-        out = conv3d(x.astype(np.float64), w.astype(np.float64), padding=padding)
+        out = conv3d(x.astype(np.float64), w.astype(np.float64), padding=padding, stride=stride)
         grad = rng.standard_normal(out.shape).astype(np.float32)
         flops = 2.0 * out.size * np.prod(weight_shape[1:])
         forward_peers, backward_peers = {}, {}
         if torch is not None:
             tx, tw, tg = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(grad)
-            forward_peers["torch"] = lambda tx=tx, tw=tw, padding=padding: (
-                torch.nn.functional.conv3d(tx, tw, padding=padding).numpy())
+            forward_peers["torch"] = lambda tx=tx, tw=tw, padding=padding, stride=stride: (
+                torch.nn.functional.conv3d(tx, tw, padding=padding, stride=stride).numpy())
 
-            def torch_backward(tw=tw, tg=tg, x=x, padding=padding):
+            def torch_backward(tw=tw, tg=tg, x=x, padding=padding, stride=stride):
                 px = torch.from_numpy(x).requires_grad_()
                 pw = tw.detach().requires_grad_()
                 pb = torch.zeros(pw.shape[0], requires_grad=True)
-                torch.nn.functional.conv3d(px, pw, pb, padding=padding).backward(tg)
+                torch.nn.functional.conv3d(px, pw, pb, padding=padding, stride=stride).backward(tg)
                 return px.grad.numpy(), pw.grad.numpy(), pb.grad.numpy()
 
             backward_peers["torch"] = torch_backward
         backward_reference = conv3d_backward(grad.astype(np.float64), x.astype(np.float64),
-                                             w.astype(np.float64), padding=padding)
+                                             w.astype(np.float64), padding=padding, stride=stride)
         built.append(Problem("3d", f"conv3d {name} fwd", flops, out,
-                             {"auto": lambda x=x, w=w, p=padding: conv3d(x, w, padding=p)},
+                             {"auto": lambda x=x, w=w, p=padding, s=stride: conv3d(
+                                 x, w, padding=p, stride=s)},
                              forward_peers, "direct"))
         built.append(Problem("3d", f"conv3d {name} bwd", 2 * flops, backward_reference,
-                             {"auto": lambda g=grad, x=x, w=w, p=padding: conv3d_backward(
-                                 g, x, w, padding=p)},
+                             {"auto": lambda g=grad, x=x, w=w, p=padding, s=stride: conv3d_backward(
+                                 g, x, w, padding=p, stride=s)},
                              backward_peers, "direct"))
     return built
 

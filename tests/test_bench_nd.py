@@ -21,10 +21,12 @@ def test_3d_suite_problems_compute_the_reference(monkeypatch):
     pytest.importorskip("scipy")
     monkeypatch.setattr(_bench_nd, "VOLUME_SIDE", 12)
     monkeypatch.setattr(_bench_nd, "CONV3D_LAYERS", (
-        ("tiny k3", (2, 3, 6, 7, 5), (4, 3, 3, 3, 3), 1), ("tiny k5", (1, 1, 8, 8, 8), (5, 1, 5, 5, 5), 2)))
+        ("tiny k3", (2, 3, 6, 7, 5), (4, 3, 3, 3, 3), 1, 1),
+        ("tiny k5", (1, 1, 8, 8, 8), (5, 1, 5, 5, 5), 2, 1),
+        ("tiny k3 s2", (2, 3, 7, 6, 9), (4, 3, 3, 3, 3), 1, 2)))
     problems = _bench_nd.problems("3d", quick=False)
     names = [problem.name for problem in problems]
-    assert sum(name.startswith("conv3d") for name in names) == 4  # both layers, fwd and bwd
+    assert sum(name.startswith("conv3d") for name in names) == 6  # three layers, fwd and bwd
     for problem in problems:
         _results_match(problem)
 
