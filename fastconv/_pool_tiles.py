@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._config import njit_kernel, njit_parallel
+from ._config import get_num_threads, njit_kernel, njit_parallel
 
 
 def applies(params) -> bool:
@@ -74,30 +74,46 @@ def _max_kernel(x, out, indices, want_indices):
                     out_row[ow] = best if finite else np.nan
 
 
-@njit_parallel
-def _max_backward_kernel(grad_out, x, grad_in):
-    batch, channels, in_h, in_w = x.shape
+@njit_kernel
+def _max_backward_plane(grad_out, x, grad_in, n, c, taps):
+    """Plane (n, c): each window's gradient at the input its maximum came from, zero at its other
+    three inputs, and zero on an odd last row or column (in no window).  ``taps`` holds a row of
+    windows' winning taps."""
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     zero = grad_in.dtype.type(0)
     zero_x = x.dtype.type(0)
-    for plane_index in prange(batch * channels):
-        n = plane_index // channels
-        c = plane_index % channels
-        grad_plane = grad_in[n, c]
-        # an odd last row or column is in no window: no gradient
-        grad_plane[2 * out_h:, :] = zero
-        grad_plane[:2 * out_h, 2 * out_w:] = zero
-        taps = np.empty(out_w, dtype=x.dtype)
-        for oh in range(out_h):
-            top, bottom, grad_row = x[n, c, 2 * oh], x[n, c, 2 * oh + 1], grad_out[n, c, oh]
-            for ow in range(out_w):
-                _, taps[ow] = _first_max_tap(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
-                                             bottom[2 * ow + 1], zero_x)
-            # then each of the window's four positions: the gradient where it won, else zero
-            for tap in range(4):
-                grad_in_row = grad_plane[2 * oh + tap // 2, tap % 2:]
-                for ow in range(out_w):
-                    grad_in_row[2 * ow] = grad_row[ow] if taps[ow] == tap else zero
+    grad_plane = grad_in[n, c]
+    in_h, in_w = grad_plane.shape
+    for i in range(2 * out_h, in_h):
+        for j in range(in_w):
+            grad_plane[i, j] = zero
+    for i in range(2 * out_h):
+        for j in range(2 * out_w, in_w):
+            grad_plane[i, j] = zero
+    for oh in range(out_h):
+        top, bottom, grad_row = x[n, c, 2 * oh], x[n, c, 2 * oh + 1], grad_out[n, c, oh]
+        for ow in range(out_w):
+            _, taps[ow] = _first_max_tap(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
+                                         bottom[2 * ow + 1], zero_x)
+        upper, lower = grad_plane[2 * oh], grad_plane[2 * oh + 1]
+        for ow in range(out_w):  # every input of the two rows written once, by a select
+            g, tap = grad_row[ow], taps[ow]
+            upper[2 * ow] = g if tap == 0 else zero
+            upper[2 * ow + 1] = g if tap == 1 else zero
+            lower[2 * ow] = g if tap == 2 else zero
+            lower[2 * ow + 1] = g if tap == 3 else zero
+
+
+@njit_parallel
+def _max_backward_kernel(grad_out, x, grad_in, chunks):
+    """The planes in ``chunks`` runs, one buffer of taps a run (allocating it per plane cost as
+    much as the arithmetic on LeNet's small planes)."""
+    batch, channels = x.shape[0], x.shape[1]
+    planes = batch * channels
+    for chunk in prange(chunks):
+        taps = np.empty(grad_out.shape[3], dtype=x.dtype)
+        for plane in range(chunk * planes // chunks, (chunk + 1) * planes // chunks):
+            _max_backward_plane(grad_out, x, grad_in, plane // channels, plane % channels, taps)
 
 
 @njit_parallel
@@ -151,7 +167,8 @@ def max_pool(x, params, want_indices):
 
 def max_pool_backward(grad_out, x, params, dtype):
     grad_in = np.empty(params.input_shape, dtype=dtype)
-    _max_backward_kernel(grad_out, x, grad_in)
+    planes = grad_in.shape[0] * grad_in.shape[1]
+    _max_backward_kernel(grad_out, x, grad_in, np.int64(max(1, min(planes, 4 * get_num_threads()))))
     return grad_in
 
 
