@@ -1,10 +1,14 @@
 """Direct convolution: the defining sum, written out.
 
-Layout: NCHW input, (K, C/groups, R, S) weight, NCHW output.  Two kernel families:
+Layout: NCHW input, (K, C/groups, R, S) weight, NCHW output.  Three kernel families:
 
 * ``_direct_blocked``: every floating-point problem, any stride, dilation and groups — flattened
   (phase) planes, register tiles of eight output channels (one accumulator for depthwise and
   single images); its input and weight gradients run on the same kernels.
+* ``_direct_lanes``: the forward of the layers it suits (``lanes_apply``: 16 or more output
+  channels per group, many (input channel, tap) pairs per output) on the lane tile — output
+  channels in the vector lanes, positions broadcast from wherever they lie, so strides need no
+  phase planes.
 * the fused single-channel stride-1 kernel below: integers (the signal API computes them exactly
   in integer arithmetic).
 
