@@ -1297,11 +1297,19 @@ def reduce_weight_gradient_tiles(planes, grad_out, offsets, groups, per_group_in
     return partial[0] if slices == 1 else partial.sum(axis=0)
 
 
-@functools.lru_cache(maxsize=64)
+_identity = np.arange(0, dtype=np.int64)
+
+
 def _identity_positions(length):
-    out = np.arange(length, dtype=np.int64)
-    out.flags.writeable = False
-    return out
+    """0, 1, ..., length - 1 (read-only): a view of one shared array, grown when a longer one is
+    asked for, so repeated layers allocate nothing and no per-length copies are kept."""
+    global _identity
+    identity = _identity
+    if identity.size < length:
+        identity = np.arange(max(length, 2 * identity.size), dtype=np.int64)
+        identity.flags.writeable = False
+        _identity = identity
+    return identity[:length]
 
 
 def widen_output_gradient(grad_out, wide, padded_w):

@@ -153,10 +153,11 @@ def pairs_per_run(pairs, block, itemsize):
     return -(-pairs // runs)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)
 def position_offsets(out_h, out_w, stride, plane_w, tile_positions):
     """Offset of output position q (row-major) in a padded plane, padded for whole tiles
-    (``padded_positions``).  Memoised; read-only."""
+    (``padded_positions``).  Memoised (a few layers' worth: a large plane's offsets are
+    megabytes); read-only."""
     rows, cols = np.divmod(np.arange(out_h * out_w, dtype=np.int64), out_w)
     return padded_positions(rows * stride[0] * plane_w + cols * stride[1], tile_positions)
 
