@@ -95,11 +95,12 @@ def work(params):
     block = shape.vectors * shape.vector_bytes // params.dtype.itemsize
     blocks = -(-params.out_channels_per_group // block)
     positions = params.out_h * params.out_w
+    pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
+    serial = runs_serially(params.batch * params.out_channels * positions * pairs)
     per_task, _ = _split(params.batch, params.groups, blocks, positions, block,
-                         params.dtype.itemsize, shape.channels, get_num_threads())
+                         params.dtype.itemsize, shape.channels, 1 if serial else get_num_threads())
     tiles = (positions // per_task) * (per_task // shape.channels) + -(
         -(positions % per_task) // shape.channels)
-    pairs = params.in_channels_per_group * params.kernel_h * params.kernel_w
     units = params.batch * params.groups * blocks
     flops = 2.0 * units * tiles * shape.channels * block * pairs
     passes = float(units * tiles)

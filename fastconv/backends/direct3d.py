@@ -262,6 +262,13 @@ def _run_forward(x_flat, padded_dhw, weight, bias, out, stride, dilation):
 # pairs and positions), which the loop kernel below took at a tenth of the speed; at stride 1 the
 # tall-plane tile kernel was as fast (32 channels, k3) or faster (one input channel, k5: its
 # positions in the lanes load one vector per tap where the lane tile broadcasts twelve values).
+def _position_offsets(out_size, stride, padded_h, padded_w):
+    """Offset of every output position (depth, row, column order) in a padded volume."""
+    d, h, w = np.meshgrid(*(np.arange(size) for size in out_size), indexing="ij")
+    return (d * stride[0] * padded_h * padded_w + h * stride[1] * padded_w
+            + w * stride[2]).ravel().astype(np.int64)
+
+
 def _runs_on_lanes(x_flat, weight, out) -> bool:
     groups = x_flat.shape[1] // weight.shape[1]
     return lanes.suits(x_flat.dtype, weight.shape[0] // groups, int(np.prod(weight.shape[1:])),
@@ -277,12 +284,10 @@ def _run_lanes(x_flat, padded_dhw, weight, bias, out, stride, dilation):
     packed = lanes.packed_weight(weight, groups, shape)
     run_pairs = lanes.pairs_per_run(packed.shape[2], packed.shape[3], x_flat.dtype.itemsize)
     taps = _tap_offsets(in_per_group, volume, weight.shape[2:], dilation, padded_h, padded_w)
-    out_d, out_h, out_w = out.shape[2:]
-    d, h, w = np.meshgrid(np.arange(out_d), np.arange(out_h), np.arange(out_w), indexing="ij")
-    positions = (d * stride[0] * padded_h * padded_w + h * stride[1] * padded_w + w * stride[2])
+    positions = _position_offsets(out.shape[2:], stride, padded_h, padded_w)
     lanes.run(x_flat.reshape(batch, channels * volume), packed,
               lanes.with_sentinels(taps, run_pairs),
-              lanes.padded_positions(positions.ravel().astype(np.int64), shape.channels),
+              lanes.padded_positions(positions, shape.channels),
               bias_or_zeros(bias, out_channels, out.dtype), out.reshape(batch, out_channels, -1),
               in_per_group * volume, run_pairs, shape)
 
@@ -427,13 +432,10 @@ def _weight_gradient_strided(grad, x_flat, padded_hw, params):
     position's offset in the padded volume given (``od*sd*Hp*Wp + oh*sh*Wp + ow*sw``): no phase
     volumes, and only real positions are multiplied (the loop kernel below took ten times as
     long)."""
-    batch, out_channels, out_d, out_h, out_w = grad.shape
+    batch, out_channels = grad.shape[:2]
     padded_h, padded_w = padded_hw
     volume = x_flat.shape[2]
-    stride_d, stride_h, stride_w = params.stride
-    d, h, w = np.meshgrid(np.arange(out_d), np.arange(out_h), np.arange(out_w), indexing="ij")
-    positions = (d * stride_d * padded_h * padded_w + h * stride_h * padded_w
-                 + w * stride_w).ravel().astype(np.int64)
+    positions = _position_offsets(grad.shape[2:], params.stride, padded_h, padded_w)
     count = positions.size
     offsets = _tap_offsets(1, volume, params.kernel, params.dilation, padded_h, padded_w)
     sums = blocked.reduce_weight_gradient_tiles(
