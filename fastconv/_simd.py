@@ -602,6 +602,57 @@ def store_interleaved(typingctx, array, start, vectors):
 
 
 @intrinsic
+def transpose_square(typingctx, source, source_start, source_stride, target, target_start,
+                     target_stride, nbytes):
+    """``target[target_start + t * target_stride + i] = source[source_start + i * source_stride +
+    t]`` for i, t < lanes (``nbytes`` of the arrays' dtype): a lanes x lanes block moved through
+    registers, ``lanes`` vector loads, ``lanes * log2(lanes)`` two-input shuffles and ``lanes``
+    vector stores, where an element-by-element transpose does a scattered store per value.
+    ``nbytes`` is a compile-time constant; nothing is bounds-checked."""
+    _check_array(source, "transpose_square")
+    _check_array(target, "transpose_square")
+    if source.dtype != target.dtype:
+        raise TypingError(f"transpose_square: one dtype for both arrays, got {source.dtype}, {target.dtype}")
+    vector = _vector_of(source.dtype, nbytes, "transpose_square")
+    lanes = vector.lanes
+    half = lanes // 2
+    # interleaving the first half of the rows with the second, log2(lanes) times, transposes
+    low = [v for k in range(half) for v in (k, lanes + k)]
+    high = [v for k in range(half, lanes) for v in (k, lanes + k)]
+
+    def codegen(context, builder, signature, args):
+        source_value, source_first, source_step, target_value, target_first, target_step, _ = args
+        types_in = signature.args
+        llvm_vector = context.get_value_type(vector)
+        align = source.dtype.bitwidth // 8
+
+        def row_pointer(array_type, array, first_type, first, step_type, step, row):
+            index = builder.add(context.cast(builder, first, first_type, types.intp),
+                                builder.mul(context.cast(builder, step, step_type, types.intp),
+                                            ir.Constant(ir.IntType(64), row)))
+            pointer = _element_pointer(context, builder, array_type, array, types.intp, index)
+            return builder.bitcast(pointer, llvm_vector.as_pointer())
+
+        rows = [builder.load(row_pointer(types_in[0], source_value, types_in[1], source_first,
+                                         types_in[2], source_step, i), align=align)
+                for i in range(lanes)]
+        for _ in range(lanes.bit_length() - 1):  # none for one lane
+            masks = [ir.Constant(ir.VectorType(_I32, lanes), order) for order in (low, high)]
+            rows = [builder.shuffle_vector(rows[i], rows[i + half], mask)
+                    for i in range(half) for mask in masks]
+        for t in range(lanes):
+            builder.store(rows[t], row_pointer(types_in[3], target_value, types_in[4], target_first,
+                                               types_in[5], target_step, t), align=align)
+        return context.get_dummy_value()
+
+    return types.none(source, source_start, source_stride, target, target_start, target_stride,
+                      nbytes), codegen
+
+
+__all__ += ["transpose_square"]
+
+
+@intrinsic
 def convert(typingctx, value, dtype):
     """``value`` with every lane converted to ``dtype`` (an array's ``.dtype`` or a NumPy float
     type): exact from float32 to float64, rounded to nearest the other way."""

@@ -238,3 +238,31 @@ def test_integer_problems_outside_the_signal_api_are_refused_clearly():
     params = replace(make_conv_params(x, w, None, 1, 0, 1, 1, "zeros")[0], dtype=np.dtype(np.int32))
     with pytest.raises(ValueError, match="floating-point"):
         direct.forward(x, w, None, params)
+
+
+@pytest.mark.parametrize("vector_bytes", [16, 32, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_shape, groups, block", [
+    ((128, 40, 3, 3), 1, 64),  # 360 taps: two packing chunks, a tap tail past the last square
+    ((16, 6, 5, 5), 1, 16),  # LeNet's second layer on one AVX-512 vector of float32
+    ((50, 3, 7, 7), 1, 64),  # a partial block: zeros past channel 50, a channel tail of 2
+    ((33, 5, 3, 3), 3, 8),  # groups, 11 channels a group: a block and a tail of 3
+    ((12, 7, 1, 1), 1, 24),  # fewer taps than lanes: the edges only
+])
+def test_pack_weight_transposes_in_squares_on_every_vector_width(vector_bytes, dtype, weight_shape,
+                                                                 groups, block):
+    from fastconv import _cpu
+
+    w = np.random.default_rng(5).standard_normal(weight_shape).astype(dtype)
+    out_channels, per_group_in = weight_shape[:2]
+    per_group_out = out_channels // groups
+    expected = np.zeros((groups, -(-per_group_out // block), per_group_in, *weight_shape[2:], block), dtype)
+    for k in range(out_channels):
+        g, j = divmod(k, per_group_out)
+        expected[g, j // block, ..., j % block] = w[k]
+    _cpu.set_tile_shape(f"4x2x{vector_bytes}")
+    try:
+        assert blocked.pack_transpose_shape(block, w.dtype.itemsize).vector_bytes <= vector_bytes
+        np.testing.assert_array_equal(blocked.pack_weight(w, groups, block), expected)
+    finally:
+        _cpu.set_tile_shape(None)

@@ -267,3 +267,33 @@ def test_convert_widens_exactly_and_rounds_once():
     _round_trip(src, wide, narrow)
     np.testing.assert_array_equal(wide, src.astype(np.float64))
     np.testing.assert_array_equal(narrow, (src.astype(np.float64) * (1 / 3)).astype(np.float32))
+
+
+@numba.njit
+def _transpose(src, src_start, src_stride, dst, dst_start, dst_stride, shape):
+    _simd.transpose_square(src, src_start, src_stride, dst, dst_start, dst_stride, shape.vector_bytes)
+
+
+@pytest.mark.parametrize("vector_bytes", [8, 16, 32, 64, 128])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_square_moves_a_block_through_registers(vector_bytes, dtype):
+    from fastconv._cpu import TileShape
+
+    lanes = vector_bytes // np.dtype(dtype).itemsize
+    src_stride, dst_stride = lanes + 3, lanes + 5  # rows longer than a vector, unaligned
+    src = np.arange(3 + src_stride * lanes, dtype=dtype)
+    dst = np.full(2 + dst_stride * lanes, -1, dtype)
+    before = src.copy()
+    _transpose(src, 3, src_stride, dst, 2, dst_stride, TileShape(1, 1, vector_bytes))
+    block = src[3:3 + src_stride * lanes].reshape(lanes, src_stride)[:, :lanes]
+    written = dst[2:2 + dst_stride * lanes].reshape(lanes, dst_stride)
+    np.testing.assert_array_equal(written[:, :lanes], block.T)
+    assert (written[:, lanes:] == -1).all() and dst[:2].tolist() == [-1, -1]  # nothing else
+    np.testing.assert_array_equal(src, before)
+
+
+def test_transpose_square_refuses_mixed_dtypes():
+    from fastconv._cpu import TileShape
+
+    with pytest.raises(TypingError, match="one dtype"):
+        _transpose(np.zeros(64, np.float32), 0, 8, np.zeros(64, np.float64), 0, 8, TileShape(1, 1, 32))

@@ -40,7 +40,7 @@ from numba import prange
 
 from .. import _simd
 from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
-from .._cpu import tile_shape, tile_shape_for, lane_tile_shape
+from .._cpu import TileShape, lane_tile_shape, tile_shape, tile_shape_for
 from ._common import bias_or_zeros, valid_output_range
 
 CHANNEL_BLOCK = 4
@@ -337,45 +337,71 @@ def pack_weight(w, groups, block=CHANNEL_BLOCK):
     out_channels, per_group_in, kernel_h, kernel_w = w.shape
     blocks = _channel_blocks(out_channels // groups, block)
     packed = np.empty((groups, blocks, per_group_in, kernel_h, kernel_w, block), w.dtype)
+    grouped = w.reshape(groups, out_channels // groups, -1)
+    taps = grouped.shape[2]
+    chunks = -(-taps // _PACK_TAPS)
     kernel = _pack_weight_kernel if runs_serially(w.size) else _pack_weight_parallel
-    kernel(w.reshape(groups, out_channels // groups, -1), packed.reshape(groups, blocks, -1, block))
+    kernel(grouped.reshape(-1), packed.reshape(-1), groups, out_channels // groups, taps, block,
+           chunks, pack_transpose_shape(block, w.dtype.itemsize))
     return packed
 
 
-_PACK_TAPS = 16
-"""Taps the packing transposes at a time: each channel's run of them is one contiguous read, and
-the block's rows of them (a few KiB) stay in L1 while they are written tap-major."""
+def pack_transpose_shape(block, itemsize):
+    """The vectors ``pack_weight`` transposes squares of: the forward tile's width, narrowed to
+    the widest power of two of lanes a block holds (an 8-channel block of float32: 32 bytes)."""
+    widest = 1 << (block * itemsize).bit_length() - 1
+    return TileShape(1, 1, max(itemsize, min(tile_shape().vector_bytes, widest)))
+
+
+_PACK_TAPS = 256
+"""Taps of one packing task: a block's rows of them (64 KiB for 64 float32 channels) stay in L2
+while they are written tap-major, and a late layer's thousands of taps split into tasks for every
+thread."""
 
 
 @njit_kernel
-def _pack_block(grouped, packed, g, b):
-    """packed[g, b, t, j] = grouped[g, b * block + j, t], zero past the group's channels."""
-    per_group_out, taps = grouped.shape[1], grouped.shape[2]
-    block = packed.shape[3]
+def _pack_chunk(source, target, g, b, chunk, per_group_out, taps, block, shape):
+    """target[g, b, t, j] = source[g, b * block + j, t] for the chunk's taps t, zero past the
+    group's channels (both flattened): squares of ``lanes`` channels x ``lanes`` taps are
+    transposed in registers (``_simd.transpose_square``), the edges one value at a time."""
+    lanes = shape.vector_bytes // source.itemsize
     valid = min(block, per_group_out - b * block)
-    for t0 in range(0, taps, _PACK_TAPS):
-        t1 = min(taps, t0 + _PACK_TAPS)
-        for j in range(valid):
-            source = grouped[g, b * block + j]
-            for t in range(t0, t1):
-                packed[g, b, t, j] = source[t]
-    for t in range(taps):
+    whole = valid // lanes * lanes
+    source_first = (g * per_group_out + b * block) * taps
+    target_first = (g * -(-per_group_out // block) + b) * taps * block
+    t0 = chunk * _PACK_TAPS
+    t1 = min(taps, t0 + _PACK_TAPS)
+    t = t0
+    while t + lanes <= t1:
+        for j in range(0, whole, lanes):
+            _simd.transpose_square(source, source_first + j * taps + t, taps, target,
+                                   target_first + t * block + j, block, shape.vector_bytes)
+        t += lanes
+    for u in range(t, t1):
+        for j in range(whole):
+            target[target_first + u * block + j] = source[source_first + j * taps + u]
+    for u in range(t0, t1):
+        for j in range(whole, valid):
+            target[target_first + u * block + j] = source[source_first + j * taps + u]
         for j in range(valid, block):
-            packed[g, b, t, j] = 0
+            target[target_first + u * block + j] = 0
 
 
 @njit_kernel
-def _pack_weight_kernel(grouped, packed):
-    for g in range(packed.shape[0]):
-        for b in range(packed.shape[1]):
-            _pack_block(grouped, packed, g, b)
+def _pack_weight_kernel(source, target, groups, per_group_out, taps, block, chunks, shape):
+    blocks = -(-per_group_out // block)
+    for task in range(groups * blocks * chunks):
+        _pack_chunk(source, target, task // (blocks * chunks), task // chunks % blocks,
+                    task % chunks, per_group_out, taps, block, shape)
 
 
 @njit_parallel
-def _pack_weight_parallel(grouped, packed):
-    blocks = packed.shape[1]
-    for task in prange(packed.shape[0] * blocks):
-        _pack_block(grouped, packed, np.int64(task // blocks), np.int64(task % blocks))
+def _pack_weight_parallel(source, target, groups, per_group_out, taps, block, chunks, shape):
+    blocks = -(-per_group_out // block)
+    for task in prange(groups * blocks * chunks):
+        _pack_chunk(source, target, np.int64(task // (blocks * chunks)),
+                    np.int64(task // chunks % blocks), np.int64(task % chunks), per_group_out,
+                    taps, block, shape)
 
 
 def forward_kernel(dtype, serial=False, channels=None):
