@@ -266,3 +266,21 @@ def test_pack_weight_transposes_in_squares_on_every_vector_width(vector_bytes, d
         np.testing.assert_array_equal(blocked.pack_weight(w, groups, block), expected)
     finally:
         _cpu.set_tile_shape(None)
+
+
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 3, 0), (4, 4, 4, 4), (-1, 2, 0, -2), (2, -3, -1, 1)])
+@pytest.mark.parametrize("kernel", ["_padded_planes_serial", "_padded_planes_kernel"])
+def test_unit_stride_planes_are_the_padded_or_cropped_input(pads, kernel):
+    """The stride-1 planes come from their own small kernel (both its serial and parallel form):
+    zero padding, and cropping where a pad is negative (the signal API's 'valid')."""
+    x = np.random.default_rng(3).standard_normal((2, 3, 7, 9)).astype(np.float32)
+    top, bottom, left, right = pads
+    expected = np.pad(x, ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0))))
+    expected = expected[:, :, max(-top, 0):expected.shape[2] - max(-bottom, 0),
+                        max(-left, 0):expected.shape[3] - max(-right, 0)]
+    plane_h, plane_w = expected.shape[2:]
+    out = np.full((2, 3, plane_h * plane_w), np.nan, np.float32)
+    getattr(blocked, kernel)(x, out, top, left, plane_h, plane_w)
+    np.testing.assert_array_equal(out.reshape(expected.shape), expected)
+    if min(pads) >= 0:
+        np.testing.assert_array_equal(blocked.pad_flat(x, *pads).reshape(expected.shape), expected)

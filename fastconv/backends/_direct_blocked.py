@@ -290,6 +290,46 @@ _MACS_PER_COPIED_VALUE = 64
 
 
 @njit_kernel
+def _padded_plane(index, x, out, pad_top, pad_left, plane_h, plane_w):
+    """out[n, c, i * plane_w + j] = x[n, c, i - pad_top, j - pad_left] for (sample, channel)
+    ``index``, zero where that is outside ``x`` (a negative pad crops).  The stride-1 case of
+    ``_phase_planes_task`` as its own small kernel: most layers need only this, and compiling the
+    phase planes' general kernel took seconds of a first call."""
+    channels, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
+    image = x[index // channels, index % channels]
+    flat = out[index // channels, index % channels]
+    lo = min(plane_w, max(0, pad_left))
+    hi = max(lo, min(plane_w, pad_left + in_w))
+    for i in range(plane_h):
+        row = flat[i * plane_w:(i + 1) * plane_w]
+        ih = i - pad_top
+        if ih < 0 or ih >= in_h or lo == hi:
+            for j in range(plane_w):
+                row[j] = 0
+            continue
+        for j in range(lo):
+            row[j] = 0
+        source = image[ih, lo - pad_left:]
+        inside = row[lo:hi]
+        for j in range(hi - lo):
+            inside[j] = source[j]
+        for j in range(hi, plane_w):
+            row[j] = 0
+
+
+@njit_parallel
+def _padded_planes_kernel(x, out, pad_top, pad_left, plane_h, plane_w):
+    for index in prange(x.shape[0] * x.shape[1]):
+        _padded_plane(np.int64(index), x, out, pad_top, pad_left, plane_h, plane_w)
+
+
+@njit_kernel
+def _padded_planes_serial(x, out, pad_top, pad_left, plane_h, plane_w):
+    for index in range(x.shape[0] * x.shape[1]):
+        _padded_plane(np.int64(index), x, out, pad_top, pad_left, plane_h, plane_w)
+
+
+@njit_kernel
 def _phase_planes_serial(x, out, row_phases, col_phases, stride_h, stride_w, pad_top, pad_left,
                          plane_h, plane_w):
     """``_phase_planes_kernel`` on the calling thread: a small copy does not repay waking the
@@ -310,8 +350,12 @@ def phase_planes(x, pads, stride, layout):
     out = np.empty((batch, channels * phases, layout.plane_h * layout.plane_w), dtype=x.dtype)
     # a copied value costs the time of ~64 of a register tile's multiply-adds (one scalar store
     # against a fraction of a vector FMA): below that share of the serial threshold, one thread
-    kernel = (_phase_planes_serial if runs_serially(out.size * _MACS_PER_COPIED_VALUE)
-              else _phase_planes_kernel)
+    serial = runs_serially(out.size * _MACS_PER_COPIED_VALUE)
+    if phases == 1 and stride == (1, 1):  # only padding (or cropping): the small kernel
+        kernel = _padded_planes_serial if serial else _padded_planes_kernel
+        kernel(x, out, pad_top, pad_left, layout.plane_h, layout.plane_w)
+        return out
+    kernel = _phase_planes_serial if serial else _phase_planes_kernel
     kernel(x, out, layout.row_phases, layout.col_phases, stride[0], stride[1], pad_top, pad_left,
            layout.plane_h, layout.plane_w)
     return out
