@@ -23,6 +23,7 @@ import numpy as np
 from numba import prange
 
 from .._config import get_num_threads, njit_kernel, njit_parallel, runs_serially
+from . import _direct_batch_lanes as batch_lanes
 from . import _direct_blocked as blocked
 from . import _direct_lanes as lanes
 from ._common import bias_or_zeros
@@ -48,6 +49,9 @@ def cost_features(params, threads: int) -> tuple[float, ...]:
     largest fixed cost of a small call (``parallel_call``)."""
     width = params.dtype.itemsize / 4.0
     parallel = 0.0 if runs_serially(params.flops // 2) else 1.0
+    if batch_lanes.suits(params):  # samples in the lanes: tile work and two transpositions
+        flops, passes, copied = batch_lanes.work(params)
+        return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied / threads, 0.0)
     if lanes.lanes_apply(params):  # output channels in the lanes: priced as tile work
         flops, passes, copied = lanes.work(params)
         return (1.0, parallel, 0.0, flops * width / threads, passes / threads, copied / threads, 0.0)
@@ -98,6 +102,8 @@ def forward(x, w, bias, params):
     if single_channel_stride1_applies(params):
         return single_channel_stride1_forward(x, w, bias, params)
     pads = (params.pad_top, params.pad_bottom, params.pad_left, params.pad_right)
+    if batch_lanes.suits(params):
+        return batch_lanes.correlate(x, w, bias, pads)
     if lanes.lanes_apply(params):
         return lanes.correlate(x, w, bias_or_zeros(bias, params.out_channels, params.dtype), pads,
                                params.groups, (params.stride_h, params.stride_w),
