@@ -20,11 +20,13 @@ weights.  Tasks are (vector chunk of samples, channel block, output row).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
 from .. import _simd
-from .._config import get_workspace_limit, njit_kernel, njit_parallel, runs_serially
+from .._config import get_num_threads, get_workspace_limit, njit_kernel, njit_parallel, runs_serially
 from .._cpu import tile_shape_for
 from . import _direct_blocked as blocked
 from . import _direct_lanes as lanes
@@ -60,10 +62,15 @@ def suits(params) -> bool:
     shape = tile_shape_for(params.out_channels)
     if params.batch < MIN_BATCH_VECTORS * shape.vector_bytes // params.dtype.itemsize:
         return False
+    return _repays(params, shape, get_workspace_limit(), get_num_threads())
+
+
+@functools.lru_cache(maxsize=256)
+def _repays(params, shape, workspace_limit, threads):
+    """Whether the copies fit the workspace cap and the planes' work is ``WASTE_RATIO`` times
+    ours.  Memoised (the dispatcher asks on every call) on everything the answer depends on."""
     flops, _, copied = work(params)
-    if copied > get_workspace_limit():
-        return False
-    return blocked.work(params)[0] >= WASTE_RATIO * flops
+    return copied <= workspace_limit and blocked.work(params)[0] >= WASTE_RATIO * flops
 
 
 def _valid_taps(out_size, kernel, pad_before, in_size):
@@ -77,7 +84,11 @@ def work(params):
     """(multiply-add FLOPs performed, tile passes, bytes copied) of ``correlate``: every valid
     tap of every position for the tile's whole channel blocks and vectors of samples; a pass is
     one tile (one output position); the copies are the two transpositions."""
-    shape = tile_shape_for(params.out_channels)
+    return _work(params, tile_shape_for(params.out_channels))
+
+
+@functools.lru_cache(maxsize=256)
+def _work(params, shape):
     tile_samples = shape.vectors * shape.vector_bytes // params.dtype.itemsize
     width = -(-params.batch // tile_samples) * tile_samples
     blocks = -(-params.out_channels // shape.channels)
