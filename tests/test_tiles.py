@@ -345,6 +345,18 @@ def test_avx2_lane_tile_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
                  i64, types.UniTuple(i64, 3))""", tmp_path)
 
 
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"),
+                    reason="compiles for an x86 target: needs an x86 host LLVM")
+def test_avx2_batch_lane_tap_loop_uses_ymm_registers_and_spills_nothing(tmp_path):
+    """The forward with the samples in the lanes (LeNet's input gradient: 6 output channels) on
+    AVX2: its tap loop keeps the accumulators in registers."""
+    _check_avx2_assembly("""
+    from fastconv.backends import _direct_batch_lanes as batch_lanes
+    shape = _cpu.tile_shape_for(6)
+    kernel = batch_lanes._kernel
+    signature = (f32[:, ::1], f32[:, :, ::1], f32[:, ::1]) + (i64,) * 9""", tmp_path)
+
+
 @pytest.mark.parametrize("isa_features, expected", [
     ({"avx512f", "avx2", "fma"}, {3: "4x6x64", 6: "6x4x64", 8: "8x3x64", 12: "6x4x64",
                                   16: "8x3x64", 24: "8x3x64", 64: "8x3x64"}),
