@@ -88,3 +88,13 @@ def test_input_gradient_through_it_matches_naive(rng):
     exact = naive.conv2d_backward(grad, x, w)[0]
     scale = naive.conv2d_backward(np.abs(grad), np.abs(x), np.abs(w))[0]
     assert_gradient_matches(grad_input, exact, scale, np.float32, "direct", what="grad_input")
+
+
+@pytest.mark.parametrize("out_size, kernel, pad_before, in_size", [
+    (14, 5, 4, 10), (28, 5, 2, 28), (10, 5, 6, 4), (3, 1, 0, 3), (9, 3, 0, 11)])
+def test_valid_taps_counts_the_taps_inside_the_input(out_size, kernel, pad_before, in_size):
+    """The work the rule prices: per position, the taps whose input index is inside the input
+    (none where the window lies wholly in padding)."""
+    brute = sum(0 <= position + tap - pad_before < in_size
+                for position in range(out_size) for tap in range(kernel))
+    assert batch_lanes._valid_taps(out_size, kernel, pad_before, in_size) == brute

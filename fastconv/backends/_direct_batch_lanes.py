@@ -41,7 +41,8 @@ WASTE_RATIO = 2.0
 zero padding, zero channels of its last block) for this kernel to run instead: its two
 transpositions and short tap loops cost about that much.  The full correlation of LeNet's second
 layer (an input gradient: 10 x 10 padded by 4) computes 2.5 times its useful work on the planes;
-LeNet's first layer (28 x 28 padded by 2) 1.25 times, and runs faster there."""
+LeNet's first layer (28 x 28 padded by 2, six channels in a block of six) 1.96 times, and runs
+faster there on AVX2."""
 
 
 def suits(params) -> bool:
@@ -74,10 +75,12 @@ def _repays(params, shape, workspace_limit, threads):
 
 
 def _valid_taps(out_size, kernel, pad_before, in_size):
-    """Sum over the output positions of one axis of the taps that land inside the input."""
+    """Sum over the output positions of one axis of the taps that land inside the input (none
+    for a position whose window lies wholly in padding past the kernel's reach)."""
     positions = np.arange(out_size)
-    return int(np.sum(np.minimum(kernel, in_size + pad_before - positions)
-                      - np.maximum(0, pad_before - positions)))
+    inside = (np.minimum(kernel, in_size + pad_before - positions)
+              - np.maximum(0, pad_before - positions))
+    return int(np.maximum(inside, 0).sum())
 
 
 def work(params):
